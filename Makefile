@@ -1,0 +1,53 @@
+# geoverdict: `make demo` and `make test` are all a fresh machine needs (see README.md).
+# Every target is idempotent: stamps skip what is already installed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_LIBS := .cache/kafka/libs
+EXTRAS ?= service,train,dev
+
+.PHONY: setup demo test lint bench clean stack-up stack-down help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   set up, then run the demo (stack, consumer, verdicts)"
+	@echo "make test   set up, lint, then run every test (integration tests start real servers)"
+	@echo "make bench  set up, then run the benchmarks into bench/ and docs/benchmarks.md"
+	@echo "make lint   ruff + mypy"
+	@echo "make clean  remove the virtual environment, caches and run folders"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=69" wheel
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+$(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is not installed; install it (apt-get install -y maven) and run again" >&2; exit 1; }
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) \
+	  || { echo "error: could not fetch the Kafka jars from Maven Central (see the Maven output above)" >&2; exit 1; }
+	touch $@
+
+setup: $(VENV)/.installed $(KAFKA_LIBS)/.fetched
+	@$(BIN)/geoverdict stack check
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/geoverdict demo
+
+bench: setup
+	$(BIN)/geoverdict bench
+
+clean:
+	rm -rf $(VENV) .cache .run .mypy_cache .ruff_cache .pytest_cache

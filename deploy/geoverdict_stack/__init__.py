@@ -1,0 +1,1 @@
+"""geoverdict_stack."""

@@ -1,0 +1,3 @@
+from geoverdict.cli import main
+
+raise SystemExit(main())

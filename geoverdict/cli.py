@@ -1,0 +1,38 @@
+"""The `geoverdict` command line: parses arguments and hands over to each package's commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Each module registers its subcommands with `register(subparsers)`; none imports torch at
+# import time, so the service image (no torch) can run the CLI.
+COMMAND_MODULES = ("geoverdict_stack.commands",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every package's subcommands."""
+    parser = argparse.ArgumentParser(prog="geoverdict", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `geoverdict` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
