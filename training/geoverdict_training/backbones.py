@@ -230,7 +230,7 @@ def efficientnet_lite0_imagenet(pretrained: Pretrained = True) -> nn.Module:
 
 @register_backbone("efficientnet_lite0", mean=LITE_MEAN, std=LITE_STD)
 def efficientnet_lite0(pretrained: Pretrained = False) -> tuple[nn.Module, int]:
-    """EfficientNet-Lite0, 1280 features; a fifth of ResNet-50's compute, fit for CPUs."""
+    """EfficientNet-Lite0, 1280 features; a tenth of ResNet-50's compute (0.39 vs 4.1 GMACs)."""
     model: Any = efficientnet_lite0_imagenet(pretrained)
     model.reset_classifier(0)  # now ends at the global average pool: (B, 1280)
     return model, int(model.num_features)
