@@ -4,7 +4,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-KAFKA_LIBS := .cache/kafka/libs
 EXTRAS ?= service,train,dev
 
 .PHONY: setup demo test lint bench clean stack-up stack-down help
@@ -25,14 +24,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-$(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml
-	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is not installed; install it (apt-get install -y maven) and run again" >&2; exit 1; }
-	rm -rf $(KAFKA_LIBS)
-	mvn -q -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) \
-	  || { echo "error: could not fetch the Kafka jars from Maven Central (see the Maven output above)" >&2; exit 1; }
-	touch $@
-
-setup: $(VENV)/.installed $(KAFKA_LIBS)/.fetched
+# `stack check` also fetches the Kafka jars from Maven Central once (cached in .cache/kafka).
+setup: $(VENV)/.installed
 	@$(BIN)/geoverdict stack check
 
 lint: setup

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 
 # Each module registers its subcommands with `register(subparsers)`; none imports torch at
 # import time, so the service image (no torch) can run the CLI.
-COMMAND_MODULES = ("geoverdict_stack.commands",)
+COMMAND_MODULES = (
+    "geoverdict_stack.commands",
+    "geoverdict_training.commands",
+    "geoverdict.bench.commands",
+    "geoverdict.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a user can cause (bad input, missing programs): one line, no stack trace."""
+    found: list[type[Exception]] = []
+    for name in COMMAND_MODULES:
+        found.extend(getattr(importlib.import_module(name), "USER_ERRORS", ()))
+    return tuple(found)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `geoverdict` script; returns the exit status."""
     parser = build_parser()
@@ -31,8 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
     try:
         return int(args.func(args) or 0)
+    except user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

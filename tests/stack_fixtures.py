@@ -1,2 +1,64 @@
-def pytest_configure(config):  # placeholder until the stack fixtures land
-    pass
+"""Session-scoped real servers: one local stack (Kafka, Redis, TorchServe) per test session.
+
+Tests that use these fixtures carry the `integration` marker. The stack runs on free ports in a
+temporary run folder, with TorchServe's model API on so tests can register archives; it is
+stopped at the end of the session, also after Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real local stack, started once for the whole session."""
+    run_dir = tmp_path_factory.mktemp("stack")
+    config = StackConfig.with_free_ports(
+        run_dir=run_dir, model_store=run_dir / "model_store", enable_model_api=True
+    )
+    with sigterm_as_exit(), Stack(config) as running:
+        yield running
+
+
+def build_archive(
+    handler: Path, name: str, store: Path, extra_files: list[Path] | None = None
+) -> Path:
+    """A .mar built with the real torch-model-archiver into `store`."""
+    archiver = Path(sys.executable).parent / "torch-model-archiver"
+    cmd = [
+        str(archiver), "--model-name", name, "--version", "1.0", "--handler", str(handler),
+        "--export-path", str(store), "--runtime", "python", "--force",
+    ]  # fmt: skip
+    if extra_files:
+        cmd += ["--extra-files", ",".join(str(f) for f in extra_files)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return store / f"{name}.mar"
+
+
+def register_model(
+    stack: Stack, archive: Path, batch_size: int = 1, max_batch_delay_ms: int = 50, workers: int = 1
+) -> str:
+    """Register an archive of the model store through the management API; returns its name."""
+    name = archive.stem
+    query = (
+        f"url={archive.name}&model_name={name}&batch_size={batch_size}"
+        f"&max_batch_delay={max_batch_delay_ms}&initial_workers={workers}&synchronous=true"
+    )
+    request = urllib.request.Request(
+        f"{stack.torchserve.url('management')}/models?{query}",
+        method="POST",
+        headers={"Authorization": f"Bearer {stack.torchserve_keys()['management']}"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        json.loads(resp.read())
+    return name

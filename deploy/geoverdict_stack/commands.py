@@ -1,0 +1,128 @@
+"""`geoverdict stack up | down | status | check | fetch`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from geoverdict_stack.exceptions import StackError
+
+USER_ERRORS: tuple[type[Exception], ...] = (StackError,)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `stack` command and its subcommands."""
+    stack = subparsers.add_parser(
+        "stack",
+        help="run Kafka, Redis and TorchServe locally as plain processes",
+        description="Start, inspect and stop the local stack (real Kafka 4 KRaft, Redis, "
+        "TorchServe 0.12 with token authorization). Data and logs live in one run folder.",
+    )
+    sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+
+    up = sub.add_parser("up", help="start the servers and wait until each answers")
+    _run_dir_option(up)
+    up.add_argument("--free-ports", action="store_true", help="use free ports, not 9092/6379/8080")
+    up.add_argument(
+        "--services", nargs="+", choices=("kafka", "redis", "torchserve"),
+        default=["kafka", "redis", "torchserve"], help="which servers to start (default: all)",
+    )  # fmt: skip
+    up.add_argument(
+        "--model", action="append", default=[], metavar="[NAME=]ARCHIVE.mar",
+        help="model archive (in --model-store) for TorchServe to load; repeatable",
+    )  # fmt: skip
+    up.add_argument(
+        "--model-store", type=Path, help="TorchServe model store (default model_store/)"
+    )
+    up.add_argument(
+        "--enable-model-api", action="store_true",
+        help="allow registering models over TorchServe's management API (off by default)",
+    )  # fmt: skip
+    up.add_argument("--timeout", type=float, default=120.0, help="start timeout per server, s")
+    up.set_defaults(func=_up)
+
+    down = sub.add_parser("down", help="stop every process the stack started")
+    _run_dir_option(down)
+    down.set_defaults(func=_down)
+
+    status = sub.add_parser("status", help="show each server's health")
+    _run_dir_option(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    check = sub.add_parser("check", help="check Java, redis-server, TorchServe and the Kafka jars")
+    check.set_defaults(func=_check)
+
+    fetch = sub.add_parser("fetch", help="fetch the Kafka jars from Maven Central (cached)")
+    fetch.set_defaults(func=_fetch)
+
+
+def _run_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", type=Path, help="run folder (default .run/stack)")
+
+
+def _up(args: argparse.Namespace) -> int:
+    from geoverdict_stack.stack import Stack, StackConfig, format_status  # noqa: PLC0415
+
+    options: dict[str, object] = {
+        "services": tuple(args.services),
+        "models": tuple(args.model),
+        "enable_model_api": args.enable_model_api,
+        "start_timeout_s": args.timeout,
+    }
+    if args.run_dir:
+        options["run_dir"] = args.run_dir.resolve()
+    if args.model_store:
+        options["model_store"] = args.model_store.resolve()
+    config = StackConfig.with_free_ports(**options) if args.free_ports else StackConfig(**options)  # type: ignore[arg-type]
+    stack = Stack(config)
+    stack.up()
+    print(format_status(stack.status()))
+    if "torchserve" in config.services:
+        print(f"TorchServe keys: {stack.torchserve_key_file}")
+    print(f"run folder: {config.run_dir}  (stop with `geoverdict stack down`)")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from geoverdict_stack.exceptions import NotRunningError  # noqa: PLC0415
+    from geoverdict_stack.stack import Stack  # noqa: PLC0415
+
+    try:
+        stack = Stack.attach(args.run_dir)
+    except NotRunningError as exc:
+        print(f"nothing to stop: {exc}")
+        return 0
+    stack.down()
+    print("stack stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from geoverdict_stack.stack import Stack, format_status  # noqa: PLC0415
+
+    stack = Stack.attach(args.run_dir)
+    rows = stack.status()
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+    else:
+        print(format_status(rows))
+    return 0 if all(row.healthy for row in rows) else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from geoverdict_stack import prerequisites  # noqa: PLC0415
+
+    for item in prerequisites.check_all():
+        print(f"ok  {item.name:<13} {item.version:<8} {item.path}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from geoverdict_stack import prerequisites  # noqa: PLC0415
+
+    libs = prerequisites.kafka_jars(fetch=True)
+    print(f"Kafka {prerequisites.kafka_version()} jars in {libs}", file=sys.stderr)
+    return 0

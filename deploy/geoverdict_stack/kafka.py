@@ -1,0 +1,182 @@
+"""Apache Kafka 4 in KRaft mode (one node, broker and controller) from the Maven Central jars."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from geoverdict_stack import prerequisites
+from geoverdict_stack.exceptions import StartError
+from geoverdict_stack.ports import HOST, is_listening
+from geoverdict_stack.server import Server
+
+log = logging.getLogger(__name__)
+
+# Quiet broker log: warnings and the start/stop lines only.
+LOG4J2_YAML = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+"""
+
+
+class KafkaServer(Server):
+    """A single-node KRaft cluster; ready when a metadata request answers."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        port: int,
+        controller_port: int,
+        start_timeout: float = 60.0,
+        heap_mb: int = 512,
+        default_partitions: int = 4,
+    ) -> None:
+        super().__init__(run_dir, start_timeout)
+        self.port = port
+        self.controller_port = controller_port
+        self.heap_mb = heap_mb
+        self.default_partitions = default_partitions
+        self.data_dir = self.home / "data"
+        self.properties_file = self.home / "server.properties"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """host:port for clients."""
+        return f"{HOST}:{self.port}"
+
+    def ports(self) -> dict[str, int]:
+        return {"kafka": self.port, "kafka controller": self.controller_port}
+
+    def properties(self) -> dict[str, str]:
+        """The generated server.properties."""
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(self.default_partitions),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # One node, short-lived: rebalance at once, keep little on disk.
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "24",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "auto.create.topics.enable": "true",
+        }
+
+    def prepare(self) -> None:
+        libs = prerequisites.kafka_jars(fetch=True)
+        prerequisites.java()
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        (self.home / "log4j2.yaml").write_text(LOG4J2_YAML)
+        if (self.data_dir / "meta.properties").exists():
+            return  # formatted by an earlier run of the same folder
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [*self._java(libs), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(self.properties_file)],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            self.log_file.write_text(result.stdout + result.stderr)
+            raise StartError(self.name, "formatting the KRaft storage failed", self.log_file)
+
+    def _java(self, libs: Path) -> list[str]:
+        java_home = os.environ.get("JAVA_HOME")
+        java = str(Path(java_home) / "bin" / "java") if java_home else "java"
+        return [java, "-cp", str(libs / "*")]
+
+    def command(self) -> Sequence[str]:
+        libs = prerequisites.kafka_libs_dir()
+        java, *classpath = self._java(libs)
+        return [
+            java,
+            f"-Xms{min(256, self.heap_mb)}m",
+            f"-Xmx{self.heap_mb}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={self.home}",
+            *classpath,
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+
+    def ready(self) -> bool:
+        # An open port first: kafka-python backs off for seconds after a refused bootstrap.
+        if not is_listening(self.port):
+            return False
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers,
+                request_timeout_ms=3000,
+                client_id="geoverdict-stack",
+            )
+        except (KafkaError, OSError, ValueError) as exc:
+            log.debug("kafka not ready: %s", exc)
+            return False
+        try:
+            admin.describe_cluster()
+            return True
+        except (KafkaError, OSError) as exc:
+            log.debug("kafka not ready: %s", exc)
+            return False
+        finally:
+            admin.close()
+
+
+def create_topics(
+    bootstrap_servers: str, topics: Mapping[str, int], timeout_s: float = 30.0
+) -> None:
+    """Create topics (name → partitions) that do not exist yet; existing ones are left alone."""
+    from kafka.admin import NewTopic  # noqa: PLC0415
+    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="geoverdict-stack")
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if new:
+            # Another client may create the same topic at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+            log.info("created topics %s", ", ".join(t.name for t in new))
+    finally:
+        admin.close()

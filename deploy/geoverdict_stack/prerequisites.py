@@ -1,0 +1,138 @@
+"""The programs the local stack runs: find them, check versions, fetch the Kafka jars."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from geoverdict.paths import PROJECT_ROOT, cache_dir
+from geoverdict_stack.exceptions import FetchError, PrerequisiteError
+
+log = logging.getLogger(__name__)
+
+MIN_JAVA = 17
+KAFKA_POM = PROJECT_ROOT / "deploy" / "kafka-jars" / "pom.xml"
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """One program the stack needs, where it was found and its version."""
+
+    name: str
+    path: str
+    version: str
+
+
+def java() -> Prerequisite:
+    """Java 17 or newer (Kafka 4 and TorchServe 0.12 both need it)."""
+    path = shutil.which("java")
+    if path is None:
+        raise PrerequisiteError(
+            "Java is not installed; install Java 17+ (apt-get install -y openjdk-17-jre-headless)"
+        )
+    out = subprocess.run(
+        [path, "-version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    text = out.stderr + out.stdout
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if match is None:
+        raise PrerequisiteError(f"could not read the Java version from `java -version`: {text!r}")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8" style
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise PrerequisiteError(
+            f"Java {major} found at {path}, but Kafka 4 and TorchServe 0.12 need Java {MIN_JAVA}+; "
+            "install openjdk-17-jre-headless and put it first on PATH (or set JAVA_HOME)"
+        )
+    return Prerequisite("java", path, str(major))
+
+
+def maven() -> Prerequisite:
+    """Maven, to fetch the Kafka jars from Maven Central."""
+    path = shutil.which("mvn")
+    if path is None:
+        raise PrerequisiteError(
+            "Maven (mvn) is not installed; install it (apt-get install -y maven)"
+        )
+    return Prerequisite("mvn", path, "")
+
+
+def redis_server() -> Prerequisite:
+    """The real redis-server binary on PATH."""
+    path = shutil.which("redis-server")
+    if path is None:
+        raise PrerequisiteError(
+            "redis-server is not installed; install it (apt-get install -y redis-server)"
+        )
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    match = re.search(r"v=(\S+)", out.stdout)
+    return Prerequisite("redis-server", path, match.group(1) if match else "")
+
+
+def torchserve() -> Prerequisite:
+    """TorchServe's launcher, installed beside this Python (the `train` extra)."""
+    candidate = Path(sys.executable).parent / "torchserve"
+    path = str(candidate) if candidate.exists() else shutil.which("torchserve")
+    if path is None:
+        raise PrerequisiteError(
+            "torchserve is not installed in this environment; install the train extra "
+            "(pip install -e '.[train]', which `make test` does)"
+        )
+    return Prerequisite("torchserve", path, "")
+
+
+def kafka_libs_dir() -> Path:
+    """Where the Kafka jars are cached (git-ignored)."""
+    return cache_dir() / "kafka" / "libs"
+
+
+def kafka_jars(fetch: bool = True) -> Path:
+    """The folder of Kafka broker jars, fetched with Maven when missing or the pom changed."""
+    libs = kafka_libs_dir()
+    stamp = libs / ".fetched"
+    if stamp.exists() and stamp.stat().st_mtime >= KAFKA_POM.stat().st_mtime:
+        return libs
+    if not fetch:
+        raise PrerequisiteError("the Kafka jars are not fetched yet; run `geoverdict stack fetch`")
+    mvn = maven()
+    log.info("fetching the Apache Kafka jars from Maven Central into %s", libs)
+    shutil.rmtree(libs, ignore_errors=True)
+    cmd = [
+        mvn.path,
+        "-q",
+        "-f",
+        str(KAFKA_POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
+        detail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        raise FetchError(
+            "could not fetch the Kafka jars from Maven Central (is the network or a Maven "
+            "mirror reachable? see ~/.m2/settings.xml): " + " | ".join(detail)
+        )
+    stamp.touch()
+    return libs
+
+
+def check_all() -> list[Prerequisite]:
+    """Every prerequisite, raising the first problem found."""
+    found = [java(), redis_server(), torchserve()]
+    kafka_jars(fetch=True)
+    found.append(Prerequisite("kafka", str(kafka_libs_dir()), kafka_version()))
+    return found
+
+
+def kafka_version() -> str:
+    """The Kafka version of the cached jars, from the jar's file name."""
+    for jar in kafka_libs_dir().glob("kafka_2.13-*.jar"):
+        return jar.stem.removeprefix("kafka_2.13-")
+    return ""

@@ -1,0 +1,271 @@
+"""The local stack as one object: start Kafka, Redis and TorchServe together, find them again
+from another process through a state file, and stop every process it started."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from geoverdict.paths import PROJECT_ROOT, runs_dir
+from geoverdict_stack import ports, process
+from geoverdict_stack.exceptions import NotRunningError, StackError
+from geoverdict_stack.kafka import KafkaServer
+from geoverdict_stack.process import ProcessRecord
+from geoverdict_stack.redis import RedisServer
+from geoverdict_stack.server import Server
+from geoverdict_stack.torchserve import TorchServeServer, read_keys
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("kafka", "redis", "torchserve")
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack lives and on which ports; defaults are the servers' standard ports."""
+
+    run_dir: Path = field(default_factory=lambda: runs_dir() / "stack")
+    services: tuple[str, ...] = SERVICES
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    redis_port: int = 6379
+    torchserve_inference_port: int = 8080
+    torchserve_management_port: int = 8081
+    torchserve_metrics_port: int = 8082
+    model_store: Path = PROJECT_ROOT / "model_store"
+    models: tuple[str, ...] = ()  # e.g. ("geoverdict=demo.mar",); empty: serve none
+    enable_model_api: bool = False
+    kafka_partitions: int = 4
+    start_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.services) - set(SERVICES)
+        if unknown:
+            raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {SERVICES}")
+        if self.start_timeout_s <= 0:
+            raise StackError(f"start_timeout_s must be > 0, got {self.start_timeout_s}")
+
+    @classmethod
+    def with_free_ports(cls, **kwargs: Any) -> StackConfig:
+        """Same, on ports that are free right now (tests, or a second stack beside the first)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name.endswith("_port")]
+        chosen: dict[str, Any] = dict(zip(names, ports.free_ports(len(names)), strict=True))
+        return cls(**chosen, **kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form, for the state file."""
+        data = dataclasses.asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        data["model_store"] = str(self.model_store)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StackConfig:
+        """Inverse of to_json."""
+        data = dict(data)
+        data["run_dir"] = Path(data["run_dir"])
+        data["model_store"] = Path(data["model_store"])
+        data["services"] = tuple(data["services"])
+        data["models"] = tuple(data["models"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What `geoverdict stack status` shows for one server."""
+
+    name: str
+    healthy: bool
+    pid: int | None
+    endpoint: str
+    startup_s: float | None
+    log_file: str
+
+
+class Stack:
+    """Kafka, Redis and TorchServe for one run folder. Use as a context manager, or up()/down()."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.records: dict[str, ProcessRecord] = {}
+        self.startup_s: dict[str, float] = {}
+        c = self.config
+        self.kafka = KafkaServer(
+            c.run_dir, c.kafka_port, c.kafka_controller_port,
+            start_timeout=c.start_timeout_s, default_partitions=c.kafka_partitions,
+        )  # fmt: skip
+        self.redis = RedisServer(c.run_dir, c.redis_port, start_timeout=c.start_timeout_s)
+        self.torchserve = TorchServeServer(
+            c.run_dir, c.torchserve_inference_port, c.torchserve_management_port,
+            c.torchserve_metrics_port, c.model_store, c.models,
+            enable_model_api=c.enable_model_api, start_timeout=c.start_timeout_s,
+        )  # fmt: skip
+
+    # -- endpoints handed to clients ---------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Kafka bootstrap servers."""
+        return self.kafka.bootstrap_servers
+
+    @property
+    def redis_url(self) -> str:
+        """Redis URL."""
+        return self.redis.url
+
+    @property
+    def torchserve_key_file(self) -> Path:
+        """TorchServe's key file (the inference key is its "inference" entry)."""
+        return self.torchserve.key_file
+
+    def torchserve_keys(self) -> dict[str, str]:
+        """The current TorchServe keys by role (inference, management, API)."""
+        return read_keys(self.torchserve.key_file)
+
+    def servers(self) -> list[Server]:
+        """The configured servers in start order."""
+        by_name: dict[str, Server] = {
+            "kafka": self.kafka, "redis": self.redis, "torchserve": self.torchserve,
+        }  # fmt: skip
+        return [by_name[name] for name in SERVICES if name in self.config.services]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def up(self) -> None:
+        """Start every configured server; on any failure (or Ctrl-C) stop what was started."""
+        state = self.config.run_dir / STATE_FILE
+        if state.exists() and any(r.is_alive() for r in _load_records(state).values()):
+            raise StackError(
+                f"a stack is already running from {self.config.run_dir}; "
+                "`geoverdict stack down` first, or use another run folder"
+            )
+        for server in self.servers():
+            for role, port in server.ports().items():
+                ports.require_free(port, role)
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        for server in self.servers():
+            # Each `up` starts clean: the local stack is for development and tests, not storage.
+            shutil.rmtree(server.home, ignore_errors=True)
+        try:
+            for server in self.servers():
+                record, elapsed = server.start()
+                self.records[server.name] = record
+                self.startup_s[server.name] = round(elapsed, 2)
+                self._save()
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Stop every process this stack started, newest first, and forget them."""
+        for name in reversed(list(self.records)):
+            process.stop(self.records[name])
+            log.info("stopped %s (pid %d)", name, self.records[name].pid)
+        self.records.clear()
+        (self.config.run_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def status(self) -> list[ServiceStatus]:
+        """Health of each configured server: its process is alive and it answers."""
+        endpoints = {
+            "kafka": self.kafka_bootstrap,
+            "redis": self.redis_url,
+            "torchserve": self.torchserve.url("inference"),
+        }
+        rows = []
+        for server in self.servers():
+            record = self.records.get(server.name)
+            alive = record is not None and record.is_alive()
+            rows.append(
+                ServiceStatus(
+                    name=server.name,
+                    healthy=alive and server.ready(),
+                    pid=record.pid if record else None,
+                    endpoint=endpoints[server.name],
+                    startup_s=self.startup_s.get(server.name),
+                    log_file=str(server.log_file),
+                )
+            )
+        return rows
+
+    def pids(self) -> list[int]:
+        """PIDs of the started servers and all their children (workers, JVMs)."""
+        found = []
+        for record in self.records.values():
+            proc = record.process()
+            if proc is None:
+                continue
+            found.append(proc.pid)
+            with contextlib.suppress(Exception):
+                found.extend(child.pid for child in proc.children(recursive=True))
+        return found
+
+    def _save(self) -> None:
+        state = {
+            "config": self.config.to_json(),
+            "records": {n: dataclasses.asdict(r) for n, r in self.records.items()},
+            "startup_s": self.startup_s,
+        }
+        path = self.config.run_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def attach(cls, run_dir: Path | None = None) -> Stack:
+        """The stack started earlier (by this or another process) from `run_dir`."""
+        path = (run_dir or StackConfig().run_dir) / STATE_FILE
+        if not path.exists():
+            raise NotRunningError(f"no stack is running from {path.parent} (no {STATE_FILE})")
+        state = json.loads(path.read_text())
+        stack = cls(StackConfig.from_json(state["config"]))
+        stack.records = _load_records(path)
+        stack.startup_s = state.get("startup_s", {})
+        return stack
+
+    def __enter__(self) -> Stack:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+def _load_records(state_file: Path) -> dict[str, ProcessRecord]:
+    data = json.loads(state_file.read_text())
+    return {name: ProcessRecord(**rec) for name, rec in data.get("records", {}).items()}
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while inside, so `finally` blocks stop the stack."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def format_status(rows: Sequence[ServiceStatus]) -> str:
+    """A small aligned table of the servers' health."""
+    lines = [f"{'service':<11} {'state':<9} {'pid':>7}  {'startup':>7}  endpoint"]
+    for r in rows:
+        state = "healthy" if r.healthy else ("down" if r.pid is None else "unhealthy")
+        startup = f"{r.startup_s:.1f}s" if r.startup_s is not None else "-"
+        lines.append(f"{r.name:<11} {state:<9} {r.pid or '-':>7}  {startup:>7}  {r.endpoint}")
+    return "\n".join(lines)

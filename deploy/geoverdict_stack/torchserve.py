@@ -1,0 +1,154 @@
+"""TorchServe 0.12 with token authorization on, every address on loopback."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from geoverdict.paths import PROJECT_ROOT
+from geoverdict_stack import prerequisites
+from geoverdict_stack.exceptions import NotRunningError
+from geoverdict_stack.ports import HOST
+from geoverdict_stack.server import Server
+
+BASE_CONFIG = PROJECT_ROOT / "deploy" / "torchserve" / "config.properties"
+KEY_FILE_NAME = "key_file.json"
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A Java .properties file as a dict (comments and blank lines dropped)."""
+    props: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            props[key.strip()] = value.strip()
+    return props
+
+
+def read_keys(key_file: Path) -> dict[str, str]:
+    """The keys TorchServe wrote: {"inference": ..., "management": ..., "API": ...}."""
+    try:
+        data = json.loads(key_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise NotRunningError(f"cannot read TorchServe's key file {key_file}: {exc}") from exc
+    return {role: entry["key"] for role, entry in data.items() if isinstance(entry, dict)}
+
+
+class TorchServeServer(Server):
+    """TorchServe in the foreground; ready when /ping answers Healthy."""
+
+    name = "torchserve"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        inference_port: int,
+        management_port: int,
+        metrics_port: int,
+        model_store: Path,
+        models: Sequence[str] = (),
+        enable_model_api: bool = False,
+        start_timeout: float = 120.0,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(run_dir, start_timeout)
+        self.inference_port = inference_port
+        self.management_port = management_port
+        self.metrics_port = metrics_port
+        self.model_store = model_store
+        self.models = list(models)
+        self.enable_model_api = enable_model_api
+        self.overrides = dict(overrides or {})
+        self.config_file = self.home / "config.properties"
+
+    @property
+    def key_file(self) -> Path:
+        """TorchServe writes its keys into its working directory."""
+        return self.home / KEY_FILE_NAME
+
+    def url(self, role: str) -> str:
+        """http://host:port of the inference, management or metrics API."""
+        port = {
+            "inference": self.inference_port,
+            "management": self.management_port,
+            "metrics": self.metrics_port,
+        }[role]
+        return f"http://{HOST}:{port}"
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "torchserve inference": self.inference_port,
+            "torchserve management": self.management_port,
+            "torchserve metrics": self.metrics_port,
+        }
+
+    def properties(self) -> dict[str, str]:
+        """deploy/torchserve/config.properties, moved to loopback and this run's folders."""
+        props = read_properties(BASE_CONFIG)
+        props.update(
+            {
+                "inference_address": self.url("inference"),
+                "management_address": self.url("management"),
+                "metrics_address": self.url("metrics"),
+                "model_store": str(self.model_store),
+                "load_models": ",".join(self.models) if self.models else "",
+                "enable_model_api": str(self.enable_model_api).lower(),
+                "disable_token_authorization": "false",
+            }
+        )
+        props.update(self.overrides)
+        if not props["load_models"]:
+            del props["load_models"]
+        return props
+
+    def prepare(self) -> None:
+        prerequisites.java()
+        self.model_store.mkdir(parents=True, exist_ok=True)
+        (self.home / "tmp").mkdir(exist_ok=True)
+        self.key_file.unlink(missing_ok=True)
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+
+    def command(self) -> Sequence[str]:
+        argv = [
+            prerequisites.torchserve().path,
+            "--start",
+            "--foreground",
+            "--no-config-snapshots",
+            "--ts-config", str(self.config_file),
+            "--model-store", str(self.model_store),
+        ]  # fmt: skip
+        if self.enable_model_api:
+            argv.append("--enable-model-api")
+        return argv
+
+    def environment(self) -> Mapping[str, str]:
+        tmp = str(self.home / "tmp")
+        # TMPDIR gives the launcher its own PID file, so two stacks never see each other.
+        return {
+            "TMPDIR": tmp,
+            "TEMP": tmp,
+            "LOG_LOCATION": str(self.home / "logs"),
+            "METRICS_LOCATION": str(self.home / "logs"),
+        }
+
+    def ready(self) -> bool:
+        if not self.key_file.exists():
+            return False
+        try:
+            key = read_keys(self.key_file)["inference"]
+        except (NotRunningError, KeyError):
+            return False  # written but not complete yet
+        # With token authorization on, even /ping needs the inference key.
+        request = urllib.request.Request(
+            self.url("inference") + "/ping", headers={"Authorization": f"Bearer {key}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as resp:
+                body = json.loads(resp.read() or b"{}")
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return bool(body.get("status") == "Healthy")
