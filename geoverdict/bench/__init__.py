@@ -1,0 +1,1 @@
+"""Benchmarks behind `geoverdict bench` (and `make bench`)."""

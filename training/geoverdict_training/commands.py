@@ -1,0 +1,136 @@
+"""`geoverdict partition | evaluate | data`: the training data commands.
+
+Only argument parsing lives here; numpy and the work are imported inside each command, so that
+`geoverdict --help` stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from geoverdict_training.exceptions import ConfigError, DataFileError, TrainingError
+
+if TYPE_CHECKING:
+    from geoverdict_training.cells import PartitionSpec
+
+# The CLI prints these as one line on stderr and exits 2 (a user's input, not a bug).
+USER_ERRORS: tuple[type[Exception], ...] = (TrainingError,)
+DEFAULT_PARTITIONS = ("50:5000", "50:2000", "50:1000")
+
+log = logging.getLogger(__name__)
+
+
+def _partition_spec(text: str) -> PartitionSpec:
+    from geoverdict_training.cells import PartitionSpec  # noqa: PLC0415
+
+    try:
+        return PartitionSpec.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `partition`, `evaluate` and `data` commands."""
+    partition = subparsers.add_parser(
+        "partition",
+        help="build adaptive S2 cell partitions from a manifest's coordinates",
+        description="Partition the photos of a manifest into S2 cells (the seed paper's adaptive "
+        "algorithm) and write DIR/cells_TAUMIN_TAUMAX.csv per partition, in the public "
+        "GeoEstimation cells format.",
+    )
+    partition.add_argument("--manifest", type=Path, required=True, help="manifest CSV")
+    partition.add_argument("--out", type=Path, required=True, help="output folder")
+    partition.add_argument(
+        "--partition", dest="partitions", action="append", type=_partition_spec,
+        metavar="TAU_MIN:TAU_MAX",
+        help=f"thresholds of one partition; repeatable (default {' '.join(DEFAULT_PARTITIONS)})",
+    )  # fmt: skip
+    partition.set_defaults(func=_partition)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="accuracy at 1/25/200/750/2500 km of a predictions CSV",
+        description="Evaluate a predictions CSV in GeoEstimation's published format "
+        "(img_id,gt_lat,predicted_lat,gt_long,predicted_long,...; a trailing summary is ignored).",
+    )
+    evaluate.add_argument("--predictions", type=Path, required=True, help="predictions CSV")
+    evaluate.add_argument("--json", action="store_true", help="print JSON, not a table")
+    evaluate.set_defaults(func=_evaluate)
+
+    data = subparsers.add_parser("data", help="build manifests and shards of training data")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    from_exif = sub.add_parser(
+        "from-exif", help="write a manifest of the photos in DIR that carry GPS EXIF"
+    )
+    from_exif.add_argument("dir", type=Path, help="folder of photos (searched recursively)")
+    from_exif.add_argument("--out", type=Path, help="manifest CSV (default DIR/manifest.csv)")
+    from_exif.set_defaults(func=_from_exif)
+
+    to_shards = sub.add_parser(
+        "to-shards", help="pack a manifest's images into MP-16-style msgpack shards"
+    )
+    to_shards.add_argument("--manifest", type=Path, required=True, help="manifest CSV")
+    to_shards.add_argument("--images", type=Path, required=True, help="image folder")
+    to_shards.add_argument("--out", type=Path, required=True, help="empty folder for shards")
+    to_shards.add_argument("--shard-size", type=int, default=4096, help="records per shard")
+    to_shards.add_argument(
+        "--short-side", type=int, help="re-encode images larger than this short side (px)"
+    )
+    to_shards.set_defaults(func=_to_shards)
+
+
+def _partition(args: argparse.Namespace) -> int:
+    from geoverdict_training.cells import PartitionSpec, build_partitions  # noqa: PLC0415
+    from geoverdict_training.cells_csv import cells_file_name, write_cells_csv  # noqa: PLC0415
+    from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
+
+    specs = args.partitions or [PartitionSpec.parse(text) for text in DEFAULT_PARTITIONS]
+    manifest = read_manifest(args.manifest)
+    print(manifest.skips.summary())
+    for spec, partition in zip(
+        specs, build_partitions(manifest.lat, manifest.lon, specs), strict=True
+    ):
+        path = args.out / cells_file_name(spec)
+        write_cells_csv(partition, path)
+        print(
+            f"{path}: {len(partition)} classes, {int(partition.counts.sum())} of "
+            f"{len(manifest)} photos in a class"
+        )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from geoverdict_training.evaluation import read_predictions_csv  # noqa: PLC0415
+
+    result = read_predictions_csv(args.predictions).evaluate()
+    print(json.dumps(result.to_json()) if args.json else result.table())
+    return 0
+
+
+def _from_exif(args: argparse.Namespace) -> int:
+    from geoverdict_training.exif import manifest_from_exif  # noqa: PLC0415
+    from geoverdict_training.manifest import write_manifest  # noqa: PLC0415
+
+    if not args.dir.is_dir():
+        raise DataFileError(f"not a folder: {args.dir}")
+    manifest = manifest_from_exif(args.dir)
+    out = args.out or args.dir / "manifest.csv"
+    write_manifest(manifest, out)
+    print(manifest.skips.summary())
+    print(f"{out}: {len(manifest)} photos")
+    return 0
+
+
+def _to_shards(args: argparse.Namespace) -> int:
+    from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
+    from geoverdict_training.shards import write_shards  # noqa: PLC0415
+
+    manifest = read_manifest(args.manifest)
+    print(manifest.skips.summary())
+    skips = write_shards(manifest, args.images, args.out, args.shard_size, args.short_side)
+    print(skips.summary())
+    return 0
