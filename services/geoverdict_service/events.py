@@ -1,0 +1,111 @@
+"""Image events: parse and validate what arrives on Kafka, and build events to publish."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from geoverdict_service import contract
+from geoverdict_service.exceptions import BadEventError
+
+EVENT_TYPE = "dev.geoverdict.image.v1"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A location someone claims for the photo."""
+
+    lat: float
+    lon: float
+    source: str  # "event" (the post) or "exif" (the photo's GPS tags)
+
+
+@dataclass(frozen=True)
+class ImageEvent:
+    """A validated image event; exactly one of image_bytes / image_url is set."""
+
+    id: str
+    source: str
+    post_id: str
+    time: datetime | None
+    image_bytes: bytes | None
+    image_url: str | None
+    claim: Claim | None
+
+
+def parse_event(raw: bytes | None) -> ImageEvent:
+    """Decode and validate one Kafka message value; raises BadEventError with a reason."""
+    if not raw:
+        raise BadEventError("empty message", "invalid_json")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadEventError(f"not JSON: {exc}", "invalid_json") from exc
+    problems = contract.errors(contract.IMAGE_EVENT, doc)
+    if problems:
+        raise BadEventError("; ".join(problems[:5]), "schema_violation")
+    data = doc["data"]
+    image = data["image"]
+    image_bytes = None
+    if "base64" in image:
+        try:
+            image_bytes = base64.b64decode(image["base64"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadEventError(
+                f"data.image.base64 is not base64: {exc}", "schema_violation"
+            ) from exc
+    claim = None
+    if "claimed_location" in data:
+        loc = data["claimed_location"]
+        claim = Claim(float(loc["lat"]), float(loc["lon"]), "event")
+    return ImageEvent(
+        id=doc["id"],
+        source=doc["source"],
+        post_id=data["post_id"],
+        time=_parse_time(doc.get("time")),
+        image_bytes=image_bytes,
+        image_url=image.get("url"),
+        claim=claim,
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def make_event(
+    post_id: str,
+    *,
+    image_bytes: bytes | None = None,
+    image_url: str | None = None,
+    claim: tuple[float, float] | None = None,
+    source: str = "geoverdict/publish",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A CloudEvents 1.0 structured-mode image event, ready for json.dumps."""
+    if (image_bytes is None) == (image_url is None):
+        raise ValueError("give exactly one of image_bytes and image_url")
+    image: dict[str, str] = (
+        {"base64": base64.b64encode(image_bytes).decode()} if image_bytes is not None
+        else {"url": str(image_url)}
+    )  # fmt: skip
+    data: dict[str, Any] = {"post_id": post_id, "image": image}
+    if claim is not None:
+        data["claimed_location"] = {"lat": claim[0], "lon": claim[1]}
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": EVENT_TYPE,
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "data": data,
+    }

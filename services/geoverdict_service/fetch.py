@@ -1,0 +1,134 @@
+"""Images by reference: fetch an http(s) URL safely (allow-list, no private addresses, no
+redirects to other hosts, a size limit, timeouts, retries on transient failures)."""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from geoverdict_service.exceptions import FetchError
+
+MAX_REDIRECTS = 3
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What the consumer may fetch (from Settings)."""
+
+    allowed_hosts: tuple[str, ...] = ()  # exact host names or ".suffix" for subdomains
+    allow_private: bool = False
+    max_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 10.0
+    retries: int = 2
+    backoff_s: float = 0.5
+
+    def host_allowed(self, host: str) -> bool:
+        """True when `host` is on the allow-list."""
+        host = host.lower().rstrip(".")
+        for entry in self.allowed_hosts:
+            allowed = entry.lower()
+            if host == allowed.lstrip(".") or (allowed.startswith(".") and host.endswith(allowed)):
+                return True
+        return False
+
+
+def _resolve(host: str, port: int, policy: FetchPolicy) -> str:
+    """One address for host, refusing private, loopback and link-local ones unless allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FetchError(f"cannot resolve {host}: {exc}", "fetch_failed") from exc
+    for info in infos:
+        address = str(info[4][0])
+        ip = ipaddress.ip_address(address)
+        if policy.allow_private or ip.is_global:
+            return address
+    raise FetchError(f"{host} resolves to a private or local address", "fetch_disallowed")
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address we checked, not a second DNS answer (no DNS rebinding)."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def fetch_image(url: str, policy: FetchPolicy) -> bytes:
+    """The bytes at `url`; raises FetchError with reason fetch_disallowed / fetch_failed /
+    fetch_timeout / fetch_too_large. Transient failures are retried."""
+    attempt = 0
+    while True:
+        try:
+            return _fetch_once(url, policy)
+        except FetchError as exc:
+            if exc.reason not in ("fetch_failed", "fetch_timeout") or attempt >= policy.retries:
+                raise
+        attempt += 1
+        time.sleep(policy.backoff_s * 2 ** (attempt - 1))
+
+
+def _fetch_once(url: str, policy: FetchPolicy) -> bytes:
+    original_host = urlsplit(url).hostname or ""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"not an http(s) URL: {url[:200]}", "fetch_disallowed")
+        host = parts.hostname
+        if host != original_host:
+            raise FetchError(f"redirect to another host ({host}) refused", "fetch_disallowed")
+        if not policy.host_allowed(host):
+            raise FetchError(f"host {host} is not on the fetch allow-list", "fetch_disallowed")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = _resolve(host, port, policy)
+        cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+        conn = cls(host, port, address, policy.timeout_s)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        try:
+            conn.request("GET", path, headers={"User-Agent": "geoverdict", "Accept": "image/*"})
+            resp = conn.getresponse()
+            if resp.status in (301, 302, 303, 307, 308):
+                url = urljoin(url, resp.getheader("Location") or "")
+                continue
+            if resp.status >= 500 or resp.status == 429:
+                raise FetchError(f"{host} answered HTTP {resp.status}", "fetch_failed")
+            if resp.status != 200:
+                raise FetchError(f"{host} answered HTTP {resp.status}", "fetch_not_found")
+            length = resp.getheader("Content-Length")
+            if length and length.isdigit() and int(length) > policy.max_bytes:
+                raise FetchError(
+                    f"image of {length} bytes exceeds {policy.max_bytes}", "fetch_too_large"
+                )
+            body = resp.read(policy.max_bytes + 1)
+            if len(body) > policy.max_bytes:
+                raise FetchError(f"image exceeds {policy.max_bytes} bytes", "fetch_too_large")
+            return body
+        except TimeoutError as exc:
+            raise FetchError(
+                f"fetching {host} timed out after {policy.timeout_s} s", "fetch_timeout"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchError(f"fetching {host} failed: {exc}", "fetch_failed") from exc
+        finally:
+            conn.close()
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects", "fetch_failed")

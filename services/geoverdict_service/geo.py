@@ -1,0 +1,95 @@
+"""Distances on the sphere, probability mass near a point, the precision floor, place names."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EARTH_RADIUS_KM = 6371.0
+KM_PER_DEGREE = math.pi * EARTH_RADIUS_KM / 180.0
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km (haversine, R = 6371 km)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def mass_within(
+    cells: Iterable[Mapping[str, Any]], lat: float, lon: float, radius_km: float
+) -> float:
+    """Probability of the cells whose point lies within `radius_km` of (lat, lon)."""
+    return float(
+        sum(
+            c["probability"]
+            for c in cells
+            if haversine_km(lat, lon, c["lat"], c["lon"]) <= radius_km
+        )
+    )
+
+
+def coarsen(lat: float, lon: float, precision_km: float) -> tuple[float, float]:
+    """Snap a point to the centre of a grid square about `precision_km` wide (0: unchanged)."""
+    if precision_km <= 0:
+        return lat, lon
+    step_lat = precision_km / KM_PER_DEGREE
+    snapped_lat = (math.floor(lat / step_lat) + 0.5) * step_lat
+    snapped_lat = max(-90.0, min(90.0, snapped_lat))
+    # Longitude steps widen towards the poles so squares stay about precision_km wide.
+    width = max(math.cos(math.radians(snapped_lat)), 1e-6) * KM_PER_DEGREE
+    step_lon = min(360.0, precision_km / width)
+    snapped_lon = (math.floor((lon + 180.0) / step_lon) + 0.5) * step_lon - 180.0
+    return round(snapped_lat, 6), round(max(-180.0, min(180.0, snapped_lon)), 6)
+
+
+def s2_level_for(precision_km: float) -> int:
+    """The finest S2 level whose cells are still about `precision_km` wide or wider."""
+    if precision_km <= 0:
+        return 30
+    # An S2 cell of level L spans about 10,000 km / 2**L (face edge ~ quarter circumference).
+    return max(0, min(30, math.floor(math.log2(10_000.0 / precision_km))))
+
+
+def parent_token(token: str, level: int) -> str:
+    """The S2 token of the ancestor at `level` of the cell `token` (no S2 library needed)."""
+    cell_id = int(token.ljust(16, "0"), 16)
+    lsb = cell_id & -cell_id
+    current = (60 - (lsb.bit_length() - 1)) // 2
+    if level >= current:
+        return token
+    new_lsb = 1 << (2 * (30 - level))
+    parent = (cell_id & -new_lsb) | new_lsb
+    return f"{parent:016x}".rstrip("0") or "X"
+
+
+class PlaceNames:
+    """Offline reverse geocoding (GeoNames cities >1000 people, from `reverse_geocoder`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._geocoder: Any = None
+
+    def warm_up(self) -> None:
+        """Load the GeoNames table now (about a second) rather than on the first verdict."""
+        with self._lock:
+            if self._geocoder is None:
+                import reverse_geocoder  # noqa: PLC0415 (a second of start-up, only when used)
+
+                self._geocoder = reverse_geocoder.RGeocoder(mode=1, verbose=False)
+
+    def lookup(self, lat: float, lon: float) -> dict[str, str] | None:
+        """City, region and country code of the nearest known place, or None."""
+        self.warm_up()
+        try:
+            (place,) = self._geocoder.query([(lat, lon)])
+        except (ValueError, IndexError) as exc:  # pragma: no cover - library guard
+            log.warning("reverse geocoding failed for %.3f,%.3f: %s", lat, lon, exc)
+            return None
+        return {"name": place["name"], "admin1": place["admin1"], "country_code": place["cc"]}

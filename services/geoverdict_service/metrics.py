@@ -1,0 +1,164 @@
+"""Prometheus metrics of the verdict service (prefix geoverdict_) and its HTTP endpoints:
+/metrics, /healthz (the loop is alive) and /readyz (partitions assigned, TorchServe and Redis
+reachable)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    exposition,
+)
+
+# Inference on CPU takes tens to hundreds of ms per image; end to end adds queueing in Kafka.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """Every metric the service exposes, on its own registry (tests make several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("geoverdict_events_consumed", "Image events consumed.", registry=r)
+        self.verdicts = Counter(
+            "geoverdict_verdicts_produced", "Verdicts acknowledged by Kafka.",
+            ["cache"], registry=r,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            "geoverdict_dead_letters",
+            "Events sent to the dead-letter topic.",
+            ["reason"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "geoverdict_cache_requests",
+            "Cache lookups by result (hit, miss).",
+            ["result"],
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "geoverdict_cache_errors", "Redis operations that failed.", ["operation"], registry=r
+        )
+        self.inference_requests = Counter(
+            "geoverdict_inference_requests", "Images sent to TorchServe.", registry=r
+        )
+        self.inference_unavailable = Counter(
+            "geoverdict_inference_unavailable",
+            "Times TorchServe was unavailable after retries.", registry=r,
+        )  # fmt: skip
+        self.inference_latency = Histogram(
+            "geoverdict_inference_latency_seconds", "TorchServe request latency per image.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.end_to_end = Histogram(
+            "geoverdict_end_to_end_latency_seconds",
+            "From the event's time (or its Kafka timestamp) to its verdict acknowledged.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "geoverdict_batch_size", "Events per polled batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.in_flight = Gauge(
+            "geoverdict_inference_in_flight", "Images at TorchServe right now.", registry=r
+        )
+        self.lag = Gauge(
+            "geoverdict_consumer_lag", "Messages behind the partition's end.",
+            ["topic", "partition"], registry=r,
+        )  # fmt: skip
+        self.paused = Gauge(
+            "geoverdict_paused_partitions",
+            "Partitions paused while TorchServe is down.",
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "geoverdict_assigned_partitions", "Partitions assigned to this consumer.", registry=r
+        )
+        self.mismatches = Counter(
+            "geoverdict_location_mismatches", "Verdicts flagging a claimed location.",
+            ["claim_source"], registry=r,
+        )  # fmt: skip
+        self.scenes = Counter(
+            "geoverdict_scene_verdicts", "Verdicts by top-level scene.", ["scene"], registry=r
+        )
+        self.model = Info("geoverdict_model", "The model version producing verdicts.", registry=r)
+        self.last_loop = Gauge(
+            "geoverdict_last_loop_timestamp_seconds", "When the poll loop last ran.", registry=r
+        )
+
+
+class HealthServer:
+    """A tiny HTTP server for /metrics, /healthz and /readyz on its own thread."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        alive: Callable[[], bool],
+        ready: Callable[[], tuple[bool, dict[str, bool]]],
+    ) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body = exposition.generate_latest(metrics.registry)
+                    self._send(200, body, exposition.CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    ok = outer.alive()
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n", "text/plain")
+                elif path == "/readyz":
+                    ok, checks = outer.ready()
+                    body = json.dumps({"ready": ok, **checks}).encode()
+                    self._send(200 if ok else 503, body, "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes every few seconds would flood the log
+
+        self.alive = alive
+        self.ready = ready
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="health", daemon=True
+        )
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def loop_alive(metrics: Metrics, stall_after_s: float) -> Callable[[], bool]:
+    """A /healthz check: the poll loop ran within `stall_after_s`."""
+
+    def check() -> bool:
+        last = metrics.last_loop._value.get()
+        return bool(last) and time.time() - last < stall_after_s
+
+    return check
