@@ -133,6 +133,11 @@ def test_no_photos_give_empty_partitions() -> None:
     assert partitions[0].classes_containing(s2.leaf_cell_ids([1.0], [2.0])).tolist() == [-1]
 
 
+def test_invalid_coordinates_are_refused() -> None:
+    with pytest.raises(ConfigError, match="2 coordinates"):
+        build_partitions([0.0, 91.0, np.nan], [0.0, 0.0, 0.0])
+
+
 def test_default_specs_are_the_seed_papers() -> None:
     assert [s.name for s in DEFAULT_SPECS] == ["cells_50_5000", "cells_50_2000", "cells_50_1000"]
 

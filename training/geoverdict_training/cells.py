@@ -141,7 +141,7 @@ def _partition_sorted(
 ) -> Partition:
     """One partition from leaf ids sorted ascending; `rows[k]` is the input row of leaf k."""
     cells = s2.parent_ids(sorted_leaves, MIN_LEVEL)  # (N,) stays sorted as cells split
-    starts, counts = _runs(cells)
+    _, counts = _runs(cells)
     keep = np.repeat(counts > spec.tau_min, counts)  # dropped before splitting
     in_play = np.flatnonzero(keep)  # (M,) positions in the sorted order
     cells = cells[in_play]
@@ -182,11 +182,15 @@ def build_partitions(
     specs: Sequence[PartitionSpec] = DEFAULT_SPECS,
     max_level: int = s2.MAX_LEVEL,
 ) -> list[Partition]:
-    """Partitions of the points (degrees, already validated) for each spec, in one pass."""
+    """Partitions of the points (degrees) for each spec, in one pass."""
     if not MIN_LEVEL <= max_level <= s2.MAX_LEVEL:
         raise ConfigError(f"max_level must be in [{MIN_LEVEL}, {s2.MAX_LEVEL}], got {max_level}")
     lat_arr = np.asarray(lat, dtype=np.float64).ravel()  # (N,)
     lon_arr = np.asarray(lon, dtype=np.float64).ravel()  # (N,)
+    with np.errstate(invalid="ignore"):
+        bad = ~((np.abs(lat_arr) <= 90) & (np.abs(lon_arr) <= 180))  # NaN is bad too
+    if bad.any():
+        raise ConfigError(f"{int(bad.sum())} coordinates are not valid degrees (lat, lon)")
     leaves = s2.leaf_cell_ids(lat_arr, lon_arr)
     rows = np.argsort(leaves, kind="stable").astype(np.int64)
     sorted_leaves = leaves[rows]
