@@ -50,7 +50,9 @@ class Batch(NamedTuple):
     labels: dict[str, torch.Tensor]  # each (B, ...)
     skipped: dict[str, int]
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Photos in the batch (a tuple's len() would count its three fields)."""
         return int(self.images.shape[0])
 
 
