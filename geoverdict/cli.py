@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "geoverdict_stack.commands",
     "geoverdict_training.commands",
     "geoverdict.bench.commands",
+    "geoverdict_service.commands",
     "geoverdict.demo",
 )
 

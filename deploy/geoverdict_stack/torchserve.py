@@ -11,7 +11,7 @@ from pathlib import Path
 from geoverdict.paths import PROJECT_ROOT
 from geoverdict_stack import prerequisites
 from geoverdict_stack.exceptions import NotRunningError
-from geoverdict_stack.ports import HOST
+from geoverdict_stack.ports import HOST, free_ports
 from geoverdict_stack.server import Server
 
 BASE_CONFIG = PROJECT_ROOT / "deploy" / "torchserve" / "config.properties"
@@ -64,6 +64,9 @@ class TorchServeServer(Server):
         self.enable_model_api = enable_model_api
         self.overrides = dict(overrides or {})
         self.config_file = self.home / "config.properties"
+        # TorchServe also opens two gRPC ports (7070/7071 by default); take free ones so two
+        # servers (a user's and a test's) never collide.
+        self.grpc_ports = free_ports(2)
 
     @property
     def key_file(self) -> Path:
@@ -94,6 +97,10 @@ class TorchServeServer(Server):
                 "inference_address": self.url("inference"),
                 "management_address": self.url("management"),
                 "metrics_address": self.url("metrics"),
+                "grpc_inference_address": HOST,
+                "grpc_management_address": HOST,
+                "grpc_inference_port": str(self.grpc_ports[0]),
+                "grpc_management_port": str(self.grpc_ports[1]),
                 "model_store": str(self.model_store),
                 "load_models": ",".join(self.models) if self.models else "",
                 "enable_model_api": str(self.enable_model_api).lower(),

@@ -152,7 +152,7 @@ class InferenceClient:
                 if status == 413:
                     raise BadImageError("image larger than the model server accepts", "too_large")
                 if status in (401, 403):
-                    if not refreshed and self.tokens.refresh():
+                    if not refreshed and self._refresh_token():
                         refreshed = True
                         continue
                     raise InferenceUnavailableError(
@@ -172,13 +172,28 @@ class InferenceClient:
             attempt += 1
 
     def healthy(self) -> bool:
-        """True when /ping answers Healthy."""
+        """True when /ping answers Healthy (re-reading the key file once if refused)."""
+        for _ in range(2):
+            try:
+                status, body = self._request("GET", "/ping", None, timeout=3.0)
+            except (OSError, http.client.HTTPException):
+                self._drop_connection()
+                return False
+            if status == 200:
+                try:
+                    return bool(json.loads(body).get("status") == "Healthy")
+                except ValueError:
+                    return False
+            # A restarted server has new keys: TorchServe answers 400/401 to the old token.
+            if status not in (400, 401, 403) or not self._refresh_token():
+                return False
+        return False
+
+    def _refresh_token(self) -> bool:
         try:
-            status, body = self._request("GET", "/ping", None, timeout=3.0)
-            return status == 200 and json.loads(body).get("status") == "Healthy"
-        except (OSError, http.client.HTTPException, ValueError):
-            self._drop_connection()
-            return False
+            return self.tokens.refresh()
+        except ConfigError:
+            return False  # the key file is being rewritten; try again later
 
     def close(self) -> None:
         """Stop the worker threads (in-flight requests finish first)."""

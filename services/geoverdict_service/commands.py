@@ -1,0 +1,178 @@
+"""`geoverdict consume | publish | watch`: the verdict service and its two small companions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import sys
+from pathlib import Path
+from typing import Any
+
+from geoverdict_service.exceptions import ServiceError
+
+USER_ERRORS: tuple[type[Exception], ...] = (ServiceError,)
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the service's commands."""
+    consume = subparsers.add_parser(
+        "consume",
+        help="run the verdict service (Kafka consumer in front of Redis and TorchServe)",
+        description="Settings come from GEOVERDICT_* environment variables; flags override "
+        "them. See docs/operations.md for every setting.",
+    )
+    _kafka_option(consume)
+    consume.add_argument("--group-id", help="consumer group (GEOVERDICT_GROUP_ID)")
+    consume.add_argument("--input-topic", help="image events (GEOVERDICT_INPUT_TOPIC)")
+    consume.add_argument("--verdict-topic", help="verdicts (GEOVERDICT_VERDICT_TOPIC)")
+    consume.add_argument("--dead-letter-topic", help="dead letters (GEOVERDICT_DEAD_LETTER_TOPIC)")
+    consume.add_argument("--redis-url", help="verdict cache (GEOVERDICT_REDIS_URL)")
+    consume.add_argument("--torchserve-url", help="inference API (GEOVERDICT_TORCHSERVE_URL)")
+    consume.add_argument("--model-name", help="TorchServe model name (GEOVERDICT_MODEL_NAME)")
+    consume.add_argument(
+        "--torchserve-key-file", type=Path,
+        help="TorchServe key_file.json (GEOVERDICT_TORCHSERVE_KEY_FILE)",
+    )  # fmt: skip
+    consume.add_argument("--metrics-port", type=int, help="/metrics port (GEOVERDICT_METRICS_PORT)")
+    consume.add_argument(
+        "--processes", type=int, default=1,
+        help="consumer processes in this group (metrics ports: port, port+1, ...)",
+    )  # fmt: skip
+    consume.add_argument(
+        "--max-idle", type=float, help="stop after this many seconds without a message"
+    )
+    consume.set_defaults(func=_consume)
+
+    publish = subparsers.add_parser(
+        "publish",
+        help="publish photos (files, folders, http(s) URLs) as image events",
+    )
+    publish.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
+    _kafka_option(publish)
+    publish.add_argument("--topic", default="geoverdict.images", help="image event topic")
+    publish.add_argument("--claim", metavar="LAT,LON", help="claimed location for every photo")
+    publish.add_argument(
+        "--no-exif-claim", action="store_true", help="do not take the claim from GPS EXIF"
+    )
+    publish.set_defaults(func=_publish)
+
+    watch = subparsers.add_parser("watch", help="show verdicts as they arrive")
+    _kafka_option(watch)
+    watch.add_argument("--topic", default="geoverdict.verdicts", help="verdict topic")
+    watch.add_argument("--json", action="store_true", help="raw JSON lines")
+    watch.add_argument("--from-beginning", action="store_true", help="replay the whole topic")
+    watch.add_argument("--max", type=int, help="stop after this many verdicts")
+    watch.add_argument(
+        "--timeout", type=float, help="stop after this many seconds without a verdict"
+    )
+    watch.set_defaults(func=_watch)
+
+
+def _kafka_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers", help="Kafka host:port[,...] (GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {
+        "bootstrap_servers": "kafka_bootstrap_servers", "group_id": "group_id",
+        "input_topic": "input_topic", "verdict_topic": "verdict_topic",
+        "dead_letter_topic": "dead_letter_topic", "redis_url": "redis_url",
+        "torchserve_url": "torchserve_url", "model_name": "model_name",
+        "torchserve_key_file": "torchserve_key_file", "metrics_port": "metrics_port",
+    }  # fmt: skip
+    return {field: getattr(args, flag) for flag, field in names.items() if hasattr(args, flag)}
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from geoverdict_service.consumer import run_service  # noqa: PLC0415
+    from geoverdict_service.settings import load_settings  # noqa: PLC0415
+
+    overrides = _settings_overrides(args)
+    settings = load_settings(**overrides)
+    if args.processes < 1:
+        raise ServiceError(f"--processes must be >= 1, got {args.processes}")
+    if args.processes == 1:
+        run_service(settings, max_idle_s=args.max_idle)
+        return 0
+    # Several members of one consumer group; Kafka shares the partitions among them.
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for index in range(args.processes):
+        port = settings.metrics_port + index if settings.metrics_port else 0
+        member = settings.model_copy(update={"metrics_port": port})
+        proc = ctx.Process(target=run_service, args=(member,), kwargs={"max_idle_s": args.max_idle})
+        proc.start()
+        procs.append(proc)
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+def _producer(args: argparse.Namespace) -> Any:
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    from geoverdict_service.settings import Settings  # noqa: PLC0415
+
+    servers = args.bootstrap_servers or Settings.model_fields["kafka_bootstrap_servers"].default
+    return KafkaProducer(bootstrap_servers=servers.split(","), acks="all", linger_ms=5)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from geoverdict_service.publisher import publish  # noqa: PLC0415
+
+    claim = None
+    if args.claim:
+        try:
+            lat, lon = (float(part) for part in args.claim.split(","))
+        except ValueError as exc:
+            raise ServiceError(f"--claim must be LAT,LON, got {args.claim!r}") from exc
+        claim = (lat, lon)
+    producer = _producer(args)
+    try:
+        result = publish(
+            producer, args.topic, args.sources, claim=claim, use_exif=not args.no_exif_claim
+        )
+    finally:
+        producer.close()
+    for source, reason in result.skipped.items():
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    print(f"published {len(result.event_ids)} events to {args.topic}", file=sys.stderr)
+    return 0 if result.event_ids else 1
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer  # noqa: PLC0415
+
+    from geoverdict_service.settings import Settings  # noqa: PLC0415
+    from geoverdict_service.watcher import HEADER, format_row, verdicts  # noqa: PLC0415
+
+    servers = args.bootstrap_servers or Settings.model_fields["kafka_bootstrap_servers"].default
+    consumer = KafkaConsumer(
+        args.topic,
+        bootstrap_servers=servers.split(","),
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
+    )
+    if not args.json:
+        print(HEADER)
+    try:
+        for verdict in verdicts(consumer, args.max):
+            print(json.dumps(verdict) if args.json else format_row(verdict), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0

@@ -1,0 +1,47 @@
+"""Follow the verdict topic and show verdicts as they arrive."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaConsumer
+
+
+def verdicts(consumer: KafkaConsumer, max_count: int | None = None) -> Iterator[dict[str, Any]]:
+    """Decoded verdicts from a subscribed consumer, until `max_count` or its timeout."""
+    count = 0
+    for message in consumer:
+        try:
+            verdict = json.loads(message.value)
+        except ValueError:
+            continue
+        yield verdict
+        count += 1
+        if max_count is not None and count >= max_count:
+            return
+
+
+HEADER = f"{'post':<26} {'best guess':<34} {'p':>5} {'r50 km':>7} {'scene':<8} {'claim':<14} cache"
+
+
+def format_row(verdict: dict[str, Any]) -> str:
+    """One readable line per verdict."""
+    location = verdict["location"]
+    best = location["best_guess"]
+    place = best.get("place") or {}
+    where = f"{place.get('name', '?')}, {place.get('country_code', '?')}" if place else "?"
+    where = f"{where} ({best['lat']:.2f},{best['lon']:.2f})"
+    scene = (verdict.get("scene") or {}).get("s3", {}).get("label", "-")
+    claims = verdict.get("consistency") or []
+    claim = "-"
+    if claims:
+        first = claims[0]
+        flag = "MISMATCH" if first["location_mismatch"] else "ok"
+        claim = f"{flag} {first['distance_km']:.0f}km"
+    return (
+        f"{verdict['post_id'][:26]:<26} {where[:34]:<34} {best['probability']:>5.2f} "
+        f"{location['confidence']['radius_50_km']:>7.0f} {scene:<8} {claim:<14} "
+        f"{'hit' if verdict['cache_hit'] else 'miss':<5}"
+    )

@@ -1,0 +1,152 @@
+"""Fixtures for the verdict service's integration tests: topics, a served model, a consumer."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from PIL import Image
+
+from geoverdict_service.consumer import VerdictService
+from geoverdict_service.events import make_event
+from geoverdict_service.metrics import Metrics
+from geoverdict_service.settings import Settings, load_settings
+from geoverdict_stack.kafka import create_topics
+from geoverdict_stack.stack import Stack
+from tests.stack_fixtures import build_archive, register_model
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def fixture_model(stack: Stack) -> str:
+    """The torch-free fixture handler, registered with server-side batching."""
+    archive = build_archive(ASSETS / "fixture_handler.py", "fixture", stack.config.model_store)
+    return register_model(stack, archive, batch_size=8, max_batch_delay_ms=20, workers=1)
+
+
+def jpeg(index: int, size: int = 64) -> bytes:
+    """A small, distinct, valid JPEG."""
+    image = Image.new(
+        "RGB", (size, size), ((index * 37) % 256, (index * 91) % 256, (index * 13) % 256)
+    )
+    image.putpixel((index % size, (index // size) % size), (255, 255, 255))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture
+def topics(stack: Stack) -> dict[str, str]:
+    """Fresh input, verdict and dead-letter topics (4 partitions each) and a fresh group."""
+    tag = uuid.uuid4().hex[:8]
+    names = {
+        "input_topic": f"images-{tag}",
+        "verdict_topic": f"verdicts-{tag}",
+        "dead_letter_topic": f"dead-{tag}",
+        "group_id": f"geoverdict-{tag}",
+    }
+    create_topics(
+        stack.kafka_bootstrap,
+        {names[k]: 4 for k in ("input_topic", "verdict_topic", "dead_letter_topic")},
+    )
+    return names
+
+
+def service_settings(
+    stack: Stack, model: str, topics: dict[str, str], **overrides: Any
+) -> Settings:
+    """Settings pointing a consumer at the session stack."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": stack.kafka_bootstrap,
+        "redis_url": stack.redis_url,
+        "torchserve_url": stack.torchserve.url("inference"),
+        "torchserve_key_file": stack.torchserve_key_file,
+        "model_name": model,
+        "metrics_port": 0,
+        "metrics_host": "127.0.0.1",
+        "max_poll_records": 32,
+        "unavailable_backoff_s": 0.5,
+        "unavailable_max_backoff_s": 2.0,
+        **topics,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@contextmanager
+def running(settings: Settings, metrics: Metrics | None = None) -> Iterator[VerdictService]:
+    """A consumer on a background thread; stopped (drained, committed) on exit."""
+    service = VerdictService(settings, metrics=metrics)
+    service.start_health_server()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # surfaced in the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="consumer", daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+
+
+def publish_events(stack: Stack, topic: str, events: list[dict[str, Any]] | list[bytes]) -> None:
+    """Send events (dicts as JSON, bytes as they are) and wait for the acknowledgements."""
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    for event in events:
+        value = event if isinstance(event, bytes) else json.dumps(event).encode()
+        producer.send(topic, value=value)
+    producer.flush()
+    producer.close()
+
+
+def collect(stack: Stack, topic: str, expected: int, timeout_s: float = 90.0) -> list[Any]:
+    """Read a topic from the start until `expected` records arrived (or the timeout)."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None, consumer_timeout_ms=1000,
+    )  # fmt: skip
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for record in consumer:  # ends after 1 s without a record
+                records.append(record)
+                if len(records) >= expected:
+                    break
+    finally:
+        consumer.close()
+    return records
+
+
+def events_for(
+    images: list[bytes], claim: tuple[float, float] | None = None
+) -> list[dict[str, Any]]:
+    """One inline image event per image."""
+    return [make_event(f"post-{i}", image_bytes=img, claim=claim) for i, img in enumerate(images)]
+
+
+def metric_value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    """The current value of one sample of the service's registry (0 when absent)."""
+    value = metrics.registry.get_sample_value(name, labels or {})
+    return float(value or 0.0)
+
+
+WaitFor = Callable[[Callable[[], bool], float], bool]
