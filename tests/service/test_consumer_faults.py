@@ -89,9 +89,7 @@ def test_poison_messages_are_dead_lettered_with_their_reason(
     stream.append(by_url)
     metrics = Metrics()
     with running(settings, metrics):
-        publish_events(
-            stack, settings.input_topic, [m if isinstance(m, bytes) else m for m in stream]
-        )
+        publish_events(stack, settings.input_topic, stream)
         verdicts = collect(stack, settings.verdict_topic, len(healthy) + 1)
         dead = collect(stack, settings.dead_letter_topic, len(poison))
 
