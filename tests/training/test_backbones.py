@@ -14,8 +14,10 @@ from geoverdict_training.backbones import (
     backbone_info,
     create_backbone,
     efficientnet_lite0_imagenet,
+    efficientnet_lite0_weights_file,
     list_backbones,
     map_state_dict_by_order,
+    read_state_dict,
     register_backbone,
     resnet18,
     torchvision_checkpoint_dir,
@@ -110,6 +112,16 @@ def test_mapping_by_order_renames_and_refuses_a_shifted_tensor() -> None:
         )
     with pytest.raises(BackboneError, match="has 1 tensors"):
         map_state_dict_by_order(target, {"_x.weight": torch.ones(2, 3)}, "src")
+
+
+def test_lite0_loads_the_packages_weights_into_the_matching_layers() -> None:
+    package = read_state_dict(efficientnet_lite0_weights_file())
+    model, feature_dim = create_backbone("efficientnet_lite0", pretrained=True)
+    state = model.state_dict()
+    assert feature_dim == 1280
+    assert torch.equal(state["conv_stem.weight"], package["_conv_stem.weight"])
+    assert torch.equal(state["blocks.6.0.bn3.running_var"], package["_blocks.15._bn2.running_var"])
+    assert torch.equal(state["bn2.weight"], package["_bn1.weight"])  # the 1280-wide head
 
 
 def _chelsea() -> Path | None:
