@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from geoverdict_service.exceptions import ConfigError
 
@@ -18,7 +18,11 @@ from geoverdict_service.exceptions import ConfigError
 class Settings(BaseSettings):
     """Everything `geoverdict consume` can be told; see docs/operations.md for each."""
 
-    model_config = SettingsConfigDict(env_prefix="GEOVERDICT_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error's text would otherwise quote every input,
+    # secrets included, into any traceback that logs it.
+    model_config = SettingsConfigDict(
+        env_prefix="GEOVERDICT_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     # Kafka
     kafka_bootstrap_servers: str = "localhost:9092"
@@ -103,3 +107,7 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+    except SettingsError as exc:  # an environment value that is not the JSON a list needs
+        raise ConfigError(
+            f"invalid settings: {exc}; list settings take JSON, e.g. '[\"images.example.com\"]'"
+        ) from exc
