@@ -25,6 +25,9 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
+MAX_PROBLEM_CHARS = 200  # jsonschema quotes the offending value, which may be megabytes
+
+
 @cache
 def validator(name: str) -> Draft202012Validator:
     """A compiled validator for one schema file of SCHEMA_DIR (formats checked)."""
@@ -35,4 +38,14 @@ def validator(name: str) -> Draft202012Validator:
 def errors(name: str, instance: Any) -> list[str]:
     """Human-readable problems of `instance` against schema `name`; empty when valid."""
     found = sorted(validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in found]
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {_shortened(e.message)}"
+        for e in found
+    ]
+
+
+def _shortened(message: str) -> str:
+    """The message's start and end (the rule it breaks) around an ellipsis when too long."""
+    if len(message) <= MAX_PROBLEM_CHARS:
+        return message
+    return f"{message[: MAX_PROBLEM_CHARS - 60]}...{message[-57:]}"

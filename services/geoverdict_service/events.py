@@ -43,8 +43,8 @@ def parse_event(raw: bytes | None) -> ImageEvent:
     if not raw:
         raise BadEventError("empty message", "invalid_json")
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = json.loads(raw, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
         raise BadEventError(f"not JSON: {exc}", "invalid_json") from exc
     problems = contract.errors(contract.IMAGE_EVENT, doc)
     if problems:
@@ -74,10 +74,21 @@ def parse_event(raw: bytes | None) -> ImageEvent:
     )
 
 
+def _refuse_constant(name: str) -> float:
+    # Python's json reads NaN and Infinity, which no JSON producer may send; a NaN claim would
+    # pass the schema's range checks (every comparison is false) and poison the verdict.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:  # the schema's date-time format is not checked (no rfc3339 validator installed)
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadEventError(
+            f"time: {value[:64]!r} is not an RFC 3339 date-time", "schema_violation"
+        ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

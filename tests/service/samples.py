@@ -1,0 +1,61 @@
+"""Model predictions as the TorchServe handler answers them, built for the unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import s2sphere
+
+from geoverdict_service.inference import Prediction
+
+PARIS = (48.8566, 2.3522)
+NEW_YORK = (40.7128, -74.0060)
+TOKYO = (35.6762, 139.6503)
+SYDNEY = (-33.8688, 151.2093)
+MODEL_VERSION = "unit-0123abcd"
+
+
+def cell(lat: float, lon: float, probability: float, level: int = 13) -> dict[str, Any]:
+    """A prediction cell: the S2 cell of `level` holding (lat, lon)."""
+    cell_id = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon)).parent(level)
+    return {
+        "token": cell_id.to_token(),
+        "level": level,
+        "lat": lat,
+        "lon": lon,
+        "probability": probability,
+    }
+
+
+def prediction(
+    cells: list[tuple[tuple[float, float], float]],
+    exif: tuple[float, float] | None = None,
+    scene: str = "urban",
+) -> Prediction:
+    """A handler reply whose cells are ((lat, lon), probability), most probable first."""
+    built = [cell(lat, lon, p) for (lat, lon), p in cells]
+    return {
+        "model_version": MODEL_VERSION,
+        "cells": built,
+        "cells_mass": round(sum(c["probability"] for c in built), 6),
+        "best_guess": dict(built[0]),
+        "scene": {
+            "s3": {"label": scene, "index": 2, "probability": 0.8},
+            "s16": [],
+            "s365": [],
+        },
+        "confidence": {
+            "top1": built[0]["probability"],
+            "entropy": 0.4,
+            "radius_50_km": 12.0,
+            "radius_90_km": 480.0,
+        },
+        "image": {"width": 64, "height": 48, "format": "JPEG"},
+        "exif_location": {"lat": exif[0], "lon": exif[1]} if exif else None,
+        "timings_ms": {"decode": 0.4, "inference": 7.5},
+    }
+
+
+def confident_paris() -> Prediction:
+    """A model sure of Paris, with a little mass on three other cities."""
+    return prediction([(PARIS, 0.94), (NEW_YORK, 0.03), (TOKYO, 0.02), (SYDNEY, 0.01)])
