@@ -12,6 +12,9 @@ log = logging.getLogger(__name__)
 
 EARTH_RADIUS_KM = 6371.0
 KM_PER_DEGREE = math.pi * EARTH_RADIUS_KM / 180.0
+# S2's minimum edge metric: no edge of any level-L cell is shorter than this / 2**L (about
+# 6,007 km; the average edge is 9,297 km and the longest 10,862 km).
+S2_MIN_EDGE_KM = 2 * math.sqrt(2) / 3 * EARTH_RADIUS_KM
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -50,11 +53,14 @@ def coarsen(lat: float, lon: float, precision_km: float) -> tuple[float, float]:
 
 
 def s2_level_for(precision_km: float) -> int:
-    """The finest S2 level whose cells are still about `precision_km` wide or wider."""
+    """The finest S2 level whose cells all have edges of `precision_km` or longer.
+
+    The bound is S2's shortest edge, not its average: near the face corners a cell is about
+    0.6 times as wide as an average one, and a precision floor must hold for every cell.
+    """
     if precision_km <= 0:
         return 30
-    # An S2 cell of level L spans about 10,000 km / 2**L (face edge ~ quarter circumference).
-    return max(0, min(30, math.floor(math.log2(10_000.0 / precision_km))))
+    return max(0, min(30, math.floor(math.log2(S2_MIN_EDGE_KM / precision_km))))
 
 
 def parent_token(token: str, level: int) -> str:

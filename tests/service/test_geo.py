@@ -1,0 +1,111 @@
+"""Distances, probability mass near a point, the precision floor, S2 parents and place names."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import s2sphere
+
+from geoverdict_service.geo import (
+    PlaceNames,
+    coarsen,
+    haversine_km,
+    mass_within,
+    parent_token,
+    s2_level_for,
+)
+from tests.service.samples import NEW_YORK, PARIS, SYDNEY, TOKYO, cell
+
+
+def random_points(rng: random.Random, count: int) -> list[tuple[float, float]]:
+    """Points uniform on the sphere (latitude by its sine)."""
+    return [
+        (math.degrees(math.asin(rng.uniform(-1, 1))), rng.uniform(-180, 180)) for _ in range(count)
+    ]
+
+
+def test_haversine_matches_known_distances() -> None:
+    assert haversine_km(*PARIS, *PARIS) == 0.0
+    assert haversine_km(*PARIS, *NEW_YORK) == pytest.approx(5837, abs=5)
+    assert haversine_km(*NEW_YORK, *PARIS) == haversine_km(*PARIS, *NEW_YORK)
+    assert haversine_km(0, 0, 0, 180) == pytest.approx(math.pi * 6371)  # antipodes
+    assert haversine_km(0, 179.5, 0, -179.5) == pytest.approx(111.19, abs=0.01)  # date line
+
+
+def test_mass_within_sums_the_cells_near_a_point() -> None:
+    cells = [cell(*PARIS, 0.5), cell(48.9, 2.5, 0.2), cell(*TOKYO, 0.3)]
+    assert mass_within(cells, *PARIS, 1.0) == pytest.approx(0.5)
+    assert mass_within(cells, *PARIS, 25.0) == pytest.approx(0.7)
+    assert mass_within(cells, *SYDNEY, 100.0) == 0.0
+    assert mass_within(cells, *PARIS, 20_100.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("precision_km", [0.5, 1.0, 25.0, 200.0, 1000.0])
+def test_coarsen_snaps_within_the_precision_and_hides_the_point(precision_km: float) -> None:
+    rng = random.Random(7)
+    for lat, lon in [*random_points(rng, 2000), (90.0, 0.0), (-90.0, 180.0), (0.0, -180.0)]:
+        snapped = coarsen(lat, lon, precision_km)
+        assert -90 <= snapped[0] <= 90
+        assert -180 <= snapped[1] <= 180
+        assert haversine_km(lat, lon, *snapped) <= precision_km
+        # A grid centre: coarsening it again changes nothing.
+        assert coarsen(*snapped, precision_km) == snapped
+    # Points much closer than the precision mostly share their reported point.
+    near_paris = {coarsen(PARIS[0] + k * 1e-4, PARIS[1], 25.0) for k in range(100)}
+    assert len(near_paris) <= 2
+
+
+def test_coarsen_with_no_floor_changes_nothing() -> None:
+    assert coarsen(48.856613, 2.352222, 0.0) == (48.856613, 2.352222)
+
+
+def test_s2_level_for_gives_cells_no_finer_than_the_precision() -> None:
+    assert s2_level_for(0.0) == 30
+    assert s2_level_for(20_000.0) == 0
+    rng = random.Random(3)
+    for precision_km in [0.05, 0.3, 1.0, 1.2, 5.0, 25.0, 100.0, 750.0, 2500.0]:
+        level = s2_level_for(precision_km)
+        for lat, lon in random_points(rng, 300):
+            leaf = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon))
+            corners = [s2sphere.LatLng.from_point(s2sphere.Cell(leaf.parent(level)).get_vertex(i))
+                       for i in range(4)]  # fmt: skip
+            edges = [
+                haversine_km(a.lat().degrees, a.lng().degrees, b.lat().degrees, b.lng().degrees)
+                for a, b in zip(corners, corners[1:] + corners[:1], strict=True)
+            ]
+            assert min(edges) >= precision_km, (precision_km, level, lat, lon)
+        # ... and not needlessly coarse: one level finer would break the floor somewhere.
+        assert s2sphere.MIN_EDGE.get_value(level + 1) * 6371 < precision_km
+
+
+def test_parent_token_agrees_with_s2sphere() -> None:
+    rng = random.Random(11)
+    for lat, lon in random_points(rng, 3000):
+        level = rng.randint(0, 30)
+        cell_id = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon))
+        token = cell_id.parent(level).to_token()
+        for ancestor in {0, rng.randint(0, level), level, min(30, level + 3)}:
+            expected = cell_id.parent(ancestor).to_token() if ancestor < level else token
+            assert parent_token(token, ancestor) == expected, (token, ancestor)
+
+
+@pytest.fixture(scope="module")
+def places() -> PlaceNames:
+    names = PlaceNames()
+    names.warm_up()
+    return names
+
+
+def test_place_names_are_found_offline(places: PlaceNames) -> None:
+    assert places.lookup(*PARIS) == {
+        "name": "Paris",
+        "admin1": "Ile-de-France",
+        "country_code": "FR",
+    }
+    sydney = places.lookup(*SYDNEY)
+    assert sydney is not None
+    assert sydney["country_code"] == "AU"
+    # Mid-ocean still answers with the nearest known place rather than failing.
+    assert places.lookup(0.0, -140.0) is not None
