@@ -1,0 +1,171 @@
+"""Verdicts: the location mismatch rule and the precision floor."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import s2sphere
+
+from geoverdict_service import contract
+from geoverdict_service.events import Claim, ImageEvent, make_event, parse_event
+from geoverdict_service.geo import PlaceNames, coarsen, haversine_km, s2_level_for
+from geoverdict_service.inference import Prediction
+from geoverdict_service.verdicts import VerdictPolicy, build_verdict, consistency
+from tests.service.samples import (
+    MODEL_VERSION,
+    NEW_YORK,
+    PARIS,
+    SYDNEY,
+    TOKYO,
+    confident_paris,
+    prediction,
+)
+
+# 5,000 km due south of Paris (45 degrees of latitude is 5,004 km), in the Gulf of Guinea.
+FAR_SOUTH = (PARIS[0] - 44.966, PARIS[1])
+LAGOS = (6.5244, 3.3792)  # about 330 km from FAR_SOUTH
+SHA = "ab" * 32
+
+
+def claim_at(point: tuple[float, float], source: str = "event") -> Claim:
+    return Claim(point[0], point[1], source)
+
+
+def event_with(claim: tuple[float, float] | None) -> ImageEvent:
+    return parse_event(json.dumps(make_event("post-9", image_bytes=b"x", claim=claim)).encode())
+
+
+def verdict_for(
+    pred: Prediction,
+    claim: tuple[float, float] | None = PARIS,
+    policy: VerdictPolicy | None = None,
+    places: PlaceNames | None = None,
+) -> dict[str, Any]:
+    return build_verdict(
+        event_with(claim), pred, policy or VerdictPolicy(), places,
+        cache_hit=True, image_sha256=SHA, timings_ms={"total": 1.5},
+    )  # fmt: skip
+
+
+def unsure() -> Prediction:
+    """Mass spread over eight places; the best guess (Paris) has only 13 %."""
+    spread = [LAGOS, NEW_YORK, TOKYO, SYDNEY, (55.75, 37.62), (-23.55, -46.63), (28.61, 77.21)]
+    return prediction([(PARIS, 0.13), *[(point, 0.124) for point in spread]])
+
+
+def test_a_claim_far_from_a_confident_prediction_is_a_mismatch() -> None:
+    check = consistency(confident_paris(), claim_at(FAR_SOUTH), VerdictPolicy())
+    assert check["distance_km"] == pytest.approx(5000, abs=1)
+    assert check["mass_within_200_km"] == 0.0
+    assert check["location_mismatch"] is True
+    assert (check["claim_source"], check["threshold_km"], check["max_mass"]) == ("event", 750, 0.1)
+
+
+def test_a_claim_at_the_predicted_point_is_no_mismatch() -> None:
+    check = consistency(confident_paris(), claim_at(PARIS), VerdictPolicy())
+    assert check["distance_km"] == 0.0
+    assert check["mass_within_25_km"] == pytest.approx(0.94)
+    assert check["location_mismatch"] is False
+
+
+def test_an_unsure_model_accuses_nobody() -> None:
+    pred = unsure()
+    assert contract.errors(contract.PREDICTION, pred) == []
+    check = consistency(pred, claim_at(FAR_SOUTH), VerdictPolicy())
+    assert check["distance_km"] == pytest.approx(5000, abs=1)
+    assert check["location_mismatch"] is False  # 12.4 % of the mass lies near the claim
+    bolder = VerdictPolicy(mismatch_max_mass=0.2)  # accuses unless 20 % lies near the claim
+    assert consistency(pred, claim_at(FAR_SOUTH), bolder)["location_mismatch"] is True
+
+
+def test_a_claim_within_the_threshold_is_no_mismatch() -> None:
+    near = (PARIS[0] - 6.0, PARIS[1])  # 667 km away, and no mass near it
+    check = consistency(confident_paris(), claim_at(near), VerdictPolicy())
+    assert check["mass_within_200_km"] == 0.0
+    assert check["location_mismatch"] is False
+    assert consistency(confident_paris(), claim_at(near), VerdictPolicy(mismatch_threshold_km=500))[
+        "location_mismatch"
+    ]
+
+
+def test_a_verdict_checks_the_event_claim_and_the_exif_claim() -> None:
+    verdict = verdict_for(prediction([(PARIS, 0.9), (TOKYO, 0.1)], exif=NEW_YORK), claim=PARIS)
+    assert contract.errors(contract.VERDICT, verdict) == []
+    checks = {c["claim_source"]: c for c in verdict["consistency"]}
+    assert checks["event"]["location_mismatch"] is False
+    assert checks["exif"]["location_mismatch"] is True
+    assert checks["exif"]["distance_km"] == pytest.approx(haversine_km(*PARIS, *NEW_YORK), abs=1e-3)
+    assert verdict_for(confident_paris(), claim=None)["consistency"] == []
+
+
+def test_a_verdict_carries_the_event_and_the_top_k_cells() -> None:
+    pred = confident_paris()
+    verdict = verdict_for(pred, policy=VerdictPolicy(top_k=2))
+    assert (verdict["post_id"], verdict["model_version"]) == ("post-9", MODEL_VERSION)
+    assert (verdict["cache_hit"], verdict["image_sha256"]) == (True, SHA)
+    assert verdict["location"]["cells"] == pred["cells"][:2]
+    assert verdict["location"]["best_guess"] == {**pred["best_guess"], "place": None}
+    assert verdict["location"]["precision_km"] == 0.0
+    assert verdict["scene"]["s3"]["label"] == "urban"
+
+
+def points(node: Any) -> Iterator[tuple[float, float]]:
+    """Every (lat, lon) pair anywhere in a verdict."""
+    if isinstance(node, dict):
+        if "lat" in node and "lon" in node:
+            yield node["lat"], node["lon"]
+        for value in node.values():
+            yield from points(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from points(value)
+
+
+class RecordingPlaces(PlaceNames):
+    """Place names that remember where they were asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[float, float]] = []
+
+    def lookup(self, lat: float, lon: float) -> dict[str, str] | None:
+        self.asked.append((lat, lon))
+        return {"name": "Somewhere", "admin1": "Region", "country_code": "XX"}
+
+
+@pytest.mark.parametrize("floor_km", [1.0, 25.0, 200.0])
+def test_the_precision_floor_coarsens_every_reported_point_and_cell(floor_km: float) -> None:
+    pred = prediction([(PARIS, 0.6), ((48.86, 2.36), 0.3), (TOKYO, 0.1)], exif=NEW_YORK)
+    pristine = copy.deepcopy(pred)
+    places = RecordingPlaces()
+    verdict = verdict_for(pred, FAR_SOUTH, VerdictPolicy(min_precision_km=floor_km), places)
+    assert contract.errors(contract.VERDICT, verdict) == []
+    assert pred == pristine  # the prediction (cached as it is) keeps its true points
+
+    reported = list(points(verdict))
+    assert len(reported) == 3 + 1 + 2  # cells, best guess, two claims
+    for lat, lon in reported:  # each a centre of the floor's grid: coarsening moves it no more
+        assert coarsen(lat, lon, floor_km) == (lat, lon)
+    assert places.asked == [coarsen(*PARIS, floor_km)]
+
+    level = s2_level_for(floor_km)
+    location = verdict["location"]
+    for shown, true in zip([*location["cells"], location["best_guess"]],
+                           [*pred["cells"], pred["best_guess"]], strict=True):  # fmt: skip
+        assert shown["level"] == level
+        shown_cell = s2sphere.CellId.from_token(shown["token"])
+        assert shown_cell.level() == level
+        assert shown_cell.contains(s2sphere.CellId.from_token(true["token"]))
+        assert shown["probability"] == true["probability"]
+
+    # Distances and masses still come from the true points.
+    event_check, exif_check = verdict["consistency"]
+    assert event_check["distance_km"] == pytest.approx(haversine_km(*FAR_SOUTH, *PARIS), abs=1e-3)
+    assert exif_check["distance_km"] == pytest.approx(haversine_km(*NEW_YORK, *PARIS), abs=1e-3)
+    assert event_check["location_mismatch"] is True
+    assert exif_check["location_mismatch"] is True
+    assert verdict["location"]["precision_km"] == floor_km
