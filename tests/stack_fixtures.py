@@ -62,3 +62,13 @@ def register_model(
     with urllib.request.urlopen(request, timeout=120) as resp:
         json.loads(resp.read())
     return name
+
+
+FIXTURE_HANDLER = Path(__file__).parent / "service" / "assets" / "fixture_handler.py"
+
+
+@pytest.fixture(scope="session")
+def fixture_model(stack: Stack) -> str:
+    """The torch-free fixture handler (contract-shaped predictions), with server-side batching."""
+    archive = build_archive(FIXTURE_HANDLER, "fixture", stack.config.model_store)
+    return register_model(stack, archive, batch_size=8, max_batch_delay_ms=20, workers=1)

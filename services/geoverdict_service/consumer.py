@@ -136,6 +136,7 @@ class VerdictService:
         self._backoff_s = settings.unavailable_backoff_s
         self.model_version: str | None = None
         self._health: HealthServer | None = None
+        self.health_port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start_health_server(self) -> int:
@@ -150,6 +151,7 @@ class VerdictService:
             ready=self.readiness,
         )
         self._health.start()
+        self.health_port = self._health.port
         return self._health.port
 
     def readiness(self) -> tuple[bool, dict[str, bool]]:

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 Prediction = dict[str, Any]  # one handler reply, see schemas/prediction.schema.json
 
-RETRYABLE_STATUS = frozenset({404, 408, 429, 500, 502, 503, 504, 507})
+RETRYABLE_STATUS = frozenset({404, 408, 429, 502, 503, 504, 507})
+# 500: the handler raised for this request. Retried like the above, but if it persists the
+# image is the likely cause, so it becomes this item's error rather than a pause of the stream.
+HANDLER_FAILED = 500
 
 
 class TokenSource:
@@ -159,7 +162,12 @@ class InferenceClient:
                         f"TorchServe refused the inference token (HTTP {status}); "
                         "check the key file or GEOVERDICT_TORCHSERVE_TOKEN"
                     )
-                if status not in RETRYABLE_STATUS:
+                if status == HANDLER_FAILED and attempt >= self.retries:
+                    raise BadImageError(
+                        f"the model failed on this image {attempt + 1} times: {body[:200]!r}",
+                        "inference_failed",
+                    )
+                if status not in RETRYABLE_STATUS and status != HANDLER_FAILED:
                     raise BadImageError(
                         f"model server answered HTTP {status}: {body[:200]!r}", "inference_failed"
                     )

@@ -22,6 +22,16 @@ from prometheus_client import (
 # Inference on CPU takes tens to hundreds of ms per image; end to end adds queueing in Kafka.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# Every dead-letter reason the service can give; exported at 0 from the start so rates and
+# alerts work before the first one happens.
+DEAD_LETTER_REASONS = (
+    "invalid_json", "schema_violation",
+    "fetch_disallowed", "fetch_failed", "fetch_timeout", "fetch_too_large", "fetch_not_found",
+    "image_empty", "image_undecodable", "image_truncated", "image_too_large",
+    "image_too_many_pixels", "image_unsupported", "image_internal", "image_inference_failed",
+)  # fmt: skip
+SCENES = ("indoor", "natural", "urban")
+CLAIM_SOURCES = ("event", "exif")
 
 
 class Metrics:
@@ -95,6 +105,21 @@ class Metrics:
         self.last_loop = Gauge(
             "geoverdict_last_loop_timestamp_seconds", "When the poll loop last ran.", registry=r
         )
+        self._initialise_labels()
+
+    def _initialise_labels(self) -> None:
+        """Create every known label combination at 0, so series exist before their events."""
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason=reason)
+        for result in ("hit", "miss"):
+            self.cache_requests.labels(result=result)
+            self.verdicts.labels(cache=result)
+        for operation in ("get", "set"):
+            self.cache_errors.labels(operation=operation)
+        for source in CLAIM_SOURCES:
+            self.mismatches.labels(claim_source=source)
+        for scene in SCENES:
+            self.scenes.labels(scene=scene)
 
 
 class HealthServer:

@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,16 +21,6 @@ from geoverdict_service.metrics import Metrics
 from geoverdict_service.settings import Settings, load_settings
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
-from tests.stack_fixtures import build_archive, register_model
-
-ASSETS = Path(__file__).parent / "assets"
-
-
-@pytest.fixture(scope="session")
-def fixture_model(stack: Stack) -> str:
-    """The torch-free fixture handler, registered with server-side batching."""
-    archive = build_archive(ASSETS / "fixture_handler.py", "fixture", stack.config.model_store)
-    return register_model(stack, archive, batch_size=8, max_batch_delay_ms=20, workers=1)
 
 
 def jpeg(index: int, size: int = 64) -> bytes:

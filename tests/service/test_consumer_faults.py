@@ -22,7 +22,6 @@ from geoverdict_stack.redis import RedisServer
 from geoverdict_stack.stack import Stack
 from geoverdict_stack.torchserve import TorchServeServer
 from tests.service.conftest import (
-    ASSETS,
     collect,
     events_for,
     jpeg,
@@ -31,7 +30,7 @@ from tests.service.conftest import (
     running,
     service_settings,
 )
-from tests.stack_fixtures import build_archive
+from tests.stack_fixtures import FIXTURE_HANDLER, build_archive
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +137,7 @@ def test_torchserve_down_for_20_s_pauses_then_every_event_gets_its_verdict(
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    build_archive(ASSETS / "fixture_handler.py", "fixture", store)
+    build_archive(FIXTURE_HANDLER, "fixture", store)
     inference, management, metrics_port = free_ports(3)
     server = TorchServeServer(
         tmp_path, inference, management, metrics_port, store, ["fixture=fixture.mar"]

@@ -27,6 +27,8 @@ def _error(code, message):
 def _predict(body):
     if not body:
         return _error("empty", "empty request body")
+    if body.startswith(b"CRASH"):
+        raise RuntimeError("asked to crash")  # lets tests see TorchServe's 5xx path
     if body[:2] == b"\xff\xd8":
         if body.rstrip(b"\x00")[-2:] != b"\xff\xd9":
             return _error("truncated", "JPEG data ends early")
@@ -69,6 +71,10 @@ def handle(data, context):
         return None
     time.sleep(0.005)  # a little compute, so batches can form
     STATS["batches"].append(len(data))
+    if context is not None and getattr(context, "metrics", None) is not None:
+        from ts.metrics.metric_type_enum import MetricTypes
+
+        context.metrics.add_metric("BatchSize", len(data), "count", metric_type=MetricTypes.GAUGE)
     replies = []
     for row in data:
         body = row.get("body")
