@@ -23,7 +23,7 @@ class FetchPolicy:
     allowed_hosts: tuple[str, ...] = ()  # exact host names or ".suffix" for subdomains
     allow_private: bool = False
     max_bytes: int = 20 * 1024 * 1024
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # per attempt, body included (plus at most one socket wait)
     retries: int = 2
     backoff_s: float = 0.5
 
@@ -87,6 +87,7 @@ def fetch_image(url: str, policy: FetchPolicy) -> bytes:
 
 
 def _fetch_once(url: str, policy: FetchPolicy) -> bytes:
+    deadline = time.monotonic() + policy.timeout_s
     original_host = urlsplit(url).hostname or ""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
@@ -119,10 +120,7 @@ def _fetch_once(url: str, policy: FetchPolicy) -> bytes:
                 raise FetchError(
                     f"image of {length} bytes exceeds {policy.max_bytes}", "fetch_too_large"
                 )
-            body = resp.read(policy.max_bytes + 1)
-            if len(body) > policy.max_bytes:
-                raise FetchError(f"image exceeds {policy.max_bytes} bytes", "fetch_too_large")
-            return body
+            return _read_body(resp, policy, deadline, host)
         except TimeoutError as exc:
             raise FetchError(
                 f"fetching {host} timed out after {policy.timeout_s} s", "fetch_timeout"
@@ -132,3 +130,22 @@ def _fetch_once(url: str, policy: FetchPolicy) -> bytes:
         finally:
             conn.close()
     raise FetchError(f"more than {MAX_REDIRECTS} redirects", "fetch_failed")
+
+
+def _read_body(
+    resp: http.client.HTTPResponse, policy: FetchPolicy, deadline: float, host: str
+) -> bytes:
+    """At most max_bytes, read before the deadline: the socket timeout bounds each read, not
+    their sum, so a server dripping a byte at a time would otherwise hold a thread for hours."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := resp.read1(64 * 1024):
+        size += len(chunk)
+        if size > policy.max_bytes:
+            raise FetchError(f"image exceeds {policy.max_bytes} bytes", "fetch_too_large")
+        if time.monotonic() > deadline:
+            raise FetchError(
+                f"fetching {host} took longer than {policy.timeout_s} s", "fetch_timeout"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

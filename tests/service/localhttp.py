@@ -89,7 +89,9 @@ class LocalServer:
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
         self.port = self._server.server_address[1]
         self.url = f"http://{HOST}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> LocalServer:
         self._thread.start()
