@@ -32,6 +32,11 @@ RETRYABLE_STATUS = frozenset({404, 408, 429, 502, 503, 504, 507})
 HANDLER_FAILED = 500
 
 
+def _token_refused(status: int, body: bytes) -> bool:
+    """TorchServe answers a wrong or expired key with 400 InvalidKeyException; proxies, 401/403."""
+    return status in (401, 403) or (status == 400 and b"InvalidKeyException" in body)
+
+
 class TokenSource:
     """The inference key: given directly, or read from TorchServe's key_file.json."""
 
@@ -154,7 +159,7 @@ class InferenceClient:
                     return self._parse(body)
                 if status == 413:
                     raise BadImageError("image larger than the model server accepts", "too_large")
-                if status in (401, 403):
+                if _token_refused(status, body):
                     if not refreshed and self._refresh_token():
                         refreshed = True
                         continue
@@ -219,8 +224,11 @@ class InferenceClient:
             )
         error = reply.get("error")
         if error:
+            version = reply.get("model_version")
             raise BadImageError(
-                str(error.get("message", error)), str(error.get("code", "bad_image"))
+                str(error.get("message", error)),
+                str(error.get("code", "bad_image")),
+                model_version=str(version) if version is not None else None,
             )
         return reply
 
