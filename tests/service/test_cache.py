@@ -1,0 +1,117 @@
+"""The prediction cache: a round trip through a redis-server of its own, and failing open."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from geoverdict_service.cache import PredictionCache, cache_key
+from geoverdict_stack import process
+from geoverdict_stack.ports import free_ports
+from geoverdict_stack.redis import RedisServer
+from tests.service.localhttp import closed_port
+from tests.service.samples import MODEL_VERSION, confident_paris
+
+SHA = "5e" * 32
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
+
+
+@contextmanager
+def redis_server(run_dir: Path, port: int) -> Iterator[str]:
+    """A redis-server of this test on 127.0.0.1:`port`; yields its URL."""
+    server = RedisServer(run_dir, port)
+    record, _ = server.start()
+    try:
+        yield server.url
+    finally:
+        process.stop(record)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with redis_server(tmp_path_factory.mktemp("redis"), free_ports(1)[0]) as url:
+        yield url
+
+
+def test_predictions_round_trip_with_a_ttl_under_their_model_version(redis_url: str) -> None:
+    cache = PredictionCache(redis_url, ttl_s=600)
+    key = cache_key(MODEL_VERSION, SHA)
+    cache.set_many({key: confident_paris()})
+    other_version = cache_key("next-model", SHA)
+    assert cache.get_many([key, other_version, cache_key(MODEL_VERSION, "0" * 64)]) == [
+        confident_paris(), None, None,
+    ]  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    assert 0 < client.ttl(key) <= 600
+    assert cache.available()
+    cache.close()
+    client.close()
+
+
+def test_a_corrupt_entry_is_a_miss(redis_url: str) -> None:
+    cache = PredictionCache(redis_url, ttl_s=600)
+    key = cache_key(MODEL_VERSION, "c0" * 32)
+    client = redis.Redis.from_url(redis_url)
+    client.set(key, b"{half a predic")
+    assert cache.get_many([key]) == [None]
+    cache.set_many({key: confident_paris()})  # the next store overwrites it
+    assert cache.get_many([key]) == [confident_paris()]
+    cache.close()
+    client.close()
+
+
+def test_without_a_url_the_cache_is_off() -> None:
+    cache = PredictionCache(None, ttl_s=600)
+    assert not cache.enabled
+    assert not cache.available()
+    cache.set_many({"k": confident_paris()})
+    assert cache.get_many(["k", "l"]) == [None, None]
+
+
+def test_redis_down_is_a_miss_reported_once_per_window() -> None:
+    errors: list[str] = []
+    cache = PredictionCache(
+        f"redis://127.0.0.1:{closed_port()}/0", ttl_s=600, timeout_s=0.2,
+        retry_after_s=0.5, on_error=errors.append,
+    )  # fmt: skip
+    assert cache.get_many(["a", "b"]) == [None, None]
+    assert errors == ["get"]
+    # Inside the window Redis is not even asked: no new failure, no time spent.
+    started = time.perf_counter()
+    assert cache.get_many(["a"]) == [None]
+    cache.set_many({"a": confident_paris()})
+    assert time.perf_counter() - started < 0.01
+    assert errors == ["get"]
+    # After it, Redis is tried again.
+    time.sleep(0.55)
+    cache.set_many({"a": confident_paris()})
+    assert errors == ["get", "set"]
+    assert not cache.available()
+
+
+@needs_redis
+def test_the_cache_comes_back_when_redis_does(tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    errors: list[str] = []
+    cache = PredictionCache(
+        f"redis://127.0.0.1:{port}/0", ttl_s=600, retry_after_s=0.3, on_error=errors.append
+    )
+    key = cache_key(MODEL_VERSION, SHA)
+    assert cache.get_many([key]) == [None]
+    assert errors == ["get"]
+    with redis_server(tmp_path, port):
+        time.sleep(0.3)
+        cache.set_many({key: confident_paris()})
+        assert cache.get_many([key]) == [confident_paris()]
+    assert errors == ["get"]
+    cache.close()
