@@ -1,35 +1,239 @@
-"""`geoverdict demo`: the main job on a fresh machine, start to finish, leaving nothing running."""
+"""`geoverdict demo`: the whole system once, on real servers, leaving nothing running.
+
+Stack up (Kafka, Redis, TorchServe with the demo model), a consumer, real photos published as
+events, verdicts shown as they arrive, the same photos again (now answered from the cache), a
+summary, the verdicts written to a JSON-lines file and an offline HTML map, stack down.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import statistics
+import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from geoverdict.paths import runs_dir
+from geoverdict.paths import PROJECT_ROOT, runs_dir, shared_data_dir
+
+MODEL_NAME = "geoverdict"
+# Real photographs that scikit-image ships (no network needed); no GPS, so no claims.
+SKIMAGE_PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "astronaut.png", "camera.png")  # fmt: skip
+DEV_SAMPLE = 200  # development photos (with their true coordinates as claims), where present
+
+
+@dataclass(frozen=True)
+class DemoPhoto:
+    """One photo to publish, with the location its post claims (if any)."""
+
+    name: str
+    data: bytes
+    claim: tuple[float, float] | None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `demo` command."""
     demo = subparsers.add_parser(
         "demo",
-        help="bring the local stack up, show it healthy, bring it down",
-        description="Starts real Kafka, Redis and TorchServe on free ports, shows each "
-        "server's health, then stops everything.",
+        help="run everything once: stack, consumer, photos in, verdicts out, stack down",
+        description=__doc__,
     )
+    demo.add_argument("--images", type=Path, help="your own photos (a folder) instead of ours")
+    demo.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
+    demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
+    demo.add_argument("--limit", type=int, default=DEV_SAMPLE, help="at most this many photos")
     demo.set_defaults(func=run)
+
+
+def find_archive(explicit: Path | None) -> Path:
+    """The model archive to serve."""
+    from geoverdict_service.exceptions import ConfigError  # noqa: PLC0415
+
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"model archive {explicit} not found")
+        return explicit.resolve()
+    archives = sorted((PROJECT_ROOT / "model_store").glob("*.mar"))
+    if not archives:
+        raise ConfigError("no model archive in model_store/: build one with `geoverdict export`")
+    return max(archives, key=lambda p: p.stat().st_mtime)
+
+
+def demo_photos(images: Path | None, limit: int) -> list[DemoPhoto]:
+    """The user's photos, or scikit-image's photos plus a sample of the development photos."""
+    from geoverdict.exif import gps_position  # noqa: PLC0415
+    from geoverdict_service.publisher import expand_sources  # noqa: PLC0415
+
+    if images is not None:
+        photos = []
+        for source in list(expand_sources([str(images)]))[:limit]:
+            data = _inline_jpeg(Path(source).read_bytes())
+            try:
+                claim = gps_position(Path(source))
+            except ValueError:
+                claim = None
+            photos.append(DemoPhoto(Path(source).name, data, claim))
+        return photos
+    import importlib.util  # noqa: PLC0415
+
+    photos = []
+    spec = importlib.util.find_spec("skimage")
+    if spec is not None and spec.origin is not None:
+        folder = Path(spec.origin).parent / "data"
+        for name in SKIMAGE_PHOTOS:
+            if (folder / name).is_file():
+                photos.append(DemoPhoto(name, _inline_jpeg((folder / name).read_bytes()), None))
+    dev = shared_data_dir() / "im2gps3k-dev"
+    if (dev / "dev.csv").is_file():
+        with (dev / "dev.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        step = max(1, len(rows) // max(1, limit - len(photos)))
+        for row in rows[::step][: max(0, limit - len(photos))]:
+            path = dev / "images" / row["IMG_ID"]
+            if path.is_file():
+                claim = (float(row["LAT"]), float(row["LON"]))
+                photos.append(DemoPhoto(row["IMG_ID"], path.read_bytes(), claim))
+    return photos
+
+
+def _inline_jpeg(data: bytes, max_bytes: int = 600_000) -> bytes:
+    """Photos small enough to travel inline in a Kafka message (re-encoded as JPEG if not)."""
+    if len(data) <= max_bytes:
+        return data
+    from PIL import Image  # noqa: PLC0415
+
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        rgb.thumbnail((1600, 1600))
+        out = io.BytesIO()
+        rgb.save(out, "JPEG", quality=88)
+    return out.getvalue()
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
+    from kafka import KafkaConsumer, KafkaProducer  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from geoverdict import verdict_map  # noqa: PLC0415
+    from geoverdict_service.consumer import VerdictService  # noqa: PLC0415
+    from geoverdict_service.events import make_event  # noqa: PLC0415
+    from geoverdict_service.settings import load_settings  # noqa: PLC0415
+    from geoverdict_service.watcher import HEADER, format_row  # noqa: PLC0415
+    from geoverdict_stack.kafka import create_topics  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig, format_status, sigterm_as_exit  # noqa: PLC0415
 
-    config = StackConfig.with_free_ports(run_dir=runs_dir() / "demo")
-    started = time.monotonic()
-    print(f"starting Kafka, Redis and TorchServe (logs in {config.run_dir}) ...", flush=True)
+    archive = find_archive(args.model)
+    photos = demo_photos(args.images, args.limit)
+    if not photos:
+        print("no photos to publish (give --images DIR)")
+        return 1
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    config = StackConfig.with_free_ports(
+        run_dir=out / "stack", model_store=archive.parent, models=(f"{MODEL_NAME}={archive.name}",)
+    )
+    print(
+        f"starting Kafka, Redis and TorchServe with {archive.name} (logs in {config.run_dir}) ..."
+    )
     with sigterm_as_exit(), Stack(config) as stack:
-        rows = stack.status()
-        print(format_status(rows))
-        healthy = all(row.healthy for row in rows)
-        print("stopping the stack ...", flush=True)
-    print(f"demo finished in {time.monotonic() - started:.1f} s; nothing left running")
-    return 0 if healthy else 1
+        print(format_status(stack.status()))
+        topics = {"input_topic": "geoverdict.images", "verdict_topic": "geoverdict.verdicts",
+                  "dead_letter_topic": "geoverdict.dead-letters"}  # fmt: skip
+        create_topics(stack.kafka_bootstrap, {name: 4 for name in topics.values()})
+        settings = load_settings(
+            kafka_bootstrap_servers=stack.kafka_bootstrap, redis_url=stack.redis_url,
+            torchserve_url=stack.torchserve.url("inference"),
+            torchserve_key_file=stack.torchserve_key_file, model_name=MODEL_NAME,
+            metrics_port=0, metrics_host="127.0.0.1", **topics,
+        )  # fmt: skip
+        service = VerdictService(settings)
+        metrics_port = service.start_health_server()
+        consumer_thread = threading.Thread(target=service.run, name="consumer", daemon=True)
+        consumer_thread.start()
+        print(f"consumer running; metrics at http://127.0.0.1:{metrics_port}/metrics")
+
+        producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=5)
+        watcher = KafkaConsumer(
+            settings.verdict_topic, bootstrap_servers=stack.kafka_bootstrap,
+            auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000,
+        )  # fmt: skip
+        passes: list[dict[str, Any]] = []
+        all_verdicts: list[dict[str, Any]] = []
+        for label in ("first pass (model)", "second pass (same photos: cache)"):
+            sent: dict[str, float] = {}
+            started = time.monotonic()
+            for photo in tqdm(photos, desc=f"publishing, {label}", unit="photo"):
+                event = make_event(Path(photo.name).stem, image_bytes=photo.data, claim=photo.claim)
+                producer.send(settings.input_topic, key=event["id"].encode(),
+                              value=json.dumps(event).encode())  # fmt: skip
+                sent[event["id"]] = datetime.fromisoformat(event["time"]).timestamp()
+            producer.flush()
+            print(HEADER)
+            got = _collect(watcher, sent, timeout_s=300.0, show=format_row)
+            elapsed = time.monotonic() - started
+            latencies = [
+                datetime.fromisoformat(v["produced_at"]).timestamp() - sent[v["id"]] for v in got
+            ]
+            passes.append({"pass": label, "events": len(sent), "verdicts": len(got),
+                           "cache_hits": sum(v["cache_hit"] for v in got), "seconds": elapsed,
+                           "latencies": latencies})  # fmt: skip
+            all_verdicts.extend(got)
+        producer.close()
+        watcher.close()
+        dead = _count_dead_letters(stack.kafka_bootstrap, settings.dead_letter_topic)
+        service.stop()
+        consumer_thread.join(timeout=60)
+        print("stopping the stack ...")
+
+    verdict_file = out / "verdicts.jsonl"
+    verdict_file.write_text("".join(json.dumps(v) + "\n" for v in all_verdicts))
+    page = verdict_map.write(all_verdicts[: len(photos)], out / "verdicts.html")
+    print()
+    for p in passes:
+        lat = sorted(p["latencies"]) or [0.0]
+        print(
+            f"{p['pass']}: {p['events']} events, {p['verdicts']} verdicts, "
+            f"{p['cache_hits']} cache hits, {p['verdicts'] / p['seconds']:.1f} verdicts/s, "
+            f"end-to-end latency p50 {statistics.median(lat) * 1000:.0f} ms, "
+            f"max {lat[-1] * 1000:.0f} ms"
+        )
+    print(f"dead letters: {dead}")
+    print(f"verdicts: {verdict_file}\nmap: {page}")
+    answered = all(p["verdicts"] == p["events"] for p in passes)
+    return 0 if answered else 1
+
+
+def _collect(
+    watcher: Any, expected: dict[str, float], timeout_s: float, show: Any
+) -> list[dict[str, Any]]:
+    """Verdicts for the expected event ids, printed as they arrive."""
+    got: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(got) < len(expected) and time.monotonic() < deadline:
+        for message in watcher:
+            verdict = json.loads(message.value)
+            if verdict["id"] in expected and verdict["id"] not in got:
+                got[verdict["id"]] = verdict
+                print(show(verdict), flush=True)
+            if len(got) == len(expected):
+                break
+    return list(got.values())
+
+
+def _count_dead_letters(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer  # noqa: PLC0415
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=1500,
+    )  # fmt: skip
+    count = sum(1 for _ in consumer)
+    consumer.close()
+    return count

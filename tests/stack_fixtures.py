@@ -34,6 +34,7 @@ def build_archive(
     handler: Path, name: str, store: Path, extra_files: list[Path] | None = None
 ) -> Path:
     """A .mar built with the real torch-model-archiver into `store`."""
+    store.mkdir(parents=True, exist_ok=True)
     archiver = Path(sys.executable).parent / "torch-model-archiver"
     cmd = [
         str(archiver), "--model-name", name, "--version", "1.0", "--handler", str(handler),
