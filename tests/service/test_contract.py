@@ -24,9 +24,10 @@ def test_events_and_predictions_as_built_are_valid() -> None:
     assert contract.errors(contract.IMAGE_EVENT, event) == []
     assert contract.errors(contract.IMAGE_EVENT, make_event("p", image_url="https://x/a.jpg")) == []
     assert contract.errors(contract.PREDICTION, confident_paris()) == []
-    failure = {"model_version": MODEL_VERSION, "error": {"code": "truncated", "message": "ends"}}
+    error = {"code": "truncated", "message": "ends"}
+    failure = {"model_version": MODEL_VERSION, "error": error}
     assert contract.errors(contract.PREDICTION, failure) == []
-    failure["error"]["code"] = "gremlins"
+    error["code"] = "gremlins"
     assert contract.errors(contract.PREDICTION, failure) != []
 
 
