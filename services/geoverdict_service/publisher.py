@@ -33,11 +33,15 @@ class Published:
     skipped: dict[str, str]
 
 
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
 def expand_sources(sources: Iterable[str]) -> Iterator[str]:
     """Folders become their image files (sorted); files and URLs pass through."""
     for source in sources:
         path = Path(source)
-        if source.startswith(("http://", "https://")) or not path.is_dir():
+        if _is_url(source) or not path.is_dir():
             yield source
             continue
         for child in sorted(path.rglob("*")):
@@ -49,7 +53,7 @@ def event_for(
     source: str, claim: tuple[float, float] | None = None, use_exif: bool = True
 ) -> dict[str, Any]:
     """The image event for one file or URL; the file's GPS EXIF is the claim unless given."""
-    if source.startswith(("http://", "https://")):
+    if _is_url(source):
         return make_event(_post_id(source), image_url=source, claim=claim)
     path = Path(source)
     try:
@@ -70,9 +74,7 @@ def event_for(
 
 
 def _post_id(source: str) -> str:
-    return (
-        Path(source).stem if not source.startswith("http") else source.rsplit("/", 1)[-1] or source
-    )
+    return source.rsplit("/", 1)[-1] or source if _is_url(source) else Path(source).stem
 
 
 def publish(
