@@ -23,7 +23,8 @@ def verdicts(consumer: KafkaConsumer, max_count: int | None = None) -> Iterator[
             return
 
 
-HEADER = f"{'post':<26} {'best guess':<34} {'p':>5} {'r50 km':>7} {'scene':<8} {'claim':<14} cache"
+# "MISMATCH 20015km" (half the Earth's circumference) is the widest claim cell: 16 characters.
+HEADER = f"{'post':<26} {'best guess':<34} {'p':>5} {'r50 km':>7} {'scene':<8} {'claim':<16} cache"
 
 
 def format_row(verdict: dict[str, Any]) -> str:
@@ -42,6 +43,6 @@ def format_row(verdict: dict[str, Any]) -> str:
         claim = f"{flag} {first['distance_km']:.0f}km"
     return (
         f"{verdict['post_id'][:26]:<26} {where[:34]:<34} {best['probability']:>5.2f} "
-        f"{location['confidence']['radius_50_km']:>7.0f} {scene:<8} {claim:<14} "
+        f"{location['confidence']['radius_50_km']:>7.0f} {scene:<8} {claim:<16} "
         f"{'hit' if verdict['cache_hit'] else 'miss':<5}"
     )
