@@ -22,25 +22,33 @@ def _degrees(value: object, ref: object) -> float:
     return -result if ref_text.strip("\x00 ").upper() in ("S", "W") else result
 
 
-def gps_from_exif(exif: Image.Exif) -> tuple[float, float] | None:
-    """(lat, lon) from an opened image's EXIF; None when absent or not a valid position."""
+def gps_from_exif(exif: Image.Exif, *, raw: bool = False) -> tuple[float, float] | None:
+    """(lat, lon) from an opened image's EXIF; None when there is no GPS position.
+
+    By default a malformed or impossible position is also None. With `raw`, malformed fields
+    raise ValueError and positions come back as read, for callers that count each case.
+    """
+    gps = exif.get_ifd(_GPS_IFD)
+    if _LAT not in gps or _LON not in gps:
+        return None
     try:
-        gps = exif.get_ifd(_GPS_IFD)
-        if _LAT not in gps or _LON not in gps:
-            return None
         lat = _degrees(gps[_LAT], gps.get(_LAT_REF, "N"))
         lon = _degrees(gps[_LON], gps.get(_LON_REF, "E"))
-    except (ValueError, TypeError, ZeroDivisionError, KeyError):
+    except (ValueError, TypeError, ZeroDivisionError) as exc:
+        if raw:
+            raise ValueError(f"malformed GPS EXIF: {exc}") from exc
         return None
+    if raw:
+        return lat, lon
     if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
         return None
     return lat, lon
 
 
-def gps_position(source: Path | bytes) -> tuple[float, float] | None:
-    """(lat, lon) of a photo file or its bytes; None without GPS. ValueError: not an image."""
+def gps_position(source: Path | bytes, *, raw: bool = False) -> tuple[float, float] | None:
+    """(lat, lon) of a photo file or its bytes (see gps_from_exif); ValueError: not an image."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return gps_from_exif(image.getexif())
+            return gps_from_exif(image.getexif(), raw=raw)
     except UnidentifiedImageError as exc:
         raise ValueError("not an image") from exc

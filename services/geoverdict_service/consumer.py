@@ -25,6 +25,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from geoverdict_service import contract
 from geoverdict_service.cache import PredictionCache, cache_key
 from geoverdict_service.events import ImageEvent, parse_event
 from geoverdict_service.exceptions import (
@@ -312,7 +313,7 @@ class VerdictService:
         unavailable = False
         for sha, future in futures.items():
             try:
-                results[sha] = future.result()
+                results[sha] = checked_prediction(future.result())
             except BadEventError as exc:
                 results[sha] = exc
             except InferenceUnavailableError as exc:
@@ -454,6 +455,18 @@ class VerdictService:
                 self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                     max(0, highwater - position)
                 )
+
+
+def checked_prediction(prediction: Prediction) -> Prediction:
+    """The model's reply, if it keeps the contract; a malformed one is this event's dead letter
+    (the loop must never crash on what a model server sends)."""
+    problems = contract.errors(contract.PREDICTION, prediction)
+    if problems:
+        raise BadEventError(
+            "model reply breaks prediction.schema.json: " + "; ".join(problems[:3]),
+            "invalid_prediction",
+        )
+    return prediction
 
 
 def run_service(

@@ -29,6 +29,7 @@ DEAD_LETTER_REASONS = (
     "fetch_disallowed", "fetch_failed", "fetch_timeout", "fetch_too_large", "fetch_not_found",
     "image_empty", "image_undecodable", "image_truncated", "image_too_large",
     "image_too_many_pixels", "image_unsupported", "image_internal", "image_inference_failed",
+    "invalid_prediction",
 )  # fmt: skip
 SCENES = ("indoor", "natural", "urban")
 CLAIM_SOURCES = ("event", "exif")

@@ -19,9 +19,8 @@ from tests.service.conftest import (
     service_settings,
 )
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 def test_every_event_gets_one_valid_verdict_then_the_cache_answers(
     stack: Stack, fixture_model: str, topics: dict[str, str]
 ) -> None:
@@ -55,3 +54,17 @@ def test_every_event_gets_one_valid_verdict_then_the_cache_answers(
         (check,) = verdict["consistency"]
         said_paris = verdict["location"]["best_guess"]["lat"] == pytest.approx(48.8566)
         assert check["location_mismatch"] is (not said_paris)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [{}, {"model_version": "v", "cells": "not a list"}, {"error": "a string, not an object"}],
+    ids=["empty", "wrong type", "bad error"],
+)
+def test_a_reply_breaking_the_contract_is_a_dead_letter_not_a_crash(reply: dict) -> None:
+    from geoverdict_service.consumer import checked_prediction
+    from geoverdict_service.exceptions import BadEventError
+
+    with pytest.raises(BadEventError) as excinfo:
+        checked_prediction(reply)
+    assert excinfo.value.reason == "invalid_prediction"

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from geoverdict.exif import gps_position
 from geoverdict_training import images  # noqa: F401 (registers the HEIF opener)
 from geoverdict_training.manifest import SCENE_COLUMNS, Manifest, valid_coordinates
 from geoverdict_training.skips import Skips
@@ -20,35 +20,6 @@ from geoverdict_training.skips import Skips
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif"}
 )
-_GPS_IFD = 0x8825
-_LAT_REF, _LAT, _LON_REF, _LON = 1, 2, 3, 4
-
-
-def _degrees(value: object, ref: object) -> float:
-    """Degrees from EXIF (degrees, minutes, seconds) rationals and a N/S/E/W reference."""
-    if not isinstance(value, tuple | list) or len(value) != 3:
-        raise ValueError(f"GPS coordinate is not (deg, min, sec): {value!r}")
-    deg, minutes, seconds = (float(part) for part in value)
-    result = deg + minutes / 60.0 + seconds / 3600.0
-    ref_text = ref.decode("ascii", "replace") if isinstance(ref, bytes) else str(ref)
-    return -result if ref_text.strip().upper() in ("S", "W") else result
-
-
-def gps_position(path: Path) -> tuple[float, float] | None:
-    """(lat, lon) in degrees from a photo's GPS EXIF, None if it has none.
-
-    Raises OSError or ValueError for files that are not images or whose GPS fields are malformed.
-    """
-    try:
-        with Image.open(path) as image:
-            gps = image.getexif().get_ifd(_GPS_IFD)
-    except UnidentifiedImageError as exc:
-        raise ValueError(f"not an image: {path}") from exc
-    if _LAT not in gps or _LON not in gps:
-        return None
-    lat = _degrees(gps[_LAT], gps.get(_LAT_REF, "N"))
-    lon = _degrees(gps[_LON], gps.get(_LON_REF, "E"))
-    return lat, lon
 
 
 def _photos(folder: Path) -> Iterator[Path]:
@@ -65,7 +36,7 @@ def manifest_from_exif(folder: Path) -> Manifest:
     for path in _photos(folder):
         skips.seen += 1
         try:
-            position = gps_position(path)
+            position = gps_position(path, raw=True)
         except (OSError, ValueError, ZeroDivisionError, SyntaxError):
             skips.skip("unreadable image or EXIF")
             continue

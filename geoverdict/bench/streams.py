@@ -1,0 +1,225 @@
+"""End-to-end stream benchmarks on the real stack: the pipeline (cold cache), the same photos
+again (warm cache), and the naive consumer, each driven through Kafka and measured from the
+verdicts that come out."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psutil
+from kafka import KafkaConsumer, KafkaProducer
+from tqdm import tqdm
+
+from geoverdict_service.events import make_event
+from geoverdict_stack.kafka import create_topics
+from geoverdict_stack.stack import Stack
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """One stream run: throughput, latency percentiles, and the consumer's resource use."""
+
+    label: str
+    events: int
+    verdicts: int
+    seconds: float
+    events_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rate: str  # "burst" or the paced publishing rate
+    cpu_s_per_1000: float | None = None
+    rss_mb: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for results.json."""
+        return asdict(self)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Topics:
+    """Fresh input and verdict topics for one run."""
+
+    def __init__(self, stack: Stack, partitions: int = 4) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.input = f"bench-images-{tag}"
+        self.verdicts = f"bench-verdicts-{tag}"
+        self.dead = f"bench-dead-{tag}"
+        self.group = f"bench-{tag}"
+        create_topics(stack.kafka_bootstrap, {self.input: partitions, self.verdicts: partitions,
+                                              self.dead: partitions})  # fmt: skip
+
+
+class VerdictCollector:
+    """Reads the verdict topic on a thread and notes when each event id was answered."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.answered: dict[str, float] = {}
+        self._consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False, consumer_timeout_ms=200,
+        )  # fmt: skip
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="collector")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer:
+                key = message.key.decode() if message.key else ""
+                value = json.loads(message.value)
+                produced = value.get("produced_at")
+                at = datetime.fromisoformat(produced).timestamp() if produced else time.time()
+                with self._lock:
+                    self.answered.setdefault(key, at)
+
+    def wait_for(self, ids: Sequence[str], timeout_s: float, desc: str) -> dict[str, float]:
+        """Answer times of `ids`, waiting at most `timeout_s` (progress bar)."""
+        deadline = time.monotonic() + timeout_s
+        with tqdm(total=len(ids), desc=desc, unit="verdict", leave=False) as bar:
+            done = 0
+            while time.monotonic() < deadline:
+                with self._lock:
+                    now_done = sum(1 for i in ids if i in self.answered)
+                bar.update(now_done - done)
+                done = now_done
+                if done == len(ids):
+                    break
+                time.sleep(0.05)
+        with self._lock:
+            return {i: self.answered[i] for i in ids if i in self.answered}
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+def publish(
+    producer: KafkaProducer, topic: str, images: Sequence[bytes], rate: float | None = None
+) -> dict[str, float]:
+    """One event per image (new ids); `rate` events/s paces them, None sends a burst.
+    Returns the events' send times by id."""
+    sent: dict[str, float] = {}
+    start = time.perf_counter()
+    for index, image in enumerate(images):
+        if rate:
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        event = make_event(f"bench-{index}", image_bytes=image)
+        sent[event["id"]] = datetime.fromisoformat(event["time"]).timestamp()
+        producer.send(topic, key=event["id"].encode(), value=json.dumps(event).encode())
+    producer.flush()
+    return sent
+
+
+def measure(
+    label: str,
+    producer: KafkaProducer,
+    collector: VerdictCollector,
+    topic: str,
+    images: Sequence[bytes],
+    rate: float | None = None,
+    timeout_s: float = 600.0,
+    consumer_pid: int | None = None,
+) -> StreamResult:
+    """Publish, wait for every verdict, and compute throughput and latency."""
+    proc = psutil.Process(consumer_pid) if consumer_pid else None
+    cpu_before = sum(proc.cpu_times()[:2]) if proc else 0.0
+    sent = publish(producer, topic, images, rate)
+    answered = collector.wait_for(list(sent), timeout_s, label)
+    latencies = [(answered[i] - sent[i]) * 1000 for i in answered]
+    first = min(sent.values())
+    last = max(answered.values()) if answered else time.time()
+    seconds = max(last - first, 1e-9)
+    cpu = None
+    rss = None
+    if proc is not None:
+        cpu = (sum(proc.cpu_times()[:2]) - cpu_before) / max(1, len(answered)) * 1000
+        rss = proc.memory_info().rss / 2**20
+    return StreamResult(
+        label=label,
+        events=len(sent),
+        verdicts=len(answered),
+        seconds=round(seconds, 3),
+        events_per_s=round(len(answered) / seconds, 2),
+        p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
+        p95_ms=round(_percentile(latencies, 95), 1),
+        p99_ms=round(_percentile(latencies, 99), 1),
+        rate="burst" if rate is None else f"{rate:.0f}/s",
+        cpu_s_per_1000=None if cpu is None else round(cpu, 3),
+        rss_mb=None if rss is None else round(rss, 1),
+    )
+
+
+def consumer_process(
+    stack: Stack, topics: Topics, model: str, extra_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """`geoverdict consume` as its own process (so its CPU and memory can be measured)."""
+    env = {
+        **os.environ,
+        "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+        "GEOVERDICT_REDIS_URL": stack.redis_url,
+        "GEOVERDICT_TORCHSERVE_URL": stack.torchserve.url("inference"),
+        "GEOVERDICT_TORCHSERVE_KEY_FILE": str(stack.torchserve_key_file),
+        "GEOVERDICT_MODEL_NAME": model,
+        "GEOVERDICT_INPUT_TOPIC": topics.input,
+        "GEOVERDICT_VERDICT_TOPIC": topics.verdicts,
+        "GEOVERDICT_DEAD_LETTER_TOPIC": topics.dead,
+        "GEOVERDICT_GROUP_ID": topics.group,
+        "GEOVERDICT_METRICS_PORT": "0",
+        "GEOVERDICT_METRICS_HOST": "127.0.0.1",
+        **extra_env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "geoverdict", "consume"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def naive_process(
+    stack: Stack, topics: Topics, model: str, expected: int
+) -> subprocess.Popen[bytes]:
+    """The naive consumer as its own process."""
+    code = (
+        "import sys, pathlib; from geoverdict.bench.naive import run_naive; "
+        "run_naive(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], "
+        "pathlib.Path(sys.argv[6]), int(sys.argv[7]), 900.0)"
+    )
+    url = f"{stack.torchserve.url('inference')}/predictions/{model}"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, stack.kafka_bootstrap, topics.input, topics.verdicts,
+         topics.group, url, str(stack.torchserve_key_file), str(expected)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the consumer drains and commits), then wait."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
