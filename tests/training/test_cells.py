@@ -214,3 +214,17 @@ def test_dev_partitions_are_deterministic_in_first_photo_order(dev_coordinates: 
         rows = classes[:, j]
         first_rows = [int(np.flatnonzero(rows == k)[0]) for k in range(len(a))]
         assert first_rows == sorted(first_rows)
+
+
+def test_a_partition_round_trips_through_its_plain_form() -> None:
+    rng = np.random.default_rng(5)
+    (partition,) = build_partitions(
+        rng.uniform(40, 50, 300), rng.uniform(0, 10, 300), [PartitionSpec(2, 40)]
+    )
+    data = partition.to_dict()
+    assert data["levels"] == partition.levels.tolist()
+    again = Partition.from_dict(data)
+    assert again.tokens == partition.tokens and again.name == partition.name
+    assert again.lat_mean.tolist() == partition.lat_mean.tolist()
+    with pytest.raises(ConfigError, match="malformed partition"):
+        Partition.from_dict({**data, "tokens": ["zz"] * len(partition)})

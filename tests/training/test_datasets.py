@@ -46,7 +46,15 @@ def test_folder_dataset_yields_images_and_labels_named_as_the_model_heads(tmp_pa
     dataset = ImageFolderDataset(manifest, labels, tmp_path, TRANSFORM)
     image, targets = dataset[2]  # type: ignore[misc]
     assert image.shape == (3, 8, 8)
-    assert set(targets) == {"cells_a", "cells_b", "scene_s3", "scene_s16", "scene_s365", "coords"}
+    assert set(targets) == {
+        "cells_a",
+        "cells_b",
+        "scene_s3",
+        "scene_s16",
+        "scene_s365",
+        "coords",
+        "row",
+    }
     assert targets["cells_a"].item() == 2
     assert targets["cells_b"].item() == 2
     assert targets["scene_s365"].item() == 3

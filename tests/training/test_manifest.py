@@ -119,3 +119,24 @@ def test_reads_the_dev_manifest(shared_data: Path) -> None:
     assert manifest.with_existing_files(shared_data / "im2gps3k-dev" / "images").image_ids == (
         manifest.image_ids
     )
+
+
+def test_s3_probabilities_are_read_written_and_subset(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "IMG_ID,LAT,LON,S3_Label,Prob_indoor,Prob_natural,Prob_urban\n"
+        "a.jpg,1,2,0,0.7,0.2,0.1\n"
+        "b.jpg,3,4,,,,\n"
+        "c.jpg,5,6,2,0.1,x,0.8\n",
+    )
+    manifest = read_manifest(path)
+    probs = manifest.s3_probabilities
+    assert probs is not None
+    assert probs[0].tolist() == [0.7, 0.2, 0.1]
+    assert np.isnan(probs[1]).all() and np.isnan(probs[2, 1])  # a malformed hint is absent
+    write_manifest(manifest.subset(np.array([2, 0])), tmp_path / "out.csv")
+    again = read_manifest(tmp_path / "out.csv")
+    assert again.image_ids == ["c.jpg", "a.jpg"]
+    assert again.s3_probabilities is not None
+    assert again.s3_probabilities[1].tolist() == [0.7, 0.2, 0.1]
+    assert read_manifest(_write(tmp_path, "IMG_ID,LAT,LON\na.jpg,1,2\n")).s3_probabilities is None

@@ -17,15 +17,16 @@ Photos are sorted once by leaf cell id. Cells at any level are contiguous runs o
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from geoverdict_training import s2
-from geoverdict_training.exceptions import ConfigError
+from geoverdict_training.exceptions import ConfigError, DataFileError
 
 MIN_LEVEL = 2
 
@@ -103,6 +104,33 @@ class Partition:
     def levels(self) -> npt.NDArray[np.int64]:
         """S2 level of each class."""
         return s2.levels(self.cell_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (S2 tokens, not ids), for checkpoints and model archives."""
+        return {
+            "name": self.name,
+            "tokens": self.tokens,
+            "levels": self.levels.tolist(),  # for readers; from_dict derives them from tokens
+            "counts": self.counts.tolist(),
+            "lat_mean": self.lat_mean.tolist(),
+            "lon_mean": self.lon_mean.tolist(),
+            "num_images": self.num_images,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Partition:
+        """Inverse of to_dict; a malformed entry raises ConfigError."""
+        try:
+            return cls(
+                name=str(data["name"]),
+                cell_ids=s2.from_tokens(list(data["tokens"])),
+                counts=np.asarray(data["counts"], dtype=np.int64),
+                lat_mean=np.asarray(data["lat_mean"], dtype=np.float64),
+                lon_mean=np.asarray(data["lon_mean"], dtype=np.float64),
+                num_images=int(data["num_images"]),
+            )
+        except (KeyError, TypeError, ValueError, DataFileError) as exc:
+            raise ConfigError(f"malformed partition {data.get('name', '?')!r}: {exc}") from exc
 
     def classes_containing(self, cell_ids: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Class whose cell contains each given cell (leaf ids for photos), -1 where none does."""

@@ -3,7 +3,8 @@
 Both yield `(image, labels)` with `image` a (3, H, W) float tensor from the given transform and
 `labels` a dict of tensors keyed by the model's head names: one int64 scalar per partition
 (e.g. "cells_50_5000", -1 where the photo has no class) and per scene head ("scene_s3",
-"scene_s16", "scene_s365", -1 where absent), and "coords", (2,) float32 latitude and longitude.
+"scene_s16", "scene_s365", -1 where absent), "coords", (2,) float32 latitude and longitude, and
+"row", the photo's int64 row in the manifest (so predictions map back to photos past skips).
 A photo that cannot be decoded yields `Skipped(reason, image_id)` instead; `collate` drops those
 and counts them in the batch, so a training loop can report them in one summary line.
 """
@@ -32,6 +33,7 @@ from geoverdict_training.manifest import Manifest
 log = logging.getLogger(__name__)
 
 COORDS = "coords"
+ROW = "row"
 Transform = Callable[[Image.Image], torch.Tensor]
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
@@ -68,6 +70,7 @@ class _Targets:
         }
         coords = np.stack([manifest.lat, manifest.lon], axis=1).astype(np.float32)
         self.columns[COORDS] = torch.from_numpy(coords)  # (N, 2)
+        self.columns[ROW] = torch.arange(len(manifest), dtype=torch.int64)  # (N,)
 
     def __getitem__(self, row: int) -> dict[str, torch.Tensor]:
         return {head: column[row] for head, column in self.columns.items()}

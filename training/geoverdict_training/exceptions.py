@@ -29,3 +29,11 @@ class BackboneError(TrainingError):
 
 class TensorError(TrainingError):
     """Tensors given to a loss or a prediction do not fit (shape, label range, hierarchy)."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint or model archive cannot be read, or does not fit the run that loads it."""
+
+
+class ExportError(TrainingError):
+    """A model archive cannot be built."""

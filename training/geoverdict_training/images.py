@@ -35,10 +35,12 @@ UNREADABLE = "unreadable"
 ERROR_CODES = (EMPTY, TOO_LARGE, TOO_MANY_PIXELS, TRUNCATED, UNDECODABLE, UNREADABLE)
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+SERVING_MAX_BYTES = 20 * 1024 * 1024  # the TorchServe handler's default limit per image
 # Pillow's own bomb limit (about 89 Mpx) unless the process has changed or disabled it.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+RGB = tuple[float, float, float]
+IMAGENET_MEAN: RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD: RGB = (0.229, 0.224, 0.225)
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -126,9 +128,13 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def train_transform(
-    size: int = 224, scale: tuple[float, float] = (0.66, 1.0)
+    size: int = 224,
+    scale: tuple[float, float] = (0.66, 1.0),
+    mean: RGB = IMAGENET_MEAN,
+    std: RGB = IMAGENET_STD,
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """Training augmentation: random resized crop (the seed paper's scale range) and flip."""
+    """Training augmentation: random resized crop (the seed paper's scale range) and flip;
+    `mean` / `std` are the backbone's normalisation (backbones.BackboneInfo)."""
     from torchvision import transforms  # noqa: PLC0415 (keep torch out of module import)
 
     return transforms.Compose(
@@ -136,12 +142,14 @@ def train_transform(
             transforms.RandomResizedCrop(size, scale=scale),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            transforms.Normalize(mean, std),
         ]
     )
 
 
-def eval_transform(size: int = 224, resize: int = 256) -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform(
+    size: int = 224, resize: int = 256, mean: RGB = IMAGENET_MEAN, std: RGB = IMAGENET_STD
+) -> Callable[[Image.Image], torch.Tensor]:
     """Evaluation and service: resize the short side to `resize`, centre crop `size`."""
     from torchvision import transforms  # noqa: PLC0415 (keep torch out of module import)
 
@@ -150,6 +158,6 @@ def eval_transform(size: int = 224, resize: int = 256) -> Callable[[Image.Image]
             transforms.Resize(resize),
             transforms.CenterCrop(size),
             transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            transforms.Normalize(mean, std),
         ]
     )

@@ -1,7 +1,8 @@
 """The photo manifest: a CSV in the format of the public Im2GPS / Im2GPS3k / MP-16 meta files.
 
-Columns `IMG_ID,LAT,LON` are required (names matched case-insensitively); `AUTHOR` and the scene
-labels `S3_Label,S16_Label,S365_Label` are optional, and other columns are ignored. `IMG_ID` is
+Columns `IMG_ID,LAT,LON` are required (names matched case-insensitively); `AUTHOR`, the scene
+labels `S3_Label,S16_Label,S365_Label` and the S3 probabilities `Prob_indoor,Prob_natural,
+Prob_urban` are optional, and other columns are ignored. `IMG_ID` is
 the image's path relative to the image folder. Rows with a missing id, a repeated id,
 coordinates that are not numbers within range, or scene labels that are not class numbers are
 skipped and counted (see `skips.Skips`), never fatal.
@@ -24,6 +25,8 @@ from geoverdict_training.skips import Skips
 ID_COLUMN, LAT_COLUMN, LON_COLUMN, AUTHOR_COLUMN = "IMG_ID", "LAT", "LON", "AUTHOR"
 SCENE_COLUMNS = ("S3_Label", "S16_Label", "S365_Label")
 SCENE_CLASSES = (3, 16, 365)  # Places365 hierarchy: indoor/natural/urban, 16 groups, 365 scenes
+# The S3 probabilities the public meta files carry beside the labels (the helper network's).
+S3_PROBABILITY_COLUMNS = ("Prob_indoor", "Prob_natural", "Prob_urban")
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +39,8 @@ class Manifest:
     scenes: npt.NDArray[np.int64]  # (N, 3) S3, S16, S365 labels; -1 where absent
     authors: list[str] | None = None  # (N,) where the file has an AUTHOR column
     skips: Skips = field(default_factory=lambda: Skips("manifest"))
+    # (N, 3) indoor / natural / urban probabilities, NaN where absent; None without the columns
+    s3_probabilities: npt.NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -50,6 +55,7 @@ class Manifest:
             scenes=self.scenes[rows],
             authors=None if self.authors is None else [self.authors[k] for k in picked],
             skips=self.skips,
+            s3_probabilities=None if self.s3_probabilities is None else self.s3_probabilities[rows],
         )
 
     def with_existing_files(self, image_dir: Path) -> Manifest:
@@ -76,6 +82,15 @@ def _parse_scene(text: str, classes: int) -> int | None:
     return int(value) if value.is_integer() and 0 <= value < classes else None
 
 
+def _parse_probability(text: str) -> float:
+    """A probability in [0, 1], NaN for an empty or malformed field (never fatal: a hint only)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if 0.0 <= value <= 1.0 else math.nan
+
+
 def read_manifest(path: Path) -> Manifest:
     """Read a manifest CSV; raises DataFileError if the file or a required column is missing."""
     try:
@@ -99,11 +114,14 @@ def _parse_rows(path: Path, header: list[str], rows: Iterable[list[str]]) -> Man
     i_id, i_lat, i_lon = columns[ID_COLUMN], columns[LAT_COLUMN], columns[LON_COLUMN]
     i_author = columns.get(AUTHOR_COLUMN)
     i_scenes = [columns.get(name.upper()) for name in SCENE_COLUMNS]
+    i_probs = [columns.get(name.upper()) for name in S3_PROBABILITY_COLUMNS]
+    has_probs = all(index is not None for index in i_probs)
     skips = Skips(f"manifest {path.name}")
     ids: list[str] = []
     authors: list[str] = []
     coords: list[tuple[float, float]] = []
     scenes: list[tuple[int, ...]] = []
+    probs: list[tuple[float, ...]] = []
     seen_ids: set[str] = set()
     for row in rows:
         if not row:
@@ -138,6 +156,8 @@ def _parse_rows(path: Path, header: list[str], rows: Iterable[list[str]]) -> Man
         scenes.append(tuple(label for label in labels if label is not None))
         if i_author is not None:
             authors.append(fields[i_author].strip())
+        if has_probs:
+            probs.append(tuple(_parse_probability(fields[k]) for k in i_probs if k is not None))
     coord_array = np.array(coords, dtype=np.float64).reshape(-1, 2)  # (N, 2)
     return Manifest(
         image_ids=ids,
@@ -146,18 +166,23 @@ def _parse_rows(path: Path, header: list[str], rows: Iterable[list[str]]) -> Man
         scenes=np.array(scenes, dtype=np.int64).reshape(-1, len(SCENE_COLUMNS)),
         authors=authors if i_author is not None else None,
         skips=skips,
+        s3_probabilities=np.array(probs, dtype=np.float64).reshape(-1, 3) if has_probs else None,
     )
 
 
 def write_manifest(manifest: Manifest, path: Path) -> None:
-    """Write a manifest CSV; scene columns only where some photo has a label."""
+    """Write a manifest CSV; scene (probability) columns only where some photo has one."""
     has_scenes = bool((manifest.scenes >= 0).any())
+    probs = manifest.s3_probabilities
+    has_probs = probs is not None and bool(np.isfinite(probs).any())
     header = [ID_COLUMN]
     if manifest.authors is not None:
         header.append(AUTHOR_COLUMN)
     header += [LAT_COLUMN, LON_COLUMN]
     if has_scenes:
         header += list(SCENE_COLUMNS)
+    if has_probs:
+        header += list(S3_PROBABILITY_COLUMNS)
     rows: list[list[str]] = []
     for k, image_id in enumerate(manifest.image_ids):
         row = [image_id]
@@ -166,6 +191,8 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
         row += [repr(float(manifest.lat[k])), repr(float(manifest.lon[k]))]
         if has_scenes:
             row += [str(int(s)) if s >= 0 else "" for s in manifest.scenes[k]]
+        if has_probs and probs is not None:
+            row += [repr(float(p)) if math.isfinite(p) else "" for p in probs[k]]
         rows.append(row)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,170 @@
+"""From images to probabilities: the model, its hierarchy and its classes' points, in one object.
+
+Validation during training, `geoverdict evaluate --model`, `geoverdict scenes propagate` and the
+TorchServe handler all predict through `Predictor`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from geoverdict_training.cells import Partition
+from geoverdict_training.datasets import COORDS, ROW, Batch, ImageFolderDataset, Transform, collate
+from geoverdict_training.exceptions import ConfigError
+from geoverdict_training.labels import build_labels
+from geoverdict_training.losses import multitask_loss
+from geoverdict_training.manifest import Manifest
+from geoverdict_training.model import SCENE_PREFIX
+from geoverdict_training.prediction import hierarchical_probabilities
+from geoverdict_training.skips import Skips
+
+Model = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Output:
+    """Probabilities for a batch of B images."""
+
+    cells: torch.Tensor | None  # (B, n_fine) hierarchical; None for a scene-only model
+    scenes: dict[str, torch.Tensor]  # scene set (s3, ...) -> (B, n) softmax
+    logits: Mapping[str, torch.Tensor]  # head -> (B, n_head), what the model said
+
+
+class Predictor:
+    """A model (head name -> logits) with its partitions (coarse -> fine) and their hierarchy."""
+
+    def __init__(
+        self,
+        model: Model,
+        partitions: Sequence[Partition],
+        ancestors: npt.NDArray[np.int64] | None,
+        scenes: Sequence[str],
+    ) -> None:
+        shape = (len(partitions[-1]), len(partitions)) if partitions else None
+        if partitions and (ancestors is None or ancestors.shape != shape):
+            raise ConfigError("the hierarchy does not fit the partitions")
+        self.model = model
+        self.partitions = tuple(partitions)
+        self.ancestors = None if ancestors is None else torch.as_tensor(ancestors)
+        self.scenes = tuple(scenes)
+
+    @property
+    def fine(self) -> Partition | None:
+        """The finest partition, whose classes are the answers; None for a scene-only model."""
+        return self.partitions[-1] if self.partitions else None
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> Output:
+        """(B, 3, H, W) normalised images -> probabilities."""
+        logits = self.model(images)
+        cells = None
+        if self.partitions and self.ancestors is not None:
+            ancestors = self.ancestors.to(images.device)
+            cells = hierarchical_probabilities([logits[p.name] for p in self.partitions], ancestors)
+        scenes = {s: logits[SCENE_PREFIX + s].float().softmax(dim=-1) for s in self.scenes}
+        return Output(cells=cells, scenes=scenes, logits=logits)
+
+    def best_points(self, cells: torch.Tensor) -> tuple[npt.NDArray[np.float64], ...]:
+        """(B, n_fine) probabilities -> latitude, longitude (B,) of each row's best class."""
+        fine = self.fine
+        if fine is None:
+            raise ConfigError("a scene-only model predicts no location")
+        best = cells.argmax(dim=-1).cpu().numpy()  # (B,)
+        return fine.lat_mean[best], fine.lon_mean[best]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-photo results over a data loader, by manifest row."""
+
+    rows: npt.NDArray[np.int64]  # (N,) rows of the photos that were not skipped
+    gt: npt.NDArray[np.float64]  # (N, 2) ground-truth latitude, longitude
+    points: npt.NDArray[np.float64] | None  # (N, 2) predicted latitude, longitude
+    scenes: dict[str, npt.NDArray[np.float32]]  # scene set -> (N, n) probabilities
+    skips: Skips
+    losses: dict[str, float]  # head -> mean cross-entropy over the batches (when asked for)
+
+
+def predict_loader(
+    predictor: Predictor,
+    batches: Iterable[Batch],
+    device: torch.device,
+    *,
+    progress: bool = False,
+    total: int | None = None,
+    losses: Mapping[str, float] | None = None,
+) -> Predictions:
+    """Run the predictor over every batch; skipped photos are counted, not fatal.
+
+    With `losses` (loss weights, {} for equal ones), also the loss of each head against the
+    batches' labels, averaged over batches weighted by their size.
+    """
+    skips = Skips("images")
+    rows: list[torch.Tensor] = []
+    gt: list[torch.Tensor] = []
+    points: list[npt.NDArray[np.float64]] = []
+    scenes: dict[str, list[torch.Tensor]] = {s: [] for s in predictor.scenes}
+    loss_sums: dict[str, float] = {}
+    for batch in tqdm(batches, total=total, disable=not progress, desc="predict", unit="batch"):
+        skips.seen += batch.size + sum(batch.skipped.values())
+        for reason, n in batch.skipped.items():
+            skips.skip(reason, n)
+        if batch.size == 0:
+            continue
+        images = batch.images.to(device, non_blocking=True)
+        output = predictor(images)
+        if losses is not None:
+            targets = {k: v.to(device) for k, v in batch.labels.items()}
+            _, per_head = multitask_loss(output.logits, targets, losses)
+            for head, value in per_head.items():
+                loss_sums[head] = loss_sums.get(head, 0.0) + float(value) * batch.size
+        rows.append(batch.labels[ROW])
+        gt.append(batch.labels[COORDS])
+        if output.cells is not None:
+            points.append(np.stack(predictor.best_points(output.cells), axis=1))
+        for name, probabilities in output.scenes.items():
+            scenes[name].append(probabilities.float().cpu())
+    return Predictions(
+        rows=torch.cat(rows).numpy() if rows else np.zeros(0, dtype=np.int64),
+        gt=torch.cat(gt).double().numpy() if gt else np.zeros((0, 2)),
+        points=np.concatenate(points) if points else None,
+        scenes={
+            name: torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), dtype=np.float32)
+            for name, chunks in scenes.items()
+        },
+        skips=skips,
+        losses={
+            head: total / max(sum(r.numel() for r in rows), 1) for head, total in loss_sums.items()
+        },
+    )
+
+
+def predict_manifest(
+    predictor: Predictor,
+    transform: Transform,
+    manifest: Manifest,
+    images: Path,
+    *,
+    min_side: int = 256,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> Predictions:
+    """Predict every photo of a manifest found under `images`, with a progress bar."""
+    if batch_size < 1 or workers < 0:
+        raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
+    labels = build_labels(manifest, predictor.partitions)
+    dataset = ImageFolderDataset(manifest, labels, images, transform, min_side=min_side)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    return predict_loader(
+        predictor, loader, torch.device(device), progress=progress, total=len(loader)
+    )
