@@ -1,16 +1,40 @@
-"""`geoverdict bench [partitioning]`: run the benchmarks and print their numbers."""
+"""`geoverdict bench [partitioning]`: run the benchmarks and write their numbers."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `bench` command; without a benchmark name it runs them all."""
     bench = subparsers.add_parser(
-        "bench", help="run the benchmarks", description="Run the benchmarks and print numbers."
+        "bench",
+        help="run the benchmarks",
+        description="Without a benchmark name: the whole suite (raw, handler, torchserve, "
+        "pipeline, cached, naive, partitioning) into bench/results.json, bench/throughput.png "
+        "and docs/benchmarks.md.",
     )
+    bench.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
+    bench.add_argument("--photos", type=Path, help="photos folder (default: the dev photos)")
+    bench.add_argument("--events", type=_positive_int, default=600, help="events per stream run")
+    bench.add_argument("--batch-size", type=_positive_int, default=8, help="TorchServe batch size")
+    bench.add_argument(
+        "--batch-sizes", type=_positive_int, nargs="+", default=[1, 4, 8, 16],
+        help="batch sizes for raw and TorchServe sweeps",
+    )  # fmt: skip
+    bench.add_argument(
+        "--concurrency", type=_positive_int, nargs="+", default=[1, 4, 8, 16, 32],
+        help="requests in flight for the TorchServe sweep",
+    )  # fmt: skip
+    bench.add_argument("--naive-events", type=_positive_int, default=150)
+    bench.add_argument("--cached-repeats", type=_positive_int, default=5)
+    bench.add_argument("--partition-points", type=_positive_int, default=5_000_000)
+    bench.add_argument("--out", type=Path, help="output folder (default bench/)")
+    bench.add_argument("--docs", type=Path, help="markdown file for the table (default docs/)")
+    bench.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     bench.set_defaults(func=_all)
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     partitioning = sub.add_parser(
@@ -41,7 +65,24 @@ def _partitioning(args: argparse.Namespace) -> int:
 
 
 def _all(args: argparse.Namespace) -> int:
-    from geoverdict.bench import partitioning  # noqa: PLC0415
+    from geoverdict.bench.suite import BenchOptions, run  # noqa: PLC0415
 
-    print(partitioning.report(partitioning.run()))
+    options = BenchOptions(
+        model=args.model, photos=args.photos, events=args.events, batch_size=args.batch_size,
+        batch_sizes=tuple(args.batch_sizes), concurrencies=tuple(args.concurrency),
+        naive_events=args.naive_events, cached_repeats=args.cached_repeats,
+        partition_points=args.partition_points,
+    )  # fmt: skip
+    overrides: dict[str, object] = {}
+    if args.out:
+        overrides["out"] = args.out
+    if args.no_docs:
+        overrides["docs"] = None
+    elif args.docs:
+        overrides["docs"] = args.docs
+    if overrides:
+        options = dataclasses.replace(options, **overrides)  # type: ignore[arg-type]
+    results = run(options)
+    print(f"efficiency {results['efficiency']}, pipeline/naive {results['pipeline_vs_naive']}x; "
+          f"results in {options.out / 'results.json'}")  # fmt: skip
     return 0

@@ -1,0 +1,78 @@
+"""The model in this process: `raw` (forward passes on tensors already decoded, the limit of the
+whole system) and `handler` (the TorchServe handler's own decode + model + reply, without
+TorchServe), on the same images and batch sizes as the served benchmarks."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from PIL import Image
+
+
+def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def raw_throughput(
+    archive: Path, images: Sequence[bytes], batch_sizes: Sequence[int]
+) -> dict[int, float]:
+    """Images/s of the model alone (no decoding, no replies) at each batch size."""
+    from geoverdict_training.bundle import read_bundle  # noqa: PLC0415
+
+    bundle = read_bundle(archive)
+    predictor = bundle.predictor("cpu")
+    transform = bundle.transform()
+    tensors = []
+    for data in images:
+        with Image.open(io.BytesIO(data)) as image:
+            tensors.append(transform(image.convert("RGB")))
+    results: dict[int, float] = {}
+    with torch.inference_mode():
+        for size in batch_sizes:
+            batches = [torch.stack(list(b)) for b in _batches(tensors, size)]  # (B, 3, H, W)
+            predictor(batches[0])  # warm-up (allocator, kernels)
+            started = time.perf_counter()
+            for batch in batches:
+                predictor(batch)
+            results[size] = round(len(tensors) / (time.perf_counter() - started), 2)
+    return results
+
+
+class _Context(SimpleNamespace):
+    """What the handler reads from TorchServe's context, for use without TorchServe."""
+
+
+def handler_throughput(archive: Path, images: Sequence[bytes], batch_size: int) -> float:
+    """Images/s of the handler's preprocess + inference + postprocess, in this process."""
+    from geoverdict_training.handler import GeoverdictHandler  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="geoverdict-bench-") as tmp:
+        with zipfile.ZipFile(archive) as mar:
+            mar.extractall(tmp)
+        context = _Context(
+            system_properties={"model_dir": tmp, "gpu_id": None},
+            model_yaml_config={"maxWorkers": 1},
+            manifest={},
+        )
+        handler = GeoverdictHandler()
+        handler.initialize(context)
+        requests = [{"body": data} for data in images]
+        batches = _batches(requests, batch_size)
+
+        def run(batch: Sequence[dict[str, bytes]]) -> list[dict[str, Any]]:
+            return handler.postprocess(handler.inference(handler.preprocess(list(batch))))
+
+        with torch.inference_mode():
+            run(batches[0])  # warm-up
+            started = time.perf_counter()
+            for batch in batches:
+                run(batch)
+            return round(len(requests) / (time.perf_counter() - started), 2)

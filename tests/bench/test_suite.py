@@ -1,0 +1,46 @@
+"""`geoverdict bench` at a tiny size: every stage runs and writes valid outputs (integration).
+Never timed here; the numbers come from `make bench`."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geoverdict.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+KEYS = (
+    "raw_images_per_s", "handler_images_per_s", "torchserve_images_per_s",
+    "pipeline_events_per_s", "pipeline_p50_ms", "pipeline_p95_ms", "pipeline_p99_ms",
+    "cached_events_per_s", "cached_p99_ms", "naive_events_per_s", "efficiency",
+)  # fmt: skip
+
+
+def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> None:
+    if not any((PROJECT_ROOT / "model_store").glob("*.mar")):
+        pytest.fail("no model archive in model_store/ (the demo model is committed there)")
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nprose that must stay\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "geoverdict", "bench", "--events", "24", "--naive-events", "8",
+         "--batch-sizes", "1", "4", "--batch-size", "4", "--concurrency", "1", "4",
+         "--cached-repeats", "2", "--partition-points", "20000",
+         "--out", str(tmp_path / "out"), "--docs", str(docs)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    for key in KEYS:
+        assert isinstance(results[key], int | float) and math.isfinite(results[key]), key
+        assert results[key] > 0, key
+    assert results["pipeline"]["verdicts"] == results["pipeline"]["events"]
+    assert results["machine"]["cores"] >= 1 and results["model"].endswith(".mar")
+    assert (tmp_path / "out" / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = docs.read_text()
+    assert "prose that must stay" in text and "| pipeline:" in text and "efficiency" in text
