@@ -460,7 +460,7 @@ class VerdictService:
 def checked_prediction(prediction: Prediction) -> Prediction:
     """The model's reply, if it keeps the contract; a malformed one is this event's dead letter
     (the loop must never crash on what a model server sends)."""
-    problems = contract.errors(contract.PREDICTION, prediction)
+    problems = contract.check(contract.PREDICTION, prediction)
     if problems:
         raise BadEventError(
             "model reply breaks prediction.schema.json: " + "; ".join(problems[:3]),

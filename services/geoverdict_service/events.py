@@ -46,7 +46,7 @@ def parse_event(raw: bytes | None) -> ImageEvent:
         doc = json.loads(raw, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
         raise BadEventError(f"not JSON: {exc}", "invalid_json") from exc
-    problems = contract.errors(contract.IMAGE_EVENT, doc)
+    problems = contract.check(contract.IMAGE_EVENT, doc)
     if problems:
         raise BadEventError("; ".join(problems[:5]), "schema_violation")
     data = doc["data"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -91,7 +92,15 @@ class PlaceNames:
                 self._geocoder = reverse_geocoder.RGeocoder(mode=1, verbose=False)
 
     def lookup(self, lat: float, lon: float) -> dict[str, str] | None:
-        """City, region and country code of the nearest known place, or None."""
+        """City, region and country code of the nearest known place, or None.
+
+        Best guesses are the model's class points, a few thousand at most, so answers are
+        remembered (a copy is returned: callers may change it)."""
+        place = self._cached(round(lat, 6), round(lon, 6))
+        return dict(place) if place is not None else None
+
+    @functools.lru_cache(maxsize=65_536)  # noqa: B019 (one PlaceNames per process)
+    def _cached(self, lat: float, lon: float) -> dict[str, str] | None:
         self.warm_up()
         try:
             (place,) = self._geocoder.query([(lat, lon)])

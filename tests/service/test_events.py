@@ -115,7 +115,7 @@ SCHEMA_VIOLATIONS: dict[str, tuple[Callable[[Doc], None], str]] = {
     "empty base64": (_set("data/image/base64", ""), "data/image:"),
     "bad base64": (_set("data/image/base64", "not base64!"), "is not base64"),
     "ftp url": (_set("data/image", {"url": "ftp://img.example/a.jpg"}), "data/image:"),
-    "bad time": (_set("time", "yesterday"), "time: 'yesterday' is not an RFC 3339 date-time"),
+    "bad time": (_set("time", "yesterday"), "time must be date-time (got 'yesterday')"),
 }
 
 
