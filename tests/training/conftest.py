@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from geoverdict_training.config import TrainConfig
+from geoverdict_training.export import ServingConfig, export_archive
 from geoverdict_training.trainer import TrainResult, train
 from tests.training.synthetic import tiny_config, write_collection
 
@@ -30,3 +31,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     if result.checkpoint is None:
         raise RuntimeError("the tiny run saved no checkpoint")
     return TinyRun(folder, result, result.checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run exported as a TorchServe archive, store/tiny.mar."""
+    store = tmp_path_factory.mktemp("store")
+    archive, _ = export_archive(tiny_run.checkpoint, "tiny", store, ServingConfig(batch_size=4))
+    return archive

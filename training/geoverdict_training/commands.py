@@ -1,4 +1,5 @@
-"""`geoverdict partition | evaluate | data`: the training data commands.
+"""`geoverdict partition | evaluate | data`: the training data commands (and, through
+model_commands, `train | export | scenes`).
 
 Only argument parsing lives here; numpy and the work are imported inside each command, so that
 `geoverdict --help` stays fast and never imports torch.
@@ -9,13 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from geoverdict_training import model_commands
 from geoverdict_training.exceptions import ConfigError, DataFileError, TrainingError
 
 if TYPE_CHECKING:
     from geoverdict_training.cells import PartitionSpec
+    from geoverdict_training.evaluation import Evaluation
 
 # The CLI prints these as one line on stderr and exits 2 (a user's input, not a bug).
 USER_ERRORS: tuple[type[Exception], ...] = (TrainingError,)
@@ -53,11 +57,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="accuracy at 1/25/200/750/2500 km of a predictions CSV",
+        help="accuracy at 1/25/200/750/2500 km of a predictions CSV or of a model",
         description="Evaluate a predictions CSV in GeoEstimation's published format "
-        "(img_id,gt_lat,predicted_lat,gt_long,predicted_long,...; a trailing summary is ignored).",
+        "(img_id,gt_lat,predicted_lat,gt_long,predicted_long,...; a trailing summary is ignored), "
+        "or a model (a .mar archive or a training checkpoint) on a manifest's photos: the "
+        "hierarchical prediction's best cell (its photos' mean point) against the ground truth.",
     )
-    evaluate.add_argument("--predictions", type=Path, required=True, help="predictions CSV")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, help="predictions CSV")
+    source.add_argument("--model", type=Path, help="model archive (.mar) or checkpoint")
+    evaluate.add_argument("--manifest", type=Path, help="with --model: manifest CSV")
+    evaluate.add_argument("--images", type=Path, help="with --model: image folder")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="with --model")
+    evaluate.add_argument("--workers", type=int, default=2, help="with --model: loader workers")
     evaluate.add_argument("--json", action="store_true", help="print JSON, not a table")
     evaluate.set_defaults(func=_evaluate)
 
@@ -81,6 +93,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--short-side", type=int, help="re-encode images larger than this short side (px)"
     )
     to_shards.set_defaults(func=_to_shards)
+
+    split = sub.add_parser(
+        "split", help="split a manifest by photographer (AUTHOR) into train.csv and val.csv"
+    )
+    split.add_argument("--manifest", type=Path, required=True, help="manifest CSV")
+    split.add_argument("--out", type=Path, required=True, help="folder for train.csv, val.csv")
+    split.add_argument("--val-fraction", type=float, default=0.15, help="share held out")
+    split.add_argument("--seed", type=int, default=0, help="split seed (config: split_seed)")
+    split.add_argument("--images", type=Path, help="keep only photos whose file is here")
+    split.set_defaults(func=_split)
+
+    model_commands.register(subparsers)
 
 
 def _partition(args: argparse.Namespace) -> int:
@@ -106,9 +130,37 @@ def _partition(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from geoverdict_training.evaluation import read_predictions_csv  # noqa: PLC0415
 
-    result = read_predictions_csv(args.predictions).evaluate()
+    if args.model is not None:
+        result = _evaluate_model(args)
+    else:
+        result = read_predictions_csv(args.predictions).evaluate()
     print(json.dumps(result.to_json()) if args.json else result.table())
     return 0
+
+
+def _evaluate_model(args: argparse.Namespace) -> Evaluation:
+    from geoverdict_training.bundle import read_bundle  # noqa: PLC0415
+    from geoverdict_training.evaluation import evaluate_coordinates  # noqa: PLC0415
+    from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
+    from geoverdict_training.predictor import predict_manifest  # noqa: PLC0415
+
+    if args.manifest is None or args.images is None:
+        raise ConfigError("evaluate --model needs --manifest and --images")
+    bundle = read_bundle(args.model)
+    if not bundle.partitions:
+        raise ConfigError(f"{args.model} is a scene-only model: it predicts no location")
+    manifest = read_manifest(args.manifest).with_existing_files(args.images)
+    print(manifest.skips.summary(), file=sys.stderr)
+    result = predict_manifest(
+        bundle.predictor(), bundle.transform(), manifest, args.images,
+        min_side=bundle.resize, batch_size=args.batch_size, workers=args.workers,
+    )  # fmt: skip
+    print(f"{bundle.version}: {result.skips.summary()}", file=sys.stderr)
+    if result.points is None or result.rows.size == 0:
+        raise DataFileError(f"no photo of {args.manifest} could be predicted")
+    return evaluate_coordinates(
+        result.gt[:, 0], result.gt[:, 1], result.points[:, 0], result.points[:, 1]
+    )
 
 
 def _from_exif(args: argparse.Namespace) -> int:
@@ -133,4 +185,21 @@ def _to_shards(args: argparse.Namespace) -> int:
     print(manifest.skips.summary())
     skips = write_shards(manifest, args.images, args.out, args.shard_size, args.short_side)
     print(skips.summary())
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from geoverdict_training.manifest import read_manifest, write_manifest  # noqa: PLC0415
+    from geoverdict_training.splits import split_by_author  # noqa: PLC0415
+
+    manifest = read_manifest(args.manifest)
+    if args.images is not None:
+        manifest = manifest.with_existing_files(args.images)
+    print(manifest.skips.summary())
+    split = split_by_author(manifest, args.val_fraction, args.seed)
+    for name, part in (("train", split.train), ("val", split.val)):
+        path = args.out / f"{name}.csv"
+        write_manifest(part, path)
+        authors = len(set(part.authors or []))
+        print(f"{path}: {len(part)} photos by {authors} photographers")
     return 0

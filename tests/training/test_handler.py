@@ -1,0 +1,108 @@
+"""The TorchServe handler in process: per-image errors, the contract, one forward per batch."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_training.handler import GeoverdictHandler
+from tests.training.imagefiles import encoded, jpeg_bytes
+
+
+class _Metrics:
+    def add_time(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _context(model_dir: Path, **yaml_config: Any) -> SimpleNamespace:
+    return SimpleNamespace(
+        system_properties={"model_dir": str(model_dir), "gpu_id": None},
+        model_yaml_config=yaml_config,
+        metrics=_Metrics(),
+        get_request_header=lambda index, name: None,
+    )
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> GeoverdictHandler:
+    model_dir = tmp_path_factory.mktemp("model_dir")
+    with zipfile.ZipFile(tiny_archive) as archive:
+        archive.extractall(model_dir)
+    service = GeoverdictHandler()
+    service.initialize(_context(model_dir, handler={"max_image_bytes": 100_000}))
+    return service
+
+
+def _answer(handler: GeoverdictHandler, *bodies: Any) -> list[dict[str, Any]]:
+    rows = [{"body": body} for body in bodies]
+    replies: list[dict[str, Any]] = handler.handle(rows, handler.context or _context(Path()))
+    return replies
+
+
+def _gps_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "S", 2: (33.0, 52.0, 0.0), 3: "E", 4: (151.0, 12.0, 0.0)})
+    exif[0x0112] = 6  # displayed turned by 90 degrees: width and height swap
+    return encoded(Image.new("RGB", (60, 40), (200, 200, 40)), "JPEG", exif=exif)
+
+
+def _truncated_jpeg() -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    data = encoded(Image.fromarray(pixels), "JPEG", quality=90)
+    return data[: len(data) // 2]
+
+
+def test_one_bad_item_never_fails_the_rest_of_the_batch(handler: GeoverdictHandler) -> None:
+    replies = _answer(
+        handler, jpeg_bytes((64, 48)), b"this is a text file", b"", _gps_jpeg(), {"json": 1},
+        _truncated_jpeg(), b"\xff" * 200_000,
+    )  # fmt: skip
+    assert [errors(PREDICTION, reply) for reply in replies] == [[]] * 7
+    assert all(reply["model_version"] == handler.version for reply in replies)
+    codes = [reply.get("error", {}).get("code") for reply in replies]
+    assert codes == [None, "undecodable", "empty", None, "unsupported", "truncated", "too_large"]
+    good = replies[0]
+    assert good["image"] == {"width": 64, "height": 48, "format": "JPEG"}
+    assert good["exif_location"] is None
+    assert good["cells_mass"] >= 0.99 or len(good["cells"]) == 7
+    assert good["timings_ms"]["inference"] > 0
+    gps = replies[3]
+    assert gps["image"]["width"] == 40 and gps["image"]["height"] == 60
+    assert gps["exif_location"] == pytest.approx({"lat": -33.8667, "lon": 151.2}, abs=1e-3)
+
+
+def test_an_empty_request_asks_the_model_version(handler: GeoverdictHandler) -> None:
+    (reply,) = _answer(handler, None)
+    assert reply == {
+        "model_version": handler.version,
+        "error": {"code": "empty", "message": "empty: no image bytes"},
+    }
+
+
+def test_the_batch_answers_like_single_images(handler: GeoverdictHandler) -> None:
+    photos = [encoded(Image.new("RGB", (50, 40), colour), "PNG") for colour in ("red", "blue")]
+    together = _answer(handler, *photos)
+    alone = [_answer(handler, photo)[0] for photo in photos]
+    for a, b in zip(together, alone, strict=True):
+        assert a["best_guess"]["token"] == b["best_guess"]["token"]
+        assert a["best_guess"]["probability"] == pytest.approx(
+            b["best_guess"]["probability"], abs=1e-5
+        )
+        assert a["image"]["format"] == "PNG"
+
+
+def test_a_photo_of_a_place_finds_its_place(handler: GeoverdictHandler) -> None:
+    photo = io.BytesIO()
+    Image.new("RGB", (40, 32), (220, 40, 40)).save(photo, "JPEG")  # Paris's colour
+    (reply,) = _answer(handler, photo.getvalue())
+    assert (
+        abs(reply["best_guess"]["lat"] - 48.85) < 2 and abs(reply["best_guess"]["lon"] - 2.35) < 2
+    )

