@@ -44,6 +44,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     partitioning.add_argument("--seed", type=int, default=0, help="random seed")
     partitioning.add_argument("--json", action="store_true", help="print JSON")
     partitioning.set_defaults(func=_partitioning)
+    training = sub.add_parser(
+        "training",
+        help="training images/s per backbone, with random tensors and with real photos "
+        "(not part of the default run: minutes per backbone on a CPU)",
+    )
+    training.add_argument(
+        "--backbone", dest="backbones", action="append",
+        help="repeatable (default efficientnet_lite0 and resnet50)",
+    )  # fmt: skip
+    training.add_argument("--batch-size", type=_positive_int, default=32)
+    training.add_argument("--steps", type=_positive_int, default=3, help="timed steps")
+    training.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    training.add_argument("--manifest", type=Path, help="default: the shared im2gps3k-dev")
+    training.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev")
+    training.add_argument("--json", action="store_true", help="print JSON")
+    training.set_defaults(func=_training)
 
 
 def _positive_int(text: str) -> int:
@@ -61,6 +77,26 @@ def _partitioning(args: argparse.Namespace) -> int:
 
     result = partitioning.run(n=args.n, seed=args.seed)
     print(json.dumps(result, indent=2) if args.json else partitioning.report(result))
+    return 0
+
+
+def _training(args: argparse.Namespace) -> int:
+    from geoverdict.bench import training  # noqa: PLC0415
+    from geoverdict.paths import shared_data_dir  # noqa: PLC0415
+
+    dev = shared_data_dir() / "im2gps3k-dev"
+    results = [
+        training.run(
+            backbone,
+            args.manifest or dev / "dev.csv",
+            args.images or dev / "images",
+            batch_size=args.batch_size,
+            steps=args.steps,
+            workers=args.workers,
+        )
+        for backbone in args.backbones or ["efficientnet_lite0", "resnet50"]
+    ]
+    print(json.dumps(results, indent=2) if args.json else training.report(results))
     return 0
 
 
