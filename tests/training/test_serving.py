@@ -1,0 +1,107 @@
+"""The demo archive in the real TorchServe: a batch of what a public stream sends, each item
+answered on its own, and server-side batches that really fill (integration)."""
+
+from __future__ import annotations
+
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from geoverdict.demo import find_archive
+from geoverdict_service import contract
+from geoverdict_service.exceptions import BadImageError
+from geoverdict_service.inference import InferenceClient, TokenSource
+from geoverdict_stack.stack import Stack
+from tests import photos
+from tests.stack_fixtures import register_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def served(stack: Stack) -> str:
+    """The committed demo archive, registered with room for one big batch (16, 1 s delay)."""
+    archive = find_archive(None)
+    link = stack.config.model_store / "serving-test.mar"
+    if not link.exists():
+        link.symlink_to(archive)
+    return register_model(stack, link, batch_size=16, max_batch_delay_ms=1000, workers=1)
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack, served: str) -> InferenceClient:
+    return InferenceClient(
+        stack.torchserve.url("inference"), served,
+        TokenSource(key_file=stack.torchserve_key_file), concurrency=16, retries=1,
+    )  # fmt: skip
+
+
+def _dev_photos(shared_data: Path, count: int) -> list[bytes]:
+    images = sorted((shared_data / "im2gps3k-dev" / "images").glob("*.jpg"))[:count]
+    return [p.read_bytes() for p in images]
+
+
+def test_one_batch_of_hostile_and_unusual_images_is_answered_item_by_item(
+    client: InferenceClient, shared_data: Path
+) -> None:
+    good_a, good_b, base = _dev_photos(shared_data, 3)
+    upright, rotated = photos.exif_rotated_pair(base)
+    items = {
+        "good photo": good_a,
+        "another good photo": good_b,
+        "truncated JPEG": photos.truncated_jpeg(good_a),
+        "text file": b"Dear diary, today I took no photo at all.\n" * 10,
+        "PNG decompression bomb": photos.png_bomb(),
+        "CMYK JPEG": photos.cmyk_jpeg(good_b),
+        "palette PNG with transparency": photos.palette_png_with_transparency(good_a),
+        "16-bit PNG": photos.png16(good_b),
+        "HEIC": photos.heic(good_a),
+        "upright": upright,
+        "EXIF-rotated JPEG": rotated,
+    }
+    expected_errors = {
+        "truncated JPEG": "truncated",
+        "text file": "undecodable",
+        "PNG decompression bomb": "too_many_pixels",
+    }
+    replies = dict(zip(items, client.predict_many(list(items.values())), strict=True))
+    for name, reply in replies.items():
+        if name in expected_errors:
+            assert isinstance(reply, BadImageError), name
+            assert reply.code == expected_errors[name], (name, reply)
+            assert reply.model_version, name
+        else:
+            assert not isinstance(reply, BadImageError), (name, reply)
+            assert contract.check(contract.PREDICTION, reply) == [], name
+    # The rotated photo is the upright one once its EXIF orientation is applied.
+    a, b = replies["upright"], replies["EXIF-rotated JPEG"]
+    assert not isinstance(a, BadImageError) and not isinstance(b, BadImageError)
+    assert (b["image"]["width"], b["image"]["height"]) == (
+        a["image"]["width"],
+        a["image"]["height"],
+    )
+    assert b["best_guess"]["token"] == a["best_guess"]["token"]
+    assert b["best_guess"]["probability"] == pytest.approx(a["best_guess"]["probability"], abs=0.03)
+    # Every good item came from the same model.
+    versions = {r.model_version if isinstance(r, BadImageError) else r["model_version"]
+                for r in replies.values()}  # fmt: skip
+    assert len(versions) == 1
+
+
+def test_concurrent_requests_fill_server_side_batches(
+    stack: Stack, client: InferenceClient, served: str, shared_data: Path
+) -> None:
+    images = _dev_photos(shared_data, 32)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(client.predict, images))
+    with urllib.request.urlopen(stack.torchserve.url("metrics") + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    sizes = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("BatchSize{") and f'ModelName="{served}"' in line
+    ]
+    assert sizes, "the handler reports no BatchSize metric"
+    assert max(sizes) > 1
