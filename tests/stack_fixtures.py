@@ -73,3 +73,15 @@ def fixture_model(stack: Stack) -> str:
     """The torch-free fixture handler (contract-shaped predictions), with server-side batching."""
     archive = build_archive(FIXTURE_HANDLER, "fixture", stack.config.model_store)
     return register_model(stack, archive, batch_size=8, max_batch_delay_ms=20, workers=1)
+
+
+@pytest.fixture(scope="session")
+def demo_model(stack: Stack) -> str:
+    """The committed demo archive of model_store/, served as TorchServe would in production."""
+    from geoverdict.demo import find_archive
+
+    archive = find_archive(None)
+    link = stack.config.model_store / "demo.mar"
+    if not link.exists():
+        link.symlink_to(archive)
+    return register_model(stack, link, batch_size=8, max_batch_delay_ms=20, workers=1)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from geoverdict_service import contract
+from geoverdict_service.events import make_event
 from geoverdict_service.metrics import Metrics
 from geoverdict_stack.stack import Stack
+from tests import photos
 from tests.service.conftest import (
     collect,
     events_for,
@@ -68,3 +71,31 @@ def test_a_reply_breaking_the_contract_is_a_dead_letter_not_a_crash(reply: dict)
     with pytest.raises(BadEventError) as excinfo:
         checked_prediction(reply)
     assert excinfo.value.reason == "invalid_prediction"
+
+
+@pytest.mark.integration
+def test_500_development_photos_give_500_valid_verdicts_with_the_demo_model(
+    stack: Stack, demo_model: str, topics: dict[str, str], shared_data: Path
+) -> None:
+    paths = sorted((shared_data / "im2gps3k-dev" / "images").glob("*.jpg"))[:500]
+    events = [make_event(p.stem, image_bytes=p.read_bytes(), claim=(0.0, 0.0)) for p in paths]
+    poison = {
+        "image_too_many_pixels": make_event("bomb", image_bytes=photos.png_bomb()),
+        "image_truncated": make_event(
+            "cut", image_bytes=photos.truncated_jpeg(paths[0].read_bytes())
+        ),
+    }
+    settings = service_settings(stack, demo_model, topics, inference_concurrency=16)
+    with running(settings):
+        publish_events(stack, settings.input_topic, [*events, *poison.values()])
+        verdicts = collect(stack, settings.verdict_topic, len(events), timeout_s=300)
+        dead = collect(stack, settings.dead_letter_topic, len(poison), timeout_s=30)
+    by_id = {r.key.decode(): json.loads(r.value) for r in verdicts}
+    assert set(by_id) == {e["id"] for e in events}
+    assert len(verdicts) == 500
+    versions = set()
+    for verdict in by_id.values():
+        assert contract.errors(contract.VERDICT, verdict) == []
+        versions.add(verdict["model_version"])
+    assert len(versions) == 1 and versions.pop().startswith("geoverdict-")
+    assert sorted(dict(r.headers)["reason"].decode() for r in dead) == sorted(poison)
