@@ -18,8 +18,15 @@ from tests.training.imagefiles import encoded, jpeg_bytes
 
 
 class _Metrics:
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+
     def add_time(self, *args: object, **kwargs: object) -> None:
         pass
+
+    def add_metric(self, name: str, value: int, unit: str, **kwargs: object) -> None:
+        if name == "BatchSize":
+            self.batch_sizes.append(value)
 
 
 def _context(model_dir: Path, **yaml_config: Any) -> SimpleNamespace:
@@ -66,6 +73,7 @@ def test_one_bad_item_never_fails_the_rest_of_the_batch(handler: GeoverdictHandl
         _truncated_jpeg(), b"\xff" * 200_000,
     )  # fmt: skip
     assert [errors(PREDICTION, reply) for reply in replies] == [[]] * 7
+    assert handler.context.metrics.batch_sizes[-1] == 7
     assert all(reply["model_version"] == handler.version for reply in replies)
     codes = [reply.get("error", {}).get("code") for reply in replies]
     assert codes == [None, "undecodable", "empty", None, "unsupported", "truncated", "too_large"]

@@ -92,6 +92,7 @@ class GeoverdictHandler(BaseHandler):
 
     def preprocess(self, data: list[Any]) -> list[dict[str, Any]]:
         """Decode every request on its own: an item is its tensor and facts, or its error."""
+        self._report_batch_size(len(data))
         items: list[dict[str, Any]] = []
         for row in data:
             started = time.perf_counter()
@@ -107,6 +108,14 @@ class GeoverdictHandler(BaseHandler):
                 log.exception("unexpected error decoding an image")
                 items.append({"reply": error_reply(self.version, INTERNAL, repr(exc))})
         return items
+
+    def _report_batch_size(self, size: int) -> None:
+        """The BatchSize gauge (docs/operations.md): whether server-side batches really fill."""
+        metrics = getattr(self.context, "metrics", None)
+        if metrics is not None:
+            from ts.metrics.metric_type_enum import MetricTypes  # noqa: PLC0415
+
+            metrics.add_metric("BatchSize", size, "count", metric_type=MetricTypes.GAUGE)
 
     def inference(self, items: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
         """One forward pass over the batch's good images."""
