@@ -12,6 +12,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `bench` command; without a benchmark name it runs them all."""
     bench = subparsers.add_parser(
         "bench",
+        allow_abbrev=False,  # `--n` of a sub-benchmark must not read as `--naive-events`
         help="run the benchmarks",
         description="Without a benchmark name: the whole suite (raw, handler, torchserve, "
         "pipeline, cached, naive, partitioning) into bench/results.json, bench/throughput.png "
