@@ -75,13 +75,18 @@ def fixture_model(stack: Stack) -> str:
     return register_model(stack, archive, batch_size=8, max_batch_delay_ms=20, workers=1)
 
 
-@pytest.fixture(scope="session")
-def demo_model(stack: Stack) -> str:
-    """The committed demo archive of model_store/, served as TorchServe would in production."""
+def serve_demo_archive(stack: Stack, name: str, batch_size: int, max_batch_delay_ms: int) -> str:
+    """Register the committed demo archive of model_store/ under `name`; returns the name."""
     from geoverdict.demo import find_archive
 
-    archive = find_archive(None)
-    link = stack.config.model_store / "demo.mar"
+    link = stack.config.model_store / f"{name}.mar"
     if not link.exists():
-        link.symlink_to(archive)
-    return register_model(stack, link, batch_size=8, max_batch_delay_ms=20, workers=1)
+        link.symlink_to(find_archive(None))
+    # Two workers, as the archive's model-config asks (each then runs one torch thread).
+    return register_model(stack, link, batch_size, max_batch_delay_ms, workers=2)
+
+
+@pytest.fixture(scope="session")
+def demo_model(stack: Stack) -> str:
+    """The demo model served as TorchServe would in production (batch 8, 20 ms)."""
+    return serve_demo_archive(stack, "demo", batch_size=8, max_batch_delay_ms=20)

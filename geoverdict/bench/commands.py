@@ -21,13 +21,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     bench.add_argument("--photos", type=Path, help="photos folder (default: the dev photos)")
     bench.add_argument("--events", type=_positive_int, default=600, help="events per stream run")
-    bench.add_argument("--batch-size", type=_positive_int, default=8, help="TorchServe batch size")
+    bench.add_argument("--batch-size", type=_positive_int, default=4, help="TorchServe batch size")
     bench.add_argument(
         "--batch-sizes", type=_positive_int, nargs="+", default=[1, 4, 8, 16],
         help="batch sizes for raw and TorchServe sweeps",
     )  # fmt: skip
     bench.add_argument(
-        "--concurrency", type=_positive_int, nargs="+", default=[1, 4, 8, 16, 32],
+        "--concurrency", type=_positive_int, nargs="+", default=[1, 8, 16, 32, 48],
         help="requests in flight for the TorchServe sweep",
     )  # fmt: skip
     bench.add_argument("--naive-events", type=_positive_int, default=150)

@@ -30,10 +30,11 @@ class ServingPoint:
 
 
 def register(stack: Stack, archive_name: str, name: str, batch_size: int, delay_ms: int) -> None:
-    """Register `archive_name` of the model store as `name` with this batch size (1 worker)."""
+    """Register `archive_name` of the model store as `name` with this batch size (2 workers,
+    as the archive's model-config asks)."""
     query = (
         f"url={archive_name}&model_name={name}&batch_size={batch_size}"
-        f"&max_batch_delay={delay_ms}&initial_workers=1&synchronous=true"
+        f"&max_batch_delay={delay_ms}&initial_workers=2&synchronous=true"
     )
     request = urllib.request.Request(
         f"{stack.torchserve.url('management')}/models?{query}", method="POST",

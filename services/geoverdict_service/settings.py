@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     model_name: str = "geoverdict"
     torchserve_token: SecretStr | None = None
     torchserve_key_file: Path | None = None
-    inference_concurrency: int = Field(8, ge=1, le=512)
+    # >= batch size x workers x 2, so the next batch is queued while one computes.
+    inference_concurrency: int = Field(32, ge=1, le=512)
     inference_timeout_s: float = Field(30.0, gt=0)
     inference_retries: int = Field(3, ge=0)
     unavailable_backoff_s: float = Field(2.0, gt=0)

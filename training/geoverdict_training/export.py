@@ -29,10 +29,14 @@ EXIF_MODULE = PACKAGE_DIR.parent.parent / "geoverdict" / "exif.py"
 class ServingConfig:
     """TorchServe's per-model settings, written into the archive's model-config.yaml."""
 
-    batch_size: int = 8
+    # With one torch thread per worker, small batches win on CPU (2 cores, images/s by batch
+    # size 1/4/8/16: 60/64/57/46, docs/benchmarks.md); raise it on a GPU.
+    batch_size: int = 4
     max_batch_delay_ms: int = 50
-    min_workers: int = 1
-    max_workers: int = 1
+    # On CPU, one worker per core with one torch thread each beats one worker with all cores:
+    # one worker decodes while the other computes (2 cores: 60 against 50 images/s).
+    min_workers: int = 2
+    max_workers: int = 2
     response_timeout_s: int = 60
     max_image_bytes: int = SERVING_MAX_BYTES
 

@@ -34,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint")
     export.add_argument("--name", default="geoverdict", help="model name (default geoverdict)")
     export.add_argument("--out", type=Path, default=DEFAULT_STORE, help="model store folder")
-    export.add_argument("--batch-size", type=int, default=8, help="TorchServe batch size")
+    export.add_argument("--batch-size", type=int, default=4, help="batch size (4: best on CPU)")
     export.add_argument("--max-batch-delay", type=int, default=50, help="batch delay (ms)")
-    export.add_argument("--workers", type=int, default=1, help="TorchServe workers")
+    export.add_argument(
+        "--workers", type=int, default=2,
+        help="TorchServe workers (default 2: one per core on CPU, each with one torch thread)",
+    )  # fmt: skip
     export.set_defaults(func=_export)
 
     scenes = subparsers.add_parser("scenes", help="the helper scene network's commands")
