@@ -15,6 +15,7 @@ from geoverdict_stack.ports import HOST, free_ports
 from geoverdict_stack.server import Server
 
 BASE_CONFIG = PROJECT_ROOT / "deploy" / "torchserve" / "config.properties"
+LOG_CONFIG = PROJECT_ROOT / "deploy" / "torchserve" / "log4j2.xml"
 KEY_FILE_NAME = "key_file.json"
 
 
@@ -127,6 +128,7 @@ class TorchServeServer(Server):
             "--no-config-snapshots",
             "--ts-config", str(self.config_file),
             "--model-store", str(self.model_store),
+            "--log-config", str(LOG_CONFIG),  # warnings only (replaces the vmargs' path)
         ]  # fmt: skip
         if self.enable_model_api:
             argv.append("--enable-model-api")
