@@ -86,7 +86,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     sizes = sorted(raw)
     right.plot(sizes, [raw[s] for s in sizes], "o--", color="grey", label="raw (in-process)")
     right.plot([p["batch_size"] for p in by_size], [p["images_per_s"] for p in by_size], "o-",
-               label="TorchServe (2× batch in flight)")  # fmt: skip
+               label="TorchServe (4× batch in flight)")  # fmt: skip
     right.set_xscale("log", base=2)
     right.set_xlabel("batch size")
     right.set_ylabel("images/s")
