@@ -58,9 +58,10 @@ def png16(photo: bytes) -> bytes:
     """A 16-bit greyscale PNG."""
     with Image.open(io.BytesIO(photo)) as image:
         grey = image.convert("L")
-    wide = Image.new("I;16", grey.size)
-    wide.putdata([v * 257 for v in grey.getdata()])
-    return _encode(wide, "PNG")
+    import numpy as np
+
+    levels = np.asarray(grey, dtype="<u2") * 257  # 8-bit 0..255 -> 16-bit 0..65535
+    return _encode(Image.frombytes("I;16", grey.size, levels.tobytes()), "PNG")
 
 
 def heic(photo: bytes) -> bytes:
