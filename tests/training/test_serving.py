@@ -9,25 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict.demo import find_archive
 from geoverdict_service import contract
 from geoverdict_service.exceptions import BadImageError
 from geoverdict_service.inference import InferenceClient, TokenSource
 from geoverdict_stack.stack import Stack
 from tests import photos
-from tests.stack_fixtures import register_model
+from tests.stack_fixtures import serve_demo_archive
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def served(stack: Stack) -> str:
-    """The committed demo archive, registered with room for one big batch (16, 1 s delay)."""
-    archive = find_archive(None)
-    link = stack.config.model_store / "serving-test.mar"
-    if not link.exists():
-        link.symlink_to(archive)
-    return register_model(stack, link, batch_size=16, max_batch_delay_ms=1000, workers=1)
+    """The demo archive, registered with room for one big batch (16, 1 s delay)."""
+    return serve_demo_archive(stack, "serving-test", batch_size=16, max_batch_delay_ms=1000)
 
 
 @pytest.fixture(scope="module")
