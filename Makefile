@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= service,train,dev
 
-.PHONY: setup demo test lint bench clean stack-up stack-down help
+.PHONY: setup demo test lint bench clean help
 .DEFAULT_GOAL := help
 
 help:

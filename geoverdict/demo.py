@@ -102,9 +102,11 @@ def demo_photos(images: Path | None, limit: int) -> list[DemoPhoto]:
     return photos
 
 
-def _inline_jpeg(data: bytes, max_bytes: int = 600_000) -> bytes:
+def _inline_jpeg(data: bytes) -> bytes:
     """Photos small enough to travel inline in a Kafka message (re-encoded as JPEG if not)."""
-    if len(data) <= max_bytes:
+    from geoverdict_service.publisher import MAX_INLINE_BYTES  # noqa: PLC0415
+
+    if len(data) <= MAX_INLINE_BYTES:
         return data
     from PIL import Image  # noqa: PLC0415
 

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +107,11 @@ def tail(log_file: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:])
 
 
-def wait_until(predicate: object, timeout: float, interval: float = 0.2) -> bool:
-    """Poll a zero-argument callable until it returns truthy or `timeout` seconds pass."""
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Poll `predicate` until it returns True or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
-        if callable(predicate) and predicate():
+        if predicate():
             return True
         if time.monotonic() >= deadline:
             return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,7 +84,7 @@ def build_verdict(
     checks: Sequence[dict[str, Any]] = [consistency(prediction, c, policy) for c in claims]
 
     floor = policy.min_precision_km
-    best = _floor_cell(copy.deepcopy(prediction["best_guess"]), floor)
+    best = _floor_cell(dict(prediction["best_guess"]), floor)  # a cell is flat: a copy is enough
     best["place"] = places.lookup(best["lat"], best["lon"]) if places else None
     if floor > 0:
         for check in checks:  # the claim itself is as precise as the person who made it

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -136,6 +136,3 @@ def metric_value(metrics: Metrics, name: str, labels: dict[str, str] | None = No
     """The current value of one sample of the service's registry (0 when absent)."""
     value = metrics.registry.get_sample_value(name, labels or {})
     return float(value or 0.0)
-
-
-WaitFor = Callable[[Callable[[], bool], float], bool]
