@@ -40,6 +40,15 @@ Configuration:
 """
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's own Uuid.randomUuid() makes them: 22 URL-safe
+    base64 characters, never starting with '-' (a command line would read it as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaServer(Server):
     """A single-node KRaft cluster; ready when a metadata request answers."""
 
@@ -103,9 +112,9 @@ class KafkaServer(Server):
         (self.home / "log4j2.yaml").write_text(LOG4J2_YAML)
         if (self.data_dir / "meta.properties").exists():
             return  # formatted by an earlier run of the same folder
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            [*self._java(libs), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            [*self._java(libs), "kafka.tools.StorageTool", "format",
+             f"--cluster-id={new_cluster_id()}",
              "-c", str(self.properties_file)],
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip

@@ -1,0 +1,35 @@
+"""The KRaft storage format step (Kafka's own tool, the real jars)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geoverdict_stack import kafka
+from geoverdict_stack.ports import free_ports
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xf8 encodes to '-' in URL-safe base64: about 1 random id in 64 starts that way.
+    draws: Iterator[uuid.UUID] = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka.new_cluster_id()
+    assert not cluster_id.startswith("-")
+    assert len(cluster_id) == 22
+
+
+@pytest.mark.integration
+def test_storage_formats_whatever_the_cluster_id_starts_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kafka's tool once read a leading '-' as an option: the id must travel as --cluster-id=ID.
+    monkeypatch.setattr(kafka, "new_cluster_id", lambda: "-" + "A" * 21)
+    port, controller_port = free_ports(2)
+    server = kafka.KafkaServer(tmp_path, port, controller_port)
+    server.home.mkdir(parents=True)
+    server.prepare()
+    meta = (server.data_dir / "meta.properties").read_text()
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in meta
