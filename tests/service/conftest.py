@@ -136,3 +136,15 @@ def metric_value(metrics: Metrics, name: str, labels: dict[str, str] | None = No
     """The current value of one sample of the service's registry (0 when absent)."""
     value = metrics.registry.get_sample_value(name, labels or {})
     return float(value or 0.0)
+
+
+def service_counts(metrics: Metrics) -> str:
+    """What a consumer did, for an assertion's message: which side of a stall it was on."""
+    names = {
+        "consumed": "geoverdict_events_consumed_total",
+        "verdicts": "geoverdict_verdicts_produced_total",
+        "inference requests": "geoverdict_inference_requests_total",
+        "unavailable": "geoverdict_inference_unavailable_total",
+        "assigned partitions": "geoverdict_assigned_partitions",
+    }
+    return ", ".join(f"{label}: {metric_value(metrics, name):.0f}" for label, name in names.items())

@@ -19,6 +19,7 @@ from tests.service.conftest import (
     metric_value,
     publish_events,
     running,
+    service_counts,
     service_settings,
 )
 
@@ -86,12 +87,13 @@ def test_500_development_photos_give_500_valid_verdicts_with_the_demo_model(
         ),
     }
     settings = service_settings(stack, demo_model, topics, inference_concurrency=16)
-    with running(settings):
+    metrics = Metrics()
+    with running(settings, metrics):
         publish_events(stack, settings.input_topic, [*events, *poison.values()])
         verdicts = collect(stack, settings.verdict_topic, len(events), timeout_s=300)
         dead = collect(stack, settings.dead_letter_topic, len(poison), timeout_s=30)
     by_id = {r.key.decode(): json.loads(r.value) for r in verdicts}
-    assert set(by_id) == {e["id"] for e in events}
+    assert set(by_id) == {e["id"] for e in events}, service_counts(metrics)
     assert len(verdicts) == 500
     versions = set()
     for verdict in by_id.values():
