@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -187,5 +188,26 @@ def create_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             log.info("created topics %s", ", ".join(t.name for t in new))
+        _wait_for_leaders(admin, list(topics), deadline=time.monotonic() + timeout_s)
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], deadline: float) -> None:
+    """Return once every partition of `names` has a leader: a producer that writes to a topic
+    created a moment ago otherwise gets NOT_LEADER errors and retries (warnings in its log)."""
+    while True:
+        described = admin.describe_topics(names)
+        ready = {
+            t["topic"]
+            for t in described
+            if t["error_code"] == 0
+            and t["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+        }
+        if ready >= set(names):
+            return
+        if time.monotonic() > deadline:
+            missing = ", ".join(sorted(set(names) - ready))
+            raise KafkaError(f"topics without a partition leader after creation: {missing}")
+        time.sleep(0.05)

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from geoverdict_stack import kafka
 from geoverdict_stack.ports import free_ports
+from geoverdict_stack.stack import Stack
 
 
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,3 +35,18 @@ def test_storage_formats_whatever_the_cluster_id_starts_with(
     server.prepare()
     meta = (server.data_dir / "meta.properties").read_text()
     assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in meta
+
+
+@pytest.mark.integration
+def test_every_partition_takes_a_write_as_soon_as_its_topic_is_created(stack: Stack) -> None:
+    topic = f"fresh-{uuid.uuid4().hex[:8]}"
+    # No retries: a partition without a leader yet would fail its send. The producer is
+    # connected before the topic exists, as a long-running one would be.
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", retries=0)
+    try:
+        kafka.create_topics(stack.kafka_bootstrap, {topic: 4})
+        sent = [producer.send(topic, b"x", partition=p) for p in range(4)]
+        offsets = [future.get(timeout=30).offset for future in sent]
+    finally:
+        producer.close()
+    assert offsets == [0, 0, 0, 0]
