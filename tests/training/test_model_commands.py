@@ -52,6 +52,28 @@ def test_evaluate_a_model_reproduces_the_runs_validation(
     assert "continent  2500 km" in capsys.readouterr().out
 
 
+def test_evaluate_with_five_crops_scores_every_validation_photo(
+    tiny_run: TinyRun, tiny_archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    val = tiny_run.folder / "run" / "val.csv"
+    images = tiny_run.folder / "images"
+    argv = ["evaluate", "--model", str(tiny_archive), "--manifest", str(val), "--images"]
+    assert main([*argv, str(images), "--five-crop", "--json", "--workers", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    final = [r for r in tiny_run.result.history if r["split"] == "val"][-1]
+    assert result["n"] == final["n"]
+    assert all(0.0 <= a <= 100.0 for a in result["accuracy"].values())  # percent
+
+
+def test_five_crop_without_a_model_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "p.csv"
+    csv.write_text("img_id,true_lat,true_lon,predicted_lat,predicted_lon\n")
+    assert main(["evaluate", "--predictions", str(csv), "--five-crop"]) == 2
+    assert "--five-crop needs --model" in capsys.readouterr().err
+
+
 def test_evaluate_a_model_needs_manifest_and_images(
     tiny_archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

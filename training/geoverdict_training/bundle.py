@@ -30,7 +30,7 @@ from geoverdict_training.backbones import backbone_info
 from geoverdict_training.cells import Partition
 from geoverdict_training.checkpoint import load_checkpoint
 from geoverdict_training.exceptions import CheckpointError, ConfigError
-from geoverdict_training.images import eval_transform
+from geoverdict_training.images import eval_transform, five_crop_transform
 from geoverdict_training.model import GeoModel, ModelSpec
 from geoverdict_training.predictor import Predictor
 from geoverdict_training.scene_names import scene_names
@@ -100,10 +100,12 @@ class ModelBundle:
         """Images -> probabilities with this model."""
         return Predictor(self.model(device), self.partitions, self.ancestors, self.spec.scenes)
 
-    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        """The evaluation transform the model was trained for: resize, centre crop, normalise."""
+    def transform(self, five_crop: bool = False) -> Callable[[Image.Image], torch.Tensor]:
+        """The evaluation transform the model was trained for: resize, centre crop, normalise;
+        with `five_crop`, the four corner crops and the centre one (5, 3, H, W)."""
         info = backbone_info(self.spec.backbone)
-        return eval_transform(self.input_size, self.resize, mean=info.mean, std=info.std)
+        make = five_crop_transform if five_crop else eval_transform
+        return make(self.input_size, self.resize, mean=info.mean, std=info.std)
 
 
 def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:

@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evaluate.add_argument("--images", type=Path, help="with --model: image folder")
     evaluate.add_argument("--batch-size", type=int, default=32, help="with --model")
     evaluate.add_argument("--workers", type=int, default=2, help="with --model: loader workers")
+    evaluate.add_argument(
+        "--five-crop",
+        action="store_true",
+        help="with --model: max over five crops per photo, as the reference (5x the compute)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON, not a table")
     evaluate.set_defaults(func=_evaluate)
 
@@ -130,6 +135,8 @@ def _partition(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from geoverdict_training.evaluation import read_predictions_csv  # noqa: PLC0415
 
+    if args.five_crop and args.model is None:
+        raise ConfigError("--five-crop needs --model (a predictions CSV is already predicted)")
     if args.model is not None:
         result = _evaluate_model(args)
     else:
@@ -152,7 +159,7 @@ def _evaluate_model(args: argparse.Namespace) -> Evaluation:
     manifest = read_manifest(args.manifest).with_existing_files(args.images)
     print(manifest.skips.summary(), file=sys.stderr)
     result = predict_manifest(
-        bundle.predictor(), bundle.transform(), manifest, args.images,
+        bundle.predictor(), bundle.transform(five_crop=args.five_crop), manifest, args.images,
         min_side=bundle.resize, batch_size=args.batch_size, workers=args.workers,
     )  # fmt: skip
     print(f"{bundle.version}: {result.skips.summary()}", file=sys.stderr)

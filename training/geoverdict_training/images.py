@@ -161,3 +161,20 @@ def eval_transform(
             transforms.Normalize(mean, std),
         ]
     )
+
+
+def five_crop_transform(
+    size: int = 224, resize: int = 256, mean: RGB = IMAGENET_MEAN, std: RGB = IMAGENET_STD
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Five-crop evaluation, as the GeoEstimation reference: resize the short side to `resize`,
+    then the four corner crops and the centre crop of `size` -> (5, 3, size, size)."""
+    import torch  # noqa: PLC0415 (keep torch out of module import)
+    from torchvision import transforms  # noqa: PLC0415
+
+    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+    crop = transforms.Compose([transforms.Resize(resize), transforms.FiveCrop(size)])
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        return torch.stack([to_tensor(c) for c in crop(image)])
+
+    return transform

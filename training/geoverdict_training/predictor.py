@@ -23,7 +23,11 @@ from geoverdict_training.labels import build_labels
 from geoverdict_training.losses import multitask_loss
 from geoverdict_training.manifest import Manifest
 from geoverdict_training.model import SCENE_PREFIX
-from geoverdict_training.prediction import hierarchical_probabilities
+from geoverdict_training.prediction import (
+    five_crop_probabilities,
+    hierarchical_probabilities,
+    hierarchical_probabilities_from_probs,
+)
 from geoverdict_training.skips import Skips
 
 Model = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
@@ -63,13 +67,30 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> Output:
-        """(B, 3, H, W) normalised images -> probabilities."""
+        """(B, 3, H, W) normalised images -> probabilities. Crops (B, K, 3, H, W), as
+        images.five_crop_transform makes them: each head's softmax is the maximum over the K
+        crops (the GeoEstimation reference), then the hierarchical product as usual."""
+        if images.ndim == 5:
+            return self._from_probabilities(five_crop_probabilities(self.model, images))
         logits = self.model(images)
         cells = None
         if self.partitions and self.ancestors is not None:
             ancestors = self.ancestors.to(images.device)
             cells = hierarchical_probabilities([logits[p.name] for p in self.partitions], ancestors)
         scenes = {s: logits[SCENE_PREFIX + s].float().softmax(dim=-1) for s in self.scenes}
+        return Output(cells=cells, scenes=scenes, logits=logits)
+
+    def _from_probabilities(self, probabilities: Mapping[str, torch.Tensor]) -> Output:
+        cells = None
+        if self.partitions and self.ancestors is not None:
+            ancestors = self.ancestors.to(next(iter(probabilities.values())).device)
+            cells = hierarchical_probabilities_from_probs(
+                [probabilities[p.name] for p in self.partitions], ancestors
+            )
+        scenes = {s: probabilities[SCENE_PREFIX + s] for s in self.scenes}
+        # Log-probabilities are logits whose softmax is the probabilities (losses stay valid).
+        tiny = torch.finfo(torch.float32).tiny
+        logits = {head: p.clamp(min=tiny).log() for head, p in probabilities.items()}
         return Output(cells=cells, scenes=scenes, logits=logits)
 
     def best_points(self, cells: torch.Tensor) -> tuple[npt.NDArray[np.float64], ...]:
