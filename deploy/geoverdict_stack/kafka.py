@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from geoverdict_stack import prerequisites
@@ -188,26 +188,43 @@ def create_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             log.info("created topics %s", ", ".join(t.name for t in new))
-        _wait_for_leaders(admin, list(topics), deadline=time.monotonic() + timeout_s)
+        _wait_for_leaders(
+            admin, bootstrap_servers, list(topics), deadline=time.monotonic() + timeout_s
+        )
     finally:
         admin.close()
 
 
-def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], deadline: float) -> None:
-    """Return once every partition of `names` has a leader: a producer that writes to a topic
-    created a moment ago otherwise gets NOT_LEADER errors and retries (warnings in its log)."""
+def _wait_for_leaders(
+    admin: KafkaAdminClient, bootstrap_servers: str, names: list[str], deadline: float
+) -> None:
+    """Return once every partition of `names` has a leader that answers: a producer writing to
+    a topic created a moment ago otherwise gets NOT_LEADER errors and retries (a warning each).
+    The metadata names a leader before that broker serves the partition, so the last step asks
+    each leader for its end offset (the broker's own readiness check)."""
     while True:
         described = admin.describe_topics(names)
-        ready = {
-            t["topic"]
+        partitions = [
+            TopicPartition(t["topic"], p["partition"])
             for t in described
             if t["error_code"] == 0
-            and t["partitions"]
-            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
-        }
-        if ready >= set(names):
-            return
+            for p in t["partitions"]
+            if p["error_code"] == 0 and p["leader"] >= 0
+        ]
+        expected = sum(len(t["partitions"]) for t in described)
+        if {tp.topic for tp in partitions} >= set(names) and len(partitions) == expected:
+            break
         if time.monotonic() > deadline:
-            missing = ", ".join(sorted(set(names) - ready))
+            missing = ", ".join(sorted(set(names) - {tp.topic for tp in partitions}))
             raise KafkaError(f"topics without a partition leader after creation: {missing}")
         time.sleep(0.05)
+    # kafka-python wants fetch_max_wait_ms (500) < request_timeout_ms < connections_max_idle_ms.
+    timeout_ms = min(300_000, max(1000, int((deadline - time.monotonic()) * 1000)))
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, client_id="geoverdict-stack",
+        request_timeout_ms=timeout_ms,
+    )  # fmt: skip
+    try:
+        consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
