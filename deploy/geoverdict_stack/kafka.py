@@ -222,7 +222,7 @@ def _wait_for_leaders(
     timeout_ms = min(300_000, max(1000, int((deadline - time.monotonic()) * 1000)))
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers, client_id="geoverdict-stack",
-        request_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms, enable_auto_commit=False,
     )  # fmt: skip
     try:
         consumer.end_offsets(partitions)
