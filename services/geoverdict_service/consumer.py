@@ -196,8 +196,9 @@ class VerdictService:
 
     def _wait_for_topic(self) -> bool:
         """Wait until Kafka knows the input topic. A member that joins the group before its
-        client has the topic's metadata is assigned nothing, and kafka-python looks again only
-        after metadata.max.age (5 minutes). False when stopped while waiting."""
+        client has the topic's metadata can be assigned nothing until its next metadata refresh
+        (up to metadata.max.age, 5 minutes; seen with kafka-python 3.0). False when stopped
+        while waiting."""
         topic = self.settings.input_topic
         warned_at = time.monotonic()
         while not self._stop.is_set():
