@@ -175,6 +175,7 @@ def create_topics(
     from kafka.admin import NewTopic  # noqa: PLC0415
     from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
 
+    deadline = time.monotonic() + timeout_s
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="geoverdict-stack")
     try:
         existing = set(admin.list_topics())
@@ -188,9 +189,7 @@ def create_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             log.info("created topics %s", ", ".join(t.name for t in new))
-        _wait_for_leaders(
-            admin, bootstrap_servers, list(topics), deadline=time.monotonic() + timeout_s
-        )
+        _wait_for_leaders(admin, bootstrap_servers, list(topics), deadline)
     finally:
         admin.close()
 
@@ -202,21 +201,27 @@ def _wait_for_leaders(
     a topic created a moment ago otherwise gets NOT_LEADER errors and retries (a warning each).
     The metadata names a leader before that broker serves the partition, so the last step asks
     each leader for its end offset (the broker's own readiness check)."""
+    if not names:
+        return
     while True:
-        described = admin.describe_topics(names)
-        partitions = [
-            TopicPartition(t["topic"], p["partition"])
-            for t in described
-            if t["error_code"] == 0
-            for p in t["partitions"]
-            if p["error_code"] == 0 and p["leader"] >= 0
-        ]
-        expected = sum(len(t["partitions"]) for t in described)
-        if {tp.topic for tp in partitions} >= set(names) and len(partitions) == expected:
+        waiting: dict[str, str] = {}  # topic -> why it is not ready yet
+        partitions: list[TopicPartition] = []
+        for t in admin.describe_topics(names):
+            led = [
+                p["partition"] for p in t["partitions"] if p["error_code"] == 0 and p["leader"] >= 0
+            ]
+            if t["error_code"] != 0 or not t["partitions"] or len(led) < len(t["partitions"]):
+                waiting[t["topic"]] = (
+                    f"error code {t['error_code']}"
+                    if t["error_code"] != 0
+                    else f"{len(led)} of {len(t['partitions'])} partitions have a leader"
+                )
+            partitions += [TopicPartition(t["topic"], p) for p in led]
+        if not waiting:
             break
         if time.monotonic() > deadline:
-            missing = ", ".join(sorted(set(names) - {tp.topic for tp in partitions}))
-            raise KafkaError(f"topics without a partition leader after creation: {missing}")
+            why = "; ".join(f"{topic}: {reason}" for topic, reason in sorted(waiting.items()))
+            raise KafkaError(f"topics not ready after creation: {why}")
         time.sleep(0.05)
     # kafka-python wants fetch_max_wait_ms (500) < request_timeout_ms < connections_max_idle_ms.
     timeout_ms = min(300_000, max(1000, int((deadline - time.monotonic()) * 1000)))

@@ -138,13 +138,24 @@ def metric_value(metrics: Metrics, name: str, labels: dict[str, str] | None = No
     return float(value or 0.0)
 
 
+def metric_total(metrics: Metrics, name: str) -> float:
+    """One metric's samples named `name`, summed over all their labels (0 when absent)."""
+    return sum(
+        sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
 def service_counts(metrics: Metrics) -> str:
     """What a consumer did, for an assertion's message: which side of a stall it was on."""
     names = {
         "consumed": "geoverdict_events_consumed_total",
         "verdicts": "geoverdict_verdicts_produced_total",
+        "dead letters": "geoverdict_dead_letters_total",
         "inference requests": "geoverdict_inference_requests_total",
         "unavailable": "geoverdict_inference_unavailable_total",
         "assigned partitions": "geoverdict_assigned_partitions",
     }
-    return ", ".join(f"{label}: {metric_value(metrics, name):.0f}" for label, name in names.items())
+    return ", ".join(f"{label}: {metric_total(metrics, name):.0f}" for label, name in names.items())

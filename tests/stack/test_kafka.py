@@ -52,3 +52,18 @@ def test_every_partition_takes_a_write_as_soon_as_its_topic_is_created(stack: St
     finally:
         producer.close()
     assert sorted(offsets) == sorted(list(range(10)) * 4)
+
+
+class _HalfLedAdmin:
+    """Metadata as Kafka gives it while a new topic's leaders are being elected."""
+
+    def describe_topics(self, names: list[str]) -> list[dict[str, object]]:
+        partitions = [
+            {"partition": p, "error_code": 0, "leader": 1 if p < 2 else -1} for p in range(4)
+        ]
+        return [{"topic": name, "error_code": 0, "partitions": partitions} for name in names]
+
+
+def test_a_topic_whose_leaders_never_come_is_an_error_saying_how_far_it_got() -> None:
+    with pytest.raises(kafka.KafkaError, match="images: 2 of 4 partitions have a leader"):
+        kafka._wait_for_leaders(_HalfLedAdmin(), "127.0.0.1:1", ["images"], deadline=0.0)  # type: ignore[arg-type]

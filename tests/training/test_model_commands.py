@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from geoverdict.cli import main
 from geoverdict_training.manifest import read_manifest
+from geoverdict_training.predictor import Output, Predictor
 from tests.training.conftest import TinyRun
 from tests.training.synthetic import tiny_config, write_collection
 
@@ -53,13 +55,25 @@ def test_evaluate_a_model_reproduces_the_runs_validation(
 
 
 def test_evaluate_with_five_crops_scores_every_validation_photo(
-    tiny_run: TinyRun, tiny_archive: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: TinyRun,
+    tiny_archive: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    shapes: list[tuple[int, ...]] = []
+    original = Predictor.__call__
+
+    def spy(self: Predictor, images: torch.Tensor) -> Output:
+        shapes.append(tuple(images.shape))
+        return original(self, images)
+
+    monkeypatch.setattr(Predictor, "__call__", spy)
     val = tiny_run.folder / "run" / "val.csv"
     images = tiny_run.folder / "images"
     argv = ["evaluate", "--model", str(tiny_archive), "--manifest", str(val), "--images"]
     assert main([*argv, str(images), "--five-crop", "--json", "--workers", "0"]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert shapes and all(shape[1:] == (5, 3, 32, 32) for shape in shapes)  # crops reached it
     final = [r for r in tiny_run.result.history if r["split"] == "val"][-1]
     assert result["n"] == final["n"]
     assert all(0.0 <= a <= 100.0 for a in result["accuracy"].values())  # percent

@@ -34,7 +34,7 @@ def test_five_crop_takes_each_head_s_maximum_over_crops_then_the_product(
 ) -> None:
     bundle = read_bundle(tiny_archive)
     predictor = bundle.predictor()
-    wide = _noise(96, 32, seed=1)  # five different crops
+    wide = _noise(96, 32, seed=1)  # 32 px high: the corner crops pair up, 3 distinct crops
     crops = bundle.transform(five_crop=True)(wide)
     assert crops.shape == (5, 3, 32, 32)
     assert not torch.equal(crops[0], crops[1])

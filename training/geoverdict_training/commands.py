@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evaluate.add_argument(
         "--five-crop",
         action="store_true",
-        help="with --model: max over five crops per photo, as the reference (5x the compute)",
+        help="with --model: max over five crops per photo, as the reference (5x the compute: "
+        "a batch is --batch-size photos, 5x as many crops)",
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON, not a table")
     evaluate.set_defaults(func=_evaluate)

@@ -1,6 +1,7 @@
 """torch datasets of labelled photos: a manifest over an image folder, or streamed msgpack shards.
 
-Both yield `(image, labels)` with `image` a (3, H, W) float tensor from the given transform and
+Both yield `(image, labels)` with `image` a (3, H, W) float tensor from the given transform
+((5, 3, H, W) with images.five_crop_transform) and
 `labels` a dict of tensors keyed by the model's head names: one int64 scalar per partition
 (e.g. "cells_50_5000", -1 where the photo has no class) and per scene head ("scene_s3",
 "scene_s16", "scene_s365", -1 where absent), "coords", (2,) float32 latitude and longitude, and
