@@ -18,6 +18,7 @@ from geoverdict_training.cells import (
     PartitionSpec,
     build_partitions,
 )
+from geoverdict_training.evaluation import haversine_km
 from geoverdict_training.exceptions import ConfigError
 from geoverdict_training.labels import assign_classes
 
@@ -228,3 +229,24 @@ def test_a_partition_round_trips_through_its_plain_form() -> None:
     assert again.lat_mean.tolist() == partition.lat_mean.tolist()
     with pytest.raises(ConfigError, match="malformed partition"):
         Partition.from_dict({**data, "tokens": ["zz"] * len(partition)})
+
+
+def test_a_cells_radius_reaches_its_farthest_corner_from_the_class_point() -> None:
+    # One level-10 cell (about 8 km wide) with its point at a corner-ish photo, one level-2 cell.
+    lat, lon = np.array([48.85, 10.0]), np.array([2.35, 20.0])
+    leaves = s2.leaf_cell_ids(lat, lon)
+    cells = np.array([s2.parent_ids(leaves[:1], 10)[0], s2.parent_ids(leaves[1:], 2)[0]])
+    partition = Partition("p", cells, np.ones(2, dtype=np.int64), lat, lon, 2)
+    corner_lat, corner_lon = s2.vertices(cells)
+    for k in range(2):
+        distances = haversine_km(lat[k], lon[k], corner_lat[k], corner_lon[k])
+        assert partition.radius_km[k] == pytest.approx(distances.max())
+    edge = float(
+        haversine_km(corner_lat[0, 0], corner_lon[0, 0], corner_lat[0, 1], corner_lon[0, 1])
+    )
+    assert 5 < edge < 12  # a level-10 cell is 7-10 km wide
+    assert edge / 2 < partition.radius_km[0] < 2 * edge
+    assert partition.radius_km[1] > 1000  # a level-2 cell is thousands of km wide
+    far = partition.far_km(lat[0], lon[0])  # from the first class's point
+    assert far[0] == pytest.approx(partition.radius_km[0])
+    assert far[1] > float(haversine_km(lat[0], lon[0], lat[1], lon[1]))

@@ -1,18 +1,23 @@
-"""Replies of the handler: the contract's fields, computed right on a hand-made distribution."""
+"""Replies of the handler: the contract's fields, computed right on a hand-made distribution,
+and radii that count each cell's extent on the demo model's real cells."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from geoverdict_service.contract import PREDICTION, errors
 from geoverdict_training import s2
+from geoverdict_training.bundle import read_bundle
 from geoverdict_training.cells import Partition
 from geoverdict_training.evaluation import haversine_km
 from geoverdict_training.replies import ImageFacts, ReplySettings, error_reply, prediction_reply
 from geoverdict_training.scene_names import scene_names
 
 POINTS = [(48.85, 2.35), (48.90, 2.40), (40.71, -74.0), (35.68, 139.65)]
+DEMO_ARCHIVE = Path(__file__).resolve().parents[2] / "model_store" / "geoverdict.mar"
 
 
 def _fine() -> Partition:
@@ -62,22 +67,68 @@ def test_cells_are_listed_by_probability_until_99_percent() -> None:
     assert len(capped["cells"]) == 2 and capped["cells_mass"] == pytest.approx(0.9)
 
 
-def test_confidence_radii_hold_half_and_nine_tenths_of_the_mass() -> None:
+def test_confidence_radii_hold_half_and_nine_tenths_of_the_mass_cells_included() -> None:
+    fine = _fine()
     reply = _reply([0.4, 0.2, 0.3, 0.1])
     confidence = reply["confidence"]
+    # How far each cell reaches from the best guess (Paris): its farthest corner.
+    reach = fine.far_km(48.85, 2.35)
     near = float(haversine_km(48.85, 2.35, 48.90, 2.40))
     far = float(haversine_km(48.85, 2.35, 40.71, -74.0))
+    assert near < reach[1] < near + 2 * fine.radius_km[1]
+    assert far < reach[2] < far + 2 * fine.radius_km[2]
     assert confidence["top1"] == pytest.approx(0.4)
-    assert confidence["radius_50_km"] == pytest.approx(near)  # 0.4 + 0.2 within Paris
-    assert confidence["radius_90_km"] == pytest.approx(far)  # + New York's 0.3
+    assert confidence["radius_50_km"] == pytest.approx(reach[1])  # 0.4 + 0.2 within Paris
+    assert confidence["radius_90_km"] == pytest.approx(reach[2])  # + New York's 0.3
     p = np.array([0.4, 0.2, 0.3, 0.1])
     assert confidence["entropy"] == pytest.approx(float(-(p * np.log(p)).sum()))
 
 
-def test_a_certain_prediction_has_zero_radius() -> None:
+def test_every_listed_cell_tells_how_far_its_photos_can_lie() -> None:
+    fine = _fine()
+    reply = _reply([0.6, 0.3, 0.06, 0.04])
+    for cell in reply["cells"]:
+        k = fine.tokens.index(cell["token"])
+        assert cell["radius_km"] == pytest.approx(fine.radius_km[k])
+        assert 2 < cell["radius_km"] < 30  # a level-10 cell is 7-10 km wide
+    assert reply["best_guess"]["radius_km"] == reply["cells"][0]["radius_km"]
+
+
+def test_a_certain_prediction_has_the_radius_of_its_cell_not_zero() -> None:
     confidence = _reply([1.0, 0.0, 0.0, 0.0])["confidence"]
-    assert confidence["radius_50_km"] == 0.0 and confidence["radius_90_km"] == 0.0
+    radius = float(_fine().radius_km[0])
+    assert radius > 1.0
+    assert confidence["radius_50_km"] == pytest.approx(radius)
+    assert confidence["radius_90_km"] == pytest.approx(radius)
     assert confidence["entropy"] == 0.0
+
+
+def _cell_width_km(fine: Partition, k: int) -> float:
+    lat, lon = fine.vertices
+    return float(haversine_km(lat[k, 0], lon[k, 0], lat[k, 2], lon[k, 2]))  # a diagonal
+
+
+def test_no_reply_of_the_demo_model_says_0_km_for_a_cell_wider_than_1_km() -> None:
+    if not DEMO_ARCHIVE.is_file():
+        pytest.skip(f"no demo archive at {DEMO_ARCHIVE}")
+    fine = read_bundle(DEMO_ARCHIVE).partitions[-1]
+    names = scene_names()
+    scenes = {"s3": np.array([0.2, 0.3, 0.5], np.float32)}
+    rng = np.random.default_rng(0)
+    for k in range(len(fine)):
+        certain = np.zeros(len(fine))
+        certain[k] = 1.0  # all the mass in one cell: the issue's 0 km answer
+        spread = rng.dirichlet(np.full(len(fine), 0.3))  # mass spread over many cells
+        for p in (certain, spread):
+            reply = prediction_reply("demo", fine, p, scenes, names, FACTS, 1.0)
+            for cell in reply["cells"]:
+                if _cell_width_km(fine, fine.tokens.index(cell["token"])) > 1.0:
+                    assert cell["radius_km"] > 0.5, cell
+            best = fine.tokens.index(reply["best_guess"]["token"])
+            if _cell_width_km(fine, best) > 1.0:
+                assert reply["confidence"]["radius_50_km"] >= fine.radius_km[best] > 0.5
+                assert reply["confidence"]["radius_90_km"] >= fine.radius_km[best]
+            assert errors(PREDICTION, reply) == []
 
 
 def test_error_replies_carry_the_version_and_a_contract_code() -> None:

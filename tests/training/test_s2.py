@@ -108,3 +108,24 @@ def test_levels_out_of_range_are_refused() -> None:
 def test_lat_and_lon_must_have_the_same_length() -> None:
     with pytest.raises(ValueError, match="differ"):
         s2.leaf_cell_ids([1.0, 2.0], [3.0])
+
+
+def test_cell_corners_are_s2spheres_at_every_level() -> None:
+    lat, lon = _random_points(300, seed=11)
+    special_lat, special_lon = _special_points()
+    lat, lon = np.concatenate([lat, special_lat]), np.concatenate([lon, special_lon])
+    leaves = s2.leaf_cell_ids(lat, lon)
+    levels = np.arange(leaves.size) % (s2.MAX_LEVEL + 1)  # every level, faces to leaves
+    ids = np.array(
+        [s2.parent_ids(leaves[k : k + 1], int(levels[k]))[0] for k in range(leaves.size)],
+        dtype=np.uint64,
+    )
+    corner_lat, corner_lon = s2.vertices(ids)
+    assert corner_lat.shape == corner_lon.shape == (ids.size, 4)
+    for k, cell_id in enumerate(ids):
+        cell = s2sphere.Cell(s2sphere.CellId(int(cell_id)))
+        for corner in range(4):
+            expected = s2sphere.LatLng.from_point(cell.get_vertex(corner))
+            assert corner_lat[k, corner] == pytest.approx(expected.lat().degrees, abs=1e-9)
+            lon_gap = (corner_lon[k, corner] - expected.lng().degrees + 180.0) % 360.0 - 180.0
+            assert abs(lon_gap) < 1e-9 or abs(corner_lat[k, corner]) > 90 - 1e-9  # poles: any lon

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geoverdict_training import s2
+from geoverdict_training.evaluation import haversine_km
 from geoverdict_training.exceptions import ConfigError, DataFileError
 
 MIN_LEVEL = 2
@@ -104,6 +105,26 @@ class Partition:
     def levels(self) -> npt.NDArray[np.int64]:
         """S2 level of each class."""
         return s2.levels(self.cell_ids)
+
+    @cached_property
+    def vertices(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Latitude and longitude (C, 4) of the corners of each class's cell, in degrees."""
+        return s2.vertices(self.cell_ids)
+
+    @cached_property
+    def radius_km(self) -> npt.NDArray[np.float64]:
+        """(C,) how far a photo of each class can lie from the class's point: the greatest
+        distance from the point (its photos' mean, not the cell centre) to the cell's corners."""
+        return self.far_km(self.lat_mean, self.lon_mean)
+
+    def far_km(self, lat: npt.ArrayLike, lon: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(C,) distance from the point(s) (C,) or () to the farthest corner of each class's
+        cell: the cell lies entirely within that distance (its edges are great-circle arcs much
+        shorter than the distances that matter, so the farthest point is a corner)."""
+        corner_lat, corner_lon = self.vertices  # (C, 4)
+        lat_arr = np.asarray(lat, dtype=np.float64)[..., None]
+        lon_arr = np.asarray(lon, dtype=np.float64)[..., None]
+        return haversine_km(lat_arr, lon_arr, corner_lat, corner_lon).max(axis=-1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (S2 tokens, not ids), for checkpoints and model archives."""

@@ -13,7 +13,6 @@ threads (torch threads per worker; default the CPU count divided by maxWorkers).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -21,26 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from ts.torch_handler.base_handler import BaseHandler
 
-from geoverdict.exif import gps_from_exif
 from geoverdict_training.bundle import read_bundle
 from geoverdict_training.exceptions import ImageError, TrainingError
 from geoverdict_training.images import SERVING_MAX_BYTES, decode_image
 from geoverdict_training.replies import (
     INTERNAL,
     UNSUPPORTED,
-    ImageFacts,
     error_reply,
+    image_facts,
     prediction_reply,
 )
 from geoverdict_training.scene_names import scene_names
 
 log = logging.getLogger(__name__)
-
-_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
-_ORIENTATION = 0x0112
 
 
 def _body(row: Any) -> bytes:
@@ -53,16 +47,6 @@ def _body(row: Any) -> bytes:
     if isinstance(body, bytes):
         return body
     raise ImageError(UNSUPPORTED, "send the image bytes as the request body (not JSON or a form)")
-
-
-def _facts(data: bytes, decode_ms: float) -> ImageFacts:
-    """Size as displayed, format and GPS position, from the headers (already decoded once)."""
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        exif = image.getexif()
-        if exif.get(_ORIENTATION) in _SWAPS_SIDES:
-            width, height = height, width
-        return ImageFacts(width, height, image.format, gps_from_exif(exif), decode_ms)
 
 
 class GeoverdictHandler(BaseHandler):
@@ -85,6 +69,7 @@ class GeoverdictHandler(BaseHandler):
         self.bundle = bundle
         self.version = bundle.version
         self.predictor = bundle.predictor(self.device)
+        _ = bundle.partitions[-1].radius_km  # the cells' radii: computed once, not per request
         self.transform = bundle.transform()
         self.names = scene_names()
         self.initialized = True
@@ -100,7 +85,7 @@ class GeoverdictHandler(BaseHandler):
                 body = _body(row)
                 image = decode_image(body, min_side=self.bundle.resize, max_bytes=self.max_bytes)
                 tensor = self.transform(image)  # (3, H, W)
-                facts = _facts(body, (time.perf_counter() - started) * 1000.0)
+                facts = image_facts(body, (time.perf_counter() - started) * 1000.0)
                 items.append({"tensor": tensor, "facts": facts})
             except ImageError as exc:
                 items.append({"reply": error_reply(self.version, exc.code, str(exc))})

@@ -2,21 +2,30 @@
 
 A prediction lists the fine cells by probability until 99 % of the mass (at most `max_cells`),
 the best guess, scene labels, a confidence summary and facts about the image; an error reply
-carries a stable code and a message. Both carry the model version. Pure numpy: the handler,
-tests and tools build replies the same way.
+carries a stable code and a message. Both carry the model version. The handler, evaluation's
+per-photo replies, tests and tools build replies the same way.
+
+Distances count each cell's extent, since a cell's point is only where its training photos
+were on average. A cell's `radius_km` is the greatest distance from its point to its corners.
+`radius_50_km` / `radius_90_km` are the smallest distances r from the best guess such that the
+cells lying entirely within r (each cell's farthest corner within r; for the best cell, its own
+radius) hold 50 % / 90 % of the probability: a level-2 cell holding all the mass answers its
+thousands of km, never 0.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
+from geoverdict.exif import gps_from_exif
 from geoverdict_training.cells import Partition
-from geoverdict_training.evaluation import haversine_km
 from geoverdict_training.images import ERROR_CODES, UNREADABLE
 
 # The contract's error codes: the image decoder's, plus two of the handler's own.
@@ -24,6 +33,8 @@ UNSUPPORTED = "unsupported"  # a request that is not image bytes (e.g. a JSON bo
 INTERNAL = "internal"  # a bug or resource failure while answering this image
 REPLY_ERROR_CODES = (*(c for c in ERROR_CODES if c != UNREADABLE), UNSUPPORTED, INTERNAL)
 _EPS = 1e-9  # 0.4 + 0.2 + 0.3 sums to 0.8999999999999999: a mass reached up to rounding counts
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
+_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,17 @@ class ImageFacts:
     format: str | None  # Pillow's name: JPEG, PNG, ...
     exif_location: tuple[float, float] | None  # (lat, lon) from GPS EXIF
     decode_ms: float
+
+
+def image_facts(data: bytes, decode_ms: float) -> ImageFacts:
+    """Size as displayed, format and GPS position, from the headers of an image (already
+    decoded once, so known to open)."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        exif = image.getexif()
+        if exif.get(_ORIENTATION) in _SWAPS_SIDES:
+            width, height = height, width
+        return ImageFacts(width, height, image.format, gps_from_exif(exif), decode_ms)
 
 
 @dataclass(frozen=True)
@@ -60,13 +82,15 @@ def _cell(fine: Partition, k: int, probability: float) -> dict[str, Any]:
         "lat": float(fine.lat_mean[k]),
         "lon": float(fine.lon_mean[k]),
         "probability": float(probability),
+        "radius_km": float(fine.radius_km[k]),
     }
 
 
 def _mass_radius(
     distances: npt.NDArray[np.float64], p: npt.NDArray[np.float64], mass: float
 ) -> float:
-    """Smallest distance from the best guess within which the cells hold `mass` of `p`."""
+    """Smallest distance from the best guess within which the cells hold `mass` of `p`, where
+    `distances` (C,) are how far each cell reaches from the best guess."""
     order = np.argsort(distances, kind="stable")
     cumulative = np.cumsum(p[order])
     k = min(int(np.searchsorted(cumulative, mass * cumulative[-1] - _EPS)), order.size - 1)
@@ -77,7 +101,8 @@ def confidence(fine: Partition, p: npt.NDArray[np.float64]) -> dict[str, float]:
     """Top-1 probability, entropy (nats) and the 50 % / 90 % mass radii around the best guess."""
     best = int(np.argmax(p))
     positive = p[p > 0]
-    distances = haversine_km(fine.lat_mean[best], fine.lon_mean[best], fine.lat_mean, fine.lon_mean)
+    # The best cell's farthest corner from its own point is its radius_km.
+    distances = fine.far_km(fine.lat_mean[best], fine.lon_mean[best])  # (C,)
     return {
         "top1": float(p[best]),
         "entropy": float(-(positive * np.log(positive)).sum()),

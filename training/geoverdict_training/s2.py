@@ -58,6 +58,18 @@ def _lookup_pos_table() -> Int64Array:
 _LOOKUP_POS = _lookup_pos_table()
 
 
+def _lookup_ij_table() -> Int64Array:
+    """The inverse of S2's table: (8 bits of position, orientation) -> (4 bits each of i and j,
+    orientation)."""
+    index = np.arange(_LOOKUP_POS.size)  # ((i << 4 | j) << 2) + starting orientation
+    table = np.zeros_like(_LOOKUP_POS)
+    table[((_LOOKUP_POS >> 2) << 2) + (index & 3)] = ((index >> 2) << 2) + (_LOOKUP_POS & 3)
+    return table
+
+
+_LOOKUP_IJ = _lookup_ij_table()
+
+
 def _uv_to_ij(u: FloatArray) -> Int64Array:
     """S2's quadratic projection u -> s, then s -> leaf coordinate i in [0, 2^30)."""
     root = np.sqrt(1.0 + 3.0 * np.abs(u))  # equals sqrt(1 + 3u) or sqrt(1 - 3u), bit for bit
@@ -110,6 +122,51 @@ def leaf_cell_ids(lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike) -> UInt64Array
             stop = start + _CHUNK
             out[start:stop] = _leaf_ids_chunk(lat[start:stop], lon[start:stop])
     return out
+
+
+def _ids_to_face_ij(ids: UInt64Array) -> tuple[Int64Array, Int64Array, Int64Array]:
+    """Face and leaf coordinates (i, j) of each id: the Hilbert curve walked back, as
+    s2sphere's `CellId.to_face_ij_orientation` (for a cell: a leaf near its centre)."""
+    face = (ids >> np.uint64(_POS_BITS)).astype(np.int64)
+    i = np.zeros(ids.shape, dtype=np.int64)
+    j = np.zeros(ids.shape, dtype=np.int64)
+    bits = face & _SWAP_MASK
+    mask = (1 << _LOOKUP_BITS) - 1
+    for k in range(7, -1, -1):
+        n_bits = MAX_LEVEL - 7 * _LOOKUP_BITS if k == 7 else _LOOKUP_BITS  # 2 bits, then 4s
+        shift = np.uint64(k * 2 * _LOOKUP_BITS + 1)
+        position = ((ids >> shift) & np.uint64((1 << (2 * n_bits)) - 1)).astype(np.int64)
+        bits = _LOOKUP_IJ[bits + (position << 2)]
+        i += (bits >> (_LOOKUP_BITS + 2)) << (k * _LOOKUP_BITS)
+        j += ((bits >> 2) & mask) << (k * _LOOKUP_BITS)
+        bits = bits & (_SWAP_MASK | _INVERT_MASK)
+    return face, i, j
+
+
+def _st_to_uv(s: FloatArray) -> FloatArray:
+    """S2's quadratic projection back: s in [0, 1] -> u in [-1, 1]."""
+    return np.where(s >= 0.5, (4.0 * s * s - 1.0) / 3.0, (1.0 - 4.0 * (1.0 - s) * (1.0 - s)) / 3.0)
+
+
+def vertices(ids: UInt64Array) -> tuple[FloatArray, FloatArray]:
+    """Latitude and longitude (degrees), (C, 4) each, of every cell's four corners, in the
+    order of s2sphere's `Cell.get_vertex(0..3)`."""
+    face, i, j = _ids_to_face_ij(ids)
+    size = np.int64(1) << (MAX_LEVEL - levels(ids))  # (C,) leaf cells along an edge
+    i0, j0 = i & -size, j & -size  # the cell's lower-left leaf
+    u = _st_to_uv(np.stack([i0, i0 + size], axis=1) / _MAX_SIZE)  # (C, 2): low, high
+    v = _st_to_uv(np.stack([j0, j0 + size], axis=1) / _MAX_SIZE)
+    corner = np.array([0, 1, 1, 0]), np.array([0, 0, 1, 1])  # (u, v) index of vertex k
+    cu, cv = u[:, corner[0]], v[:, corner[1]]  # (C, 4)
+    one = np.ones_like(cu)
+    f = face[:, None]
+    # Face (u, v) -> unit cube point, S2's FaceUVtoXYZ: face 0 (1, u, v), 1 (-u, 1, v), ...
+    x = np.choose(f, (one, -cu, -cu, -one, cv, cv))
+    y = np.choose(f, (cu, one, -cv, -cv, -one, cu))
+    z = np.choose(f, (cv, cv, one, -cu, -cu, -one))
+    lat = np.degrees(np.arctan2(z, np.hypot(x, y)))
+    lon = np.degrees(np.arctan2(y, x))
+    return lat, lon
 
 
 def lsb_for_level(level: int) -> np.uint64:
