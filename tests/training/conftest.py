@@ -1,14 +1,24 @@
-"""A tiny model trained once per session, for the tests of everything downstream of training."""
+"""A tiny model trained once per session, for the tests of everything downstream of training,
+and the same model with strong temperatures."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from geoverdict_training.bundle import read_bundle
+from geoverdict_training.calibration import Calibration
 from geoverdict_training.config import TrainConfig
-from geoverdict_training.export import ServingConfig, export_archive
+from geoverdict_training.export import (
+    ServingConfig,
+    export_archive,
+    model_config_of,
+    rewrite_archive,
+)
+from geoverdict_training.images import decode_image
 from geoverdict_training.trainer import TrainResult, train
 from tests.training.synthetic import tiny_config, write_collection
 
@@ -39,3 +49,27 @@ def tiny_archive(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) ->
     store = tmp_path_factory.mktemp("store")
     archive, _ = export_archive(tiny_run.checkpoint, "tiny", store, ServingConfig(batch_size=4))
     return archive
+
+
+@pytest.fixture(scope="session")
+def hot_archive(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny archive re-written with strong temperatures (far from the fitted ones), so
+    that an answer that ignored them could not pass for a calibrated one."""
+    bundle = read_bundle(tiny_archive)
+    names = [p.name for p in bundle.partitions]
+    calibration = Calibration({names[0]: 3.0, names[1]: 5.0, "scene_s3": 4.0}, hierarchy=2.0)
+    hot = dataclasses.replace(bundle, name="hot", calibration=calibration)
+    out = tmp_path_factory.mktemp("hot") / "hot.mar"
+    return rewrite_archive(hot, model_config_of(tiny_archive), out)
+
+
+def in_process_cells(archive: Path, body: bytes) -> dict[str, float]:
+    """Fine cell token -> probability for one image, through the archive's bundle in this
+    process (what the handler must answer)."""
+    bundle = read_bundle(archive)
+    image = decode_image(body, min_side=bundle.resize)
+    output = bundle.predictor()(bundle.transform()(image)[None])
+    if output.cells is None:
+        raise RuntimeError("a geo archive predicts cells")
+    tokens = bundle.partitions[-1].tokens
+    return dict(zip(tokens, output.cells[0].tolist(), strict=True))

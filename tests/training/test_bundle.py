@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from geoverdict_training.bundle import bundle_from_checkpoint, read_bundle, write_bundle
+from geoverdict_training.calibration import Calibration
 from geoverdict_training.exceptions import CheckpointError
 from tests.training.conftest import TinyRun
 
@@ -58,6 +60,22 @@ def test_changed_weights_or_metadata_are_detected(tiny_run: TinyRun, tmp_path: P
     metadata.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="changed since export"):
         read_bundle(tmp_path)
+
+
+def test_temperatures_are_part_of_the_model_and_of_its_version(
+    tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    bundle = bundle_from_checkpoint(tiny_run.checkpoint, "tiny")
+    assert bundle.calibration is not None  # the run fitted them at its end
+    uncalibrated = dataclasses.replace(bundle, calibration=None, calibration_report={})
+    hotter = dataclasses.replace(bundle, calibration=Calibration({"cells_2_10": 7.0}, 2.0))
+    assert len({bundle.version, uncalibrated.version, hotter.version}) == 3
+    write_bundle(hotter, tmp_path / "hot")
+    assert read_bundle(tmp_path / "hot").calibration == hotter.calibration
+    write_bundle(uncalibrated, tmp_path / "plain")
+    metadata = json.loads((tmp_path / "plain" / "metadata.json").read_text())
+    assert "calibration" not in metadata  # older archives, without the key, keep their version
+    assert read_bundle(tmp_path / "plain").calibration is None
 
 
 def test_a_file_that_is_no_model_is_refused(tmp_path: Path) -> None:

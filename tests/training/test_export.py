@@ -1,4 +1,5 @@
-"""`export`: the archive loads in the real TorchServe and answers the prediction contract."""
+"""`export`: the archive loads in the real TorchServe and answers the prediction contract, with
+the temperatures of a calibrated model."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from geoverdict_training.exceptions import ExportError
 from geoverdict_training.export import ServingConfig, export_archive
 from geoverdict_training.trainer import train
 from tests.stack_fixtures import register_model
+from tests.training.conftest import in_process_cells
 from tests.training.imagefiles import jpeg_bytes
 from tests.training.synthetic import tiny_config, write_collection
 
@@ -67,3 +69,25 @@ def test_export_then_torchserve_then_predict_round_trips(stack: Stack, tiny_arch
     assert "error" not in photo and photo["cells"] and photo["scene"]["s3"]["label"]
     assert text["error"]["code"] == "undecodable"
     assert empty["error"]["code"] == "empty"
+
+
+@pytest.mark.integration
+def test_temperatures_survive_the_archive_and_the_real_torchserve(
+    stack: Stack, hot_archive: Path
+) -> None:
+    archive = stack.config.model_store / "hotgeo.mar"
+    shutil.copyfile(hot_archive, archive)
+    model = register_model(stack, archive, batch_size=1, workers=1)
+    version = read_bundle(hot_archive).version
+    for size, colour in (
+        ((64, 48), (200, 30, 30)),
+        ((48, 64), (30, 200, 30)),
+        ((33, 90), (0, 0, 0)),
+    ):
+        photo = jpeg_bytes(size, colour)
+        reply = _predict(stack, model, photo)
+        assert errors(PREDICTION, reply) == [] and reply["model_version"] == version
+        expected = in_process_cells(hot_archive, photo)
+        assert len(reply["cells"]) >= 2  # the temperatures spread the mass
+        for cell in reply["cells"]:
+            assert cell["probability"] == pytest.approx(expected[cell["token"]], abs=1e-5)

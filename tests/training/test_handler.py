@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_training.bundle import read_bundle
 from geoverdict_training.handler import GeoverdictHandler
+from tests.training.conftest import in_process_cells
 from tests.training.imagefiles import encoded, jpeg_bytes
 
 
@@ -38,14 +40,18 @@ def _context(model_dir: Path, **yaml_config: Any) -> SimpleNamespace:
     )
 
 
-@pytest.fixture(scope="module")
-def handler(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> GeoverdictHandler:
-    model_dir = tmp_path_factory.mktemp("model_dir")
-    with zipfile.ZipFile(tiny_archive) as archive:
+def _handler(archive_path: Path, model_dir: Path) -> GeoverdictHandler:
+    """A handler initialised as TorchServe does: on the archive unpacked into model_dir."""
+    with zipfile.ZipFile(archive_path) as archive:
         archive.extractall(model_dir)
     service = GeoverdictHandler()
     service.initialize(_context(model_dir, handler={"max_image_bytes": 100_000}))
     return service
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> GeoverdictHandler:
+    return _handler(tiny_archive, tmp_path_factory.mktemp("model_dir"))
 
 
 def _answer(handler: GeoverdictHandler, *bodies: Any) -> list[dict[str, Any]]:
@@ -114,3 +120,19 @@ def test_a_photo_of_a_place_finds_its_place(handler: GeoverdictHandler) -> None:
     assert (
         abs(reply["best_guess"]["lat"] - 48.85) < 2 and abs(reply["best_guess"]["lon"] - 2.35) < 2
     )
+
+
+def test_the_handler_answers_with_the_archives_temperatures(
+    hot_archive: Path, tiny_archive: Path, tmp_path: Path
+) -> None:
+    hot = _handler(hot_archive, tmp_path / "hot")
+    plain = _handler(tiny_archive, tmp_path / "plain")
+    photos = [jpeg_bytes((64, 48)), encoded(Image.new("RGB", (40, 32), (220, 40, 40)), "JPEG")]
+    for photo in photos:
+        (reply,) = _answer(hot, photo)
+        expected = in_process_cells(hot_archive, photo)
+        for cell in reply["cells"]:
+            assert cell["probability"] == pytest.approx(expected[cell["token"]], abs=1e-6)
+        (uncalibrated,) = _answer(plain, photo)
+        assert reply["model_version"] == read_bundle(hot_archive).version != plain.version
+        assert reply["confidence"]["top1"] < uncalibrated["confidence"]["top1"] - 0.01

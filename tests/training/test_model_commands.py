@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from geoverdict.cli import main
+from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_training.bundle import read_bundle
 from geoverdict_training.manifest import read_manifest
 from geoverdict_training.predictor import Output, Predictor
 from tests.training.conftest import TinyRun
@@ -47,9 +49,15 @@ def test_evaluate_a_model_reproduces_the_runs_validation(
         assert main([*argv, "--json", "--workers", "0"]) == 0
         result = json.loads(capsys.readouterr().out)
         final = [r for r in tiny_run.result.history if r["split"] == "val"][-1]
-        assert set(result) == {"n", "accuracy", "median_km", "mean_km"}  # --predictions' shape
+        # --predictions' keys, and the calibration of the calibrated model the run ended with
+        assert set(result) == {"n", "accuracy", "median_km", "mean_km", "calibration"}
         assert result["n"] == final["n"]
-        assert result["accuracy"] == pytest.approx(final["accuracy"])
+        assert result["accuracy"] == pytest.approx(final["calibrated"]["accuracy"])
+        calibration = result["calibration"]
+        after = final["calibration"]["after_in_sample"]
+        assert calibration["ece"] == pytest.approx(after["ece"], abs=1e-6)
+        assert calibration["nll"] == pytest.approx(after["nll"], abs=1e-5)
+        assert len(calibration["bins"]) == 10
     assert main([*argv, "--workers", "0"]) == 0
     assert "continent  2500 km" in capsys.readouterr().out
 
@@ -79,6 +87,45 @@ def test_evaluate_with_five_crops_scores_every_validation_photo(
     assert all(0.0 <= a <= 100.0 for a in result["accuracy"].values())  # percent
 
 
+def test_evaluate_draws_the_reliability_diagram_and_writes_every_photos_reply(
+    tiny_run: TinyRun, tiny_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    val = tiny_run.folder / "run" / "val.csv"
+    plot, replies = tmp_path / "reliability.png", tmp_path / "replies.jsonl"
+    argv = ["evaluate", "--model", str(tiny_archive), "--manifest", str(val), "--images"]
+    assert main([*argv, str(tiny_run.folder / "images"), "--workers", "0",
+                 "--plot", str(plot), "--predictions-out", str(replies)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "calibration: ECE" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    lines = [json.loads(line) for line in replies.read_text().splitlines()]
+    truth = read_manifest(val)
+    assert [line["id"] for line in lines] == truth.image_ids
+    assert lines[0]["lat"] == pytest.approx(truth.lat[0])
+    version = read_bundle(tiny_archive).version
+    for line in lines:
+        assert errors(PREDICTION, line["reply"]) == []
+        assert line["reply"]["model_version"] == version
+        assert all(cell["radius_km"] > 0 for cell in line["reply"]["cells"])
+
+
+def test_calibrate_writes_a_new_archive_with_a_new_version(
+    tiny_run: TinyRun, tiny_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "calibrated.mar"
+    photos = ["--manifest", str(tiny_run.folder / "meta.csv"), "--images"]
+    argv = ["calibrate", "--model", str(tiny_archive), *photos, str(tiny_run.folder / "images")]
+    assert main([*argv, "--out", str(out), "--workers", "0"]) == 0
+    text = capsys.readouterr().out
+    version = read_bundle(out).version
+    assert f"{out}: model_version {version}" in text
+    assert version != read_bundle(tiny_archive).version
+    assert "after, cross-fitted" in text and "cells_2_10 " in text
+    assert main(["calibrate", "--model", str(tiny_run.checkpoint), "--manifest", "m.csv",
+                 "--images", "i"]) == 2  # fmt: skip
+    assert "must be a .mar archive" in capsys.readouterr().err
+
+
 def test_five_crop_without_a_model_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +133,8 @@ def test_five_crop_without_a_model_is_a_one_line_error(
     csv.write_text("img_id,true_lat,true_lon,predicted_lat,predicted_lon\n")
     assert main(["evaluate", "--predictions", str(csv), "--five-crop"]) == 2
     assert "--five-crop needs --model" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(csv), "--plot", "x.png"]) == 2
+    assert "--plot needs --model" in capsys.readouterr().err
 
 
 def test_evaluate_a_model_needs_manifest_and_images(

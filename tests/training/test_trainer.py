@@ -119,3 +119,30 @@ def test_an_unknown_trainable_prefix_is_an_error_naming_the_key(tmp_path: Path) 
     config = tiny_config(tmp_path, freeze_backbone=True, trainable=["layer9"], val_fraction=0.0)
     with pytest.raises(ConfigError, match=r"'trainable'.*layer9"):
         train(TrainConfig.from_dict(config))
+
+
+def test_the_last_checkpoint_carries_temperatures_fitted_on_the_held_out_photographers(
+    tiny_run: TinyRun,
+) -> None:
+    final = [r for r in tiny_run.result.history if r["split"] == "val"][-1]
+    report = final["calibration"]
+    assert report["photos"] == final["n"]
+    assert set(report["temperatures"]) == {
+        "cells_2_100", "cells_2_10", "scene_s3", "scene_s16", "scene_s365",
+    }  # fmt: skip
+    assert report["after_in_sample"]["nll"] <= report["before"]["nll"] + 1e-9
+    assert set(final["calibrated"]["accuracy"]) == {"1", "25", "200", "750", "2500"}
+    last = load_checkpoint(tiny_run.folder / "run" / "checkpoints" / "last.pt")
+    assert last["calibration"]["temperatures"] == report["temperatures"]
+    assert last["calibration"]["hierarchy"] == report["hierarchy_temperature"]
+    earlier = load_checkpoint(tiny_run.folder / "run" / "checkpoints" / "step_0000010.pt")
+    assert "calibration" not in earlier  # only the end of the run is calibrated
+
+
+def test_calibrate_false_leaves_the_model_uncalibrated(tmp_path: Path) -> None:
+    write_collection(tmp_path, per_place=4)
+    config = tiny_config(tmp_path, max_steps=2, calibrate=False)
+    result = train(TrainConfig.from_dict(config))
+    assert result.checkpoint is not None
+    assert "calibration" not in load_checkpoint(result.checkpoint)
+    assert "calibration" not in [r for r in result.history if r["split"] == "val"][-1]

@@ -2,8 +2,9 @@
 
 A bundle is two files: `weights.pt` (the model's state dict, tensors only) and `metadata.json`
 (model spec, partitions with tokens / levels / mean points, the hierarchy, scene label names,
-the input transform and the training config). It comes from a training checkpoint, and is
-stored inside a TorchServe archive (.mar, a zip), from which it loads back without unzipping.
+the input transform, the training config, and the temperatures of a calibrated model). It comes
+from a training checkpoint, and is stored inside a TorchServe archive (.mar, a zip), from which
+it loads back without unzipping.
 
 The model version is the model name plus a short hash of the weights and the metadata, so two
 archives with the same version answer the same; it appears in every reply of the handler.
@@ -27,6 +28,7 @@ import torch
 from PIL import Image
 
 from geoverdict_training.backbones import backbone_info
+from geoverdict_training.calibration import Calibration
 from geoverdict_training.cells import Partition
 from geoverdict_training.checkpoint import load_checkpoint
 from geoverdict_training.exceptions import CheckpointError, ConfigError
@@ -53,6 +55,9 @@ class ModelBundle:
     input_size: int
     resize: int
     training: dict[str, Any] = field(default_factory=dict)  # config and step, for the record
+    calibration: Calibration | None = None  # temperatures; None: uncalibrated (all T = 1)
+    # How the temperatures were fitted (photos, NLL and ECE before / after), for the record.
+    calibration_report: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def version(self) -> str:
@@ -67,7 +72,7 @@ class ModelBundle:
     def _metadata(self) -> dict[str, Any]:
         info = backbone_info(self.spec.backbone)
         names = scene_names()
-        return {
+        metadata: dict[str, Any] = {
             "format": FORMAT,
             "name": self.name,
             "spec": self.spec.to_dict(),
@@ -82,6 +87,12 @@ class ModelBundle:
             },
             "training": self.training,
         }
+        if self.calibration is not None:  # absent, not null: older archives keep their version
+            metadata["calibration"] = {
+                **self.calibration.to_dict(),
+                "report": self.calibration_report,
+            }
+        return metadata
 
     def metadata(self) -> dict[str, Any]:
         """metadata.json's content, the model version included."""
@@ -98,7 +109,9 @@ class ModelBundle:
 
     def predictor(self, device: torch.device | str = "cpu") -> Predictor:
         """Images -> probabilities with this model."""
-        return Predictor(self.model(device), self.partitions, self.ancestors, self.spec.scenes)
+        return Predictor(
+            self.model(device), self.partitions, self.ancestors, self.spec.scenes, self.calibration
+        )
 
     def transform(self, five_crop: bool = False) -> Callable[[Image.Image], torch.Tensor]:
         """The evaluation transform the model was trained for: resize, centre crop, normalise;
@@ -118,6 +131,7 @@ def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     ancestors = np.asarray(state["ancestors"], dtype=np.int64) if partitions else None
+    calibration, report = _calibration(state.get("calibration"), str(path))
     return ModelBundle(
         name=name,
         spec=spec,
@@ -127,7 +141,21 @@ def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:
         input_size=int(config["input_size"]),
         resize=int(config["resize"]),
         training={"step": int(state["step"]), "config": config},
+        calibration=calibration,
+        calibration_report=report,
     )
+
+
+def _calibration(
+    data: Mapping[str, Any] | None, source: str
+) -> tuple[Calibration | None, dict[str, Any]]:
+    """The temperatures and fitting report stored in a checkpoint or metadata.json, if any."""
+    if data is None:
+        return None, {}
+    try:
+        return Calibration.from_dict(data), dict(data.get("report") or {})
+    except (ConfigError, AttributeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: malformed calibration: {exc}") from exc
 
 
 def write_bundle(bundle: ModelBundle, folder: Path) -> tuple[Path, Path]:
@@ -150,6 +178,7 @@ def _from_files(weights: bytes, metadata: bytes, source: str) -> ModelBundle:
     try:
         partitions = tuple(Partition.from_dict(p) for p in meta["partitions"])
         hierarchy = meta["hierarchy"]
+        calibration, report = _calibration(meta.get("calibration"), source)
         bundle = ModelBundle(
             name=str(meta["name"]),
             spec=ModelSpec.from_dict(meta["spec"]),
@@ -159,6 +188,8 @@ def _from_files(weights: bytes, metadata: bytes, source: str) -> ModelBundle:
             input_size=int(meta["input"]["size"]),
             resize=int(meta["input"]["resize"]),
             training=dict(meta.get("training") or {}),
+            calibration=calibration,
+            calibration_report=report,
         )
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{source}: malformed metadata: {exc}") from exc

@@ -19,7 +19,7 @@ from geoverdict_training.exceptions import ConfigError, DataFileError, TrainingE
 
 if TYPE_CHECKING:
     from geoverdict_training.cells import PartitionSpec
-    from geoverdict_training.evaluation import Evaluation
+    from geoverdict_training.model_evaluation import ModelEvaluation
 
 # The CLI prints these as one line on stderr and exits 2 (a user's input, not a bug).
 USER_ERRORS: tuple[type[Exception], ...] = (TrainingError,)
@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Evaluate a predictions CSV in GeoEstimation's published format "
         "(img_id,gt_lat,predicted_lat,gt_long,predicted_long,...; a trailing summary is ignored), "
         "or a model (a .mar archive or a training checkpoint) on a manifest's photos: the "
-        "hierarchical prediction's best cell (its photos' mean point) against the ground truth.",
+        "hierarchical prediction's best cell (its photos' mean point) against the ground truth, "
+        "and the calibration of its top-1 cell (ECE over 10 confidence bins, NLL).",
     )
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, help="predictions CSV")
@@ -77,6 +78,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "a batch is --batch-size photos, 5x as many crops)",
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON, not a table")
+    evaluate.add_argument(
+        "--plot", type=Path, metavar="FILE.png",
+        help="with --model: draw the reliability diagram (a calibrated model's also without "
+        "its temperatures)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--predictions-out", type=Path, metavar="FILE.jsonl",
+        help='with --model: one line per photo, {"id", "lat", "lon", "reply"}, the reply as '
+        "the TorchServe handler gives it",
+    )  # fmt: skip
     evaluate.set_defaults(func=_evaluate)
 
     data = subparsers.add_parser("data", help="build manifests and shards of training data")
@@ -136,39 +147,46 @@ def _partition(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from geoverdict_training.evaluation import read_predictions_csv  # noqa: PLC0415
 
-    if args.five_crop and args.model is None:
-        raise ConfigError("--five-crop needs --model (a predictions CSV is already predicted)")
-    if args.model is not None:
-        result = _evaluate_model(args)
-    else:
+    if args.model is None:
+        for flag, value in (("--five-crop", args.five_crop), ("--plot", args.plot),
+                            ("--predictions-out", args.predictions_out)):  # fmt: skip
+            if value:
+                raise ConfigError(f"{flag} needs --model (a predictions CSV is already predicted)")
         result = read_predictions_csv(args.predictions).evaluate()
-    print(json.dumps(result.to_json()) if args.json else result.table())
+        print(json.dumps(result.to_json()) if args.json else result.table())
+        return 0
+    evaluated = _evaluate_model(args)
+    print(json.dumps(evaluated.to_json()) if args.json else evaluated.table())
     return 0
 
 
-def _evaluate_model(args: argparse.Namespace) -> Evaluation:
+def _evaluate_model(args: argparse.Namespace) -> ModelEvaluation:
     from geoverdict_training.bundle import read_bundle  # noqa: PLC0415
-    from geoverdict_training.evaluation import evaluate_coordinates  # noqa: PLC0415
     from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
-    from geoverdict_training.predictor import predict_manifest  # noqa: PLC0415
+    from geoverdict_training.model_evaluation import evaluate_bundle, write_replies  # noqa: PLC0415
+    from geoverdict_training.reliability import plot_reliability  # noqa: PLC0415
 
     if args.manifest is None or args.images is None:
         raise ConfigError("evaluate --model needs --manifest and --images")
     bundle = read_bundle(args.model)
-    if not bundle.partitions:
-        raise ConfigError(f"{args.model} is a scene-only model: it predicts no location")
     manifest = read_manifest(args.manifest).with_existing_files(args.images)
     print(manifest.skips.summary(), file=sys.stderr)
-    result = predict_manifest(
-        bundle.predictor(), bundle.transform(five_crop=args.five_crop), manifest, args.images,
-        min_side=bundle.resize, batch_size=args.batch_size, workers=args.workers,
+    result = evaluate_bundle(
+        bundle, manifest, args.images, five_crop=args.five_crop, batch_size=args.batch_size,
+        workers=args.workers, uncalibrated=args.plot is not None,
+        keep_cells=args.predictions_out is not None,
     )  # fmt: skip
-    print(f"{bundle.version}: {result.skips.summary()}", file=sys.stderr)
-    if result.points is None or result.rows.size == 0:
-        raise DataFileError(f"no photo of {args.manifest} could be predicted")
-    return evaluate_coordinates(
-        result.gt[:, 0], result.gt[:, 1], result.points[:, 0], result.points[:, 1]
-    )
+    print(f"{bundle.version}: {result.predictions.skips.summary()}", file=sys.stderr)
+    if args.plot is not None:
+        curves = {"this model": result.calibration}
+        if result.uncalibrated is not None:
+            curves = {"without temperatures": result.uncalibrated, "calibrated": result.calibration}
+        plot_reliability(curves, args.plot)
+        print(f"{args.plot}: reliability diagram", file=sys.stderr)
+    if args.predictions_out is not None:
+        lines = write_replies(bundle, result, manifest, args.images, args.predictions_out)
+        print(f"{args.predictions_out}: {lines} replies", file=sys.stderr)
+    return result
 
 
 def _from_exif(args: argparse.Namespace) -> int:

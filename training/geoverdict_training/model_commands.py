@@ -1,4 +1,4 @@
-"""`geoverdict train | export | scenes propagate`: the model commands.
+"""`geoverdict train | export | calibrate | scenes propagate`: the model commands.
 
 Only argument parsing lives here; torch and the work are imported inside each command, so that
 `geoverdict --help` stays fast and the service never imports torch.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DEFAULT_STORE = Path("model_store")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `train`, `export` and `scenes` commands."""
+    """Add the `train`, `export`, `calibrate` and `scenes` commands."""
     train = subparsers.add_parser(
         "train",
         help="train the multitask geo model (or the helper scene network)",
@@ -41,6 +42,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="TorchServe workers (default 2: one per core on CPU, each with one torch thread)",
     )  # fmt: skip
     export.set_defaults(func=_export)
+
+    calibrate = subparsers.add_parser(
+        "calibrate",
+        help="refit a model archive's temperatures on held-out photos (new model version)",
+        description="Fit one temperature per head and one for the hierarchical product on the "
+        "photos of a manifest the model was not trained on (e.g. a training run's val.csv), "
+        "report the calibration error before and after (in-sample and cross-fitted across two "
+        "halves of the photographers), and write the archive with the new temperatures: a new "
+        "content hash and model version. Without --out the archive is replaced, safely.",
+    )
+    calibrate.add_argument("--model", type=Path, required=True, help="model archive (.mar)")
+    calibrate.add_argument("--manifest", type=Path, required=True, help="held-out photos (CSV)")
+    calibrate.add_argument("--images", type=Path, required=True, help="image folder")
+    calibrate.add_argument("--out", type=Path, help="new archive (default: replace --model)")
+    calibrate.add_argument("--batch-size", type=int, default=32)
+    calibrate.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    calibrate.set_defaults(func=_calibrate)
 
     scenes = subparsers.add_parser("scenes", help="the helper scene network's commands")
     sub = scenes.add_subparsers(dest="scenes_command", required=True, metavar="ACTION")
@@ -81,6 +100,24 @@ def _export(args: argparse.Namespace) -> int:
     archive, version = export_archive(args.checkpoint, args.name, args.out, serving)
     size_mb = archive.stat().st_size / 1e6
     print(f"{archive}: model_version {version}, {size_mb:.1f} MB")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from geoverdict_training.calibration_report import calibrate_archive  # noqa: PLC0415
+    from geoverdict_training.exceptions import ConfigError  # noqa: PLC0415
+    from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
+
+    if args.model.suffix != ".mar" or not args.model.is_file():
+        raise ConfigError(f"--model must be a .mar archive, got {args.model}")
+    manifest = read_manifest(args.manifest).with_existing_files(args.images)
+    print(manifest.skips.summary(), file=sys.stderr)
+    archive, version, report = calibrate_archive(
+        args.model, manifest, args.images, args.out,
+        batch_size=args.batch_size, workers=args.workers,
+    )  # fmt: skip
+    print(json.dumps(report.to_json()) if args.json else report.table())
+    print(f"{archive}: model_version {version}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

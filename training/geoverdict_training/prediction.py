@@ -13,7 +13,8 @@ Two choices, both here on purpose:
 - The product is renormalised over the fine classes so that it sums to 1 per photo. The ranking
   is the product's; only the scale changes, so probabilities read as probabilities.
 The product is computed as a sum of log-probabilities, so three partitions of small
-probabilities do not underflow to 0 / 0.
+probabilities do not underflow to 0 / 0. A calibrated model divides that sum by its hierarchy
+temperature before renormalising (calibration.py): the ranking stays, the sureness changes.
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ def _ancestors_tensor(
     return table
 
 
-def _combine(
+def _log_product(
     log_probs: Sequence[torch.Tensor], ancestors: torch.Tensor | np.ndarray
 ) -> torch.Tensor:
-    """Per-partition (B, n_j) log-probabilities -> renormalised hierarchical (B, n_fine)."""
+    """Per-partition (B, n_j) log-probabilities -> (B, n_fine) sum over partitions of the log
+    probability of each fine class's ancestor (not renormalised)."""
     if not log_probs:
         raise TensorError("no partitions given")
     batch = log_probs[0].shape[0]
@@ -66,22 +68,38 @@ def _combine(
         column = table[:, j]  # (n_fine,)
         factor = lp[:, column.clamp(min=0)]  # (B, n_fine): log p_j(ancestor_j(f))
         score = score + torch.where(column >= 0, factor, 0.0)  # log 1 = 0 where none
-    return score.softmax(dim=-1)  # exp and renormalise over the fine classes
+    return score
+
+
+def hierarchical_scores(
+    partition_logits: Sequence[torch.Tensor], ancestors: torch.Tensor | np.ndarray
+) -> torch.Tensor:
+    """Per-partition logits (B, n_j), coarse -> fine -> (B, n_fine) log of the product of the
+    ancestors' probabilities: logits of the hierarchical prediction."""
+    return _log_product(
+        [logits.float().log_softmax(dim=-1) for logits in partition_logits], ancestors
+    )
 
 
 def hierarchical_probabilities(
-    partition_logits: Sequence[torch.Tensor], ancestors: torch.Tensor | np.ndarray
+    partition_logits: Sequence[torch.Tensor],
+    ancestors: torch.Tensor | np.ndarray,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Per-partition logits (B, n_j), coarse -> fine -> p(fine cell) (B, n_fine), rows sum to 1."""
-    return _combine([logits.float().log_softmax(dim=-1) for logits in partition_logits], ancestors)
+    """Per-partition logits (B, n_j), coarse -> fine -> p(fine cell) (B, n_fine), rows sum to 1;
+    the log product is divided by `temperature` before renormalising."""
+    return (hierarchical_scores(partition_logits, ancestors) / temperature).softmax(dim=-1)
 
 
 def hierarchical_probabilities_from_probs(
-    partition_probs: Sequence[torch.Tensor], ancestors: torch.Tensor | np.ndarray
+    partition_probs: Sequence[torch.Tensor],
+    ancestors: torch.Tensor | np.ndarray,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """As hierarchical_probabilities, from probabilities (e.g. five_crop_probabilities')."""
     tiny = torch.finfo(torch.float32).tiny  # log(0) would make a whole row -inf, then NaN
-    return _combine([p.float().clamp(min=tiny).log() for p in partition_probs], ancestors)
+    log_probs = [p.float().clamp(min=tiny).log() for p in partition_probs]
+    return (_log_product(log_probs, ancestors) / temperature).softmax(dim=-1)
 
 
 def five_crop_probabilities(

@@ -1,7 +1,8 @@
 """From images to probabilities: the model, its hierarchy and its classes' points, in one object.
 
 Validation during training, `geoverdict evaluate --model`, `geoverdict scenes propagate` and the
-TorchServe handler all predict through `Predictor`, so they cannot disagree.
+TorchServe handler all predict through `Predictor`, so they cannot disagree; a calibrated model's
+temperatures (calibration.py) are applied here, so all of them get calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from geoverdict_training.calibration import Calibration
 from geoverdict_training.cells import Partition
 from geoverdict_training.datasets import COORDS, ROW, Batch, ImageFolderDataset, Transform, collate
 from geoverdict_training.exceptions import ConfigError
@@ -39,7 +42,9 @@ class Output:
 
     cells: torch.Tensor | None  # (B, n_fine) hierarchical; None for a scene-only model
     scenes: dict[str, torch.Tensor]  # scene set (s3, ...) -> (B, n) softmax
-    logits: Mapping[str, torch.Tensor]  # head -> (B, n_head), what the model said
+    # head -> (B, n_head): what the model said, before calibration (for five crops, the log of
+    # each head's calibrated maximum over the crops)
+    logits: Mapping[str, torch.Tensor]
 
 
 class Predictor:
@@ -51,6 +56,7 @@ class Predictor:
         partitions: Sequence[Partition],
         ancestors: npt.NDArray[np.int64] | None,
         scenes: Sequence[str],
+        calibration: Calibration | None = None,
     ) -> None:
         shape = (len(partitions[-1]), len(partitions)) if partitions else None
         if partitions and (ancestors is None or ancestors.shape != shape):
@@ -59,6 +65,12 @@ class Predictor:
         self.partitions = tuple(partitions)
         self.ancestors = None if ancestors is None else torch.as_tensor(ancestors)
         self.scenes = tuple(scenes)
+        self.calibration = calibration or Calibration()
+
+    def with_calibration(self, calibration: Calibration) -> Predictor:
+        """The same model and classes with other temperatures."""
+        ancestors = None if self.ancestors is None else self.ancestors.numpy()
+        return Predictor(self.model, self.partitions, ancestors, self.scenes, calibration)
 
     @property
     def fine(self) -> Partition | None:
@@ -71,13 +83,22 @@ class Predictor:
         images.five_crop_transform makes them: each head's softmax is the maximum over the K
         crops (the GeoEstimation reference), then the hierarchical product as usual."""
         if images.ndim == 5:
-            return self._from_probabilities(five_crop_probabilities(self.model, images))
-        logits = self.model(images)
+            calibrated = five_crop_probabilities(
+                lambda crops: self.calibration.scale(self.model(crops)), images
+            )
+            return self._from_probabilities(calibrated)
+        return self.from_logits(self.model(images))
+
+    def from_logits(self, logits: Mapping[str, torch.Tensor]) -> Output:
+        """Probabilities from the model's raw logits (head -> (B, n)), calibrated."""
+        scaled = self.calibration.scale(logits)
         cells = None
         if self.partitions and self.ancestors is not None:
-            ancestors = self.ancestors.to(images.device)
-            cells = hierarchical_probabilities([logits[p.name] for p in self.partitions], ancestors)
-        scenes = {s: logits[SCENE_PREFIX + s].float().softmax(dim=-1) for s in self.scenes}
+            ancestors = self.ancestors.to(next(iter(logits.values())).device)
+            cells = hierarchical_probabilities(
+                [scaled[p.name] for p in self.partitions], ancestors, self.calibration.hierarchy
+            )
+        scenes = {s: scaled[SCENE_PREFIX + s].float().softmax(dim=-1) for s in self.scenes}
         return Output(cells=cells, scenes=scenes, logits=logits)
 
     def _from_probabilities(self, probabilities: Mapping[str, torch.Tensor]) -> Output:
@@ -85,7 +106,9 @@ class Predictor:
         if self.partitions and self.ancestors is not None:
             ancestors = self.ancestors.to(next(iter(probabilities.values())).device)
             cells = hierarchical_probabilities_from_probs(
-                [probabilities[p.name] for p in self.partitions], ancestors
+                [probabilities[p.name] for p in self.partitions],
+                ancestors,
+                self.calibration.hierarchy,
             )
         scenes = {s: probabilities[SCENE_PREFIX + s] for s in self.scenes}
         # Log-probabilities are logits whose softmax is the probabilities (losses stay valid).
@@ -112,6 +135,16 @@ class Predictions:
     scenes: dict[str, npt.NDArray[np.float32]]  # scene set -> (N, n) probabilities
     skips: Skips
     losses: dict[str, float]  # head -> mean cross-entropy over the batches (when asked for)
+    best: npt.NDArray[np.int64] | None = None  # (N,) best fine class
+    top1: npt.NDArray[np.float64] | None = None  # (N,) its probability
+    # (N,) probability of the fine class holding the photo's position, NaN where none does
+    p_true: npt.NDArray[np.float64] | None = None
+    logits: dict[str, npt.NDArray[np.float32]] | None = None  # head -> (N, n), when kept
+    cells: npt.NDArray[np.float64] | None = None  # (N, n_fine) calibrated, when kept
+
+
+def _cat(chunks: list[torch.Tensor], dtype: type[np.generic]) -> npt.NDArray[Any] | None:
+    return torch.cat(chunks).numpy().astype(dtype) if chunks else None
 
 
 def predict_loader(
@@ -122,17 +155,23 @@ def predict_loader(
     progress: bool = False,
     total: int | None = None,
     losses: Mapping[str, float] | None = None,
+    keep_logits: bool = False,
+    keep_cells: bool = False,
 ) -> Predictions:
     """Run the predictor over every batch; skipped photos are counted, not fatal.
 
     With `losses` (loss weights, {} for equal ones), also the loss of each head against the
-    batches' labels, averaged over batches weighted by their size.
+    batches' labels, averaged over batches weighted by their size. With `keep_logits`, every
+    head's raw logits (N, n), to fit temperatures on (memory: N times all heads' classes); with
+    `keep_cells`, every photo's fine-cell distribution (N, n_fine).
     """
     skips = Skips("images")
     rows: list[torch.Tensor] = []
     gt: list[torch.Tensor] = []
     points: list[npt.NDArray[np.float64]] = []
     scenes: dict[str, list[torch.Tensor]] = {s: [] for s in predictor.scenes}
+    geo: dict[str, list[torch.Tensor]] = {"best": [], "top1": [], "p_true": [], "cells": []}
+    kept: dict[str, list[torch.Tensor]] = {}
     loss_sums: dict[str, float] = {}
     for batch in tqdm(batches, total=total, disable=not progress, desc="predict", unit="batch"):
         skips.seen += batch.size + sum(batch.skipped.values())
@@ -149,8 +188,20 @@ def predict_loader(
                 loss_sums[head] = loss_sums.get(head, 0.0) + float(value) * batch.size
         rows.append(batch.labels[ROW])
         gt.append(batch.labels[COORDS])
-        if output.cells is not None:
+        if output.cells is not None and predictor.fine is not None:
             points.append(np.stack(predictor.best_points(output.cells), axis=1))
+            cells = output.cells.double().cpu()  # (B, n_fine)
+            top1, best = cells.max(dim=-1)
+            truth = batch.labels[predictor.fine.name]  # (B,) -1 where no fine class
+            p_true = cells.gather(1, truth.clamp(min=0)[:, None])[:, 0]
+            geo["best"].append(best)
+            geo["top1"].append(top1)
+            geo["p_true"].append(torch.where(truth >= 0, p_true, torch.nan))
+            if keep_cells:
+                geo["cells"].append(cells)
+        if keep_logits:
+            for head, z in output.logits.items():
+                kept.setdefault(head, []).append(z.float().cpu())
         for name, probabilities in output.scenes.items():
             scenes[name].append(probabilities.float().cpu())
     return Predictions(
@@ -165,6 +216,13 @@ def predict_loader(
         losses={
             head: total / max(sum(r.numel() for r in rows), 1) for head, total in loss_sums.items()
         },
+        best=_cat(geo["best"], np.int64),
+        top1=_cat(geo["top1"], np.float64),
+        p_true=_cat(geo["p_true"], np.float64),
+        logits={head: torch.cat(chunks).numpy() for head, chunks in kept.items()}
+        if keep_logits
+        else None,
+        cells=_cat(geo["cells"], np.float64),
     )
 
 
@@ -179,6 +237,8 @@ def predict_manifest(
     workers: int = 2,
     progress: bool = True,
     device: torch.device | str = "cpu",
+    keep_logits: bool = False,
+    keep_cells: bool = False,
 ) -> Predictions:
     """Predict every photo of a manifest found under `images`, with a progress bar."""
     if batch_size < 1 or workers < 0:
@@ -187,5 +247,6 @@ def predict_manifest(
     dataset = ImageFolderDataset(manifest, labels, images, transform, min_side=min_side)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
     return predict_loader(
-        predictor, loader, torch.device(device), progress=progress, total=len(loader)
-    )
+        predictor, loader, torch.device(device), progress=progress, total=len(loader),
+        keep_logits=keep_logits, keep_cells=keep_cells,
+    )  # fmt: skip

@@ -5,6 +5,10 @@ accumulation and mixed precision, validation, metrics and checkpoints. The same 
 multitask geo model and the helper scene network (`scene_only: true`), on one CPU, one GPU or
 many (`torchrun ... geoverdict train ...`: DistributedDataParallel, one process per GPU).
 
+At the last step, the temperatures of every head and of the hierarchical product are fitted on
+the validation photos (whole photographers held out; calibration.py) and saved with the last
+checkpoint, so `geoverdict export` carries them (config `calibrate: false` skips it).
+
 Run folder (`out_dir`): config.yaml, train.csv / val.csv (the split), cells/ (the partitions in
 the public cells format), metrics.jsonl (one JSON object per log line and per validation),
 checkpoints/step_NNNNNNN.pt and checkpoints/last.pt.
@@ -31,6 +35,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from geoverdict_training import distributed
+from geoverdict_training.calibration import Calibration
+from geoverdict_training.calibration_report import fit_report, held_out
 from geoverdict_training.cells import Partition
 from geoverdict_training.cells_csv import write_cells_csv
 from geoverdict_training.checkpoint import (
@@ -218,10 +224,17 @@ def _loader(
 
 
 def validate(
-    model: GeoModel, data: TrainingData, config: TrainConfig, device: torch.device
-) -> dict[str, Any]:
+    model: GeoModel,
+    data: TrainingData,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    calibrate: bool = False,
+) -> tuple[dict[str, Any], Calibration | None]:
     """Great-circle accuracy of the hierarchical best cell's mean point, scene top-1 accuracy and
-    the loss of every head, on the held-out photographers."""
+    the loss of every head, on the held-out photographers. With `calibrate` (a geo model), also
+    fit the temperatures on these photos: the record gets their report and the calibrated
+    model's accuracy (the partitions' temperatures can change the best cell)."""
     dataset = eval_dataset(config, data.val, data.val_labels)
     loader, _ = _loader(config, dataset, Process(0, 0, 1, device), train=False)
     predictor = Predictor(
@@ -230,17 +243,17 @@ def validate(
         None if data.hierarchy is None else data.hierarchy.ancestors,
         config.scenes,
     )
+    calibrate = calibrate and bool(data.partitions)
     was_training = model.training
     model.eval()
     with _autocast(device, autocast_dtype(config, device)):
-        result = predict_loader(predictor, loader, device, losses=config.loss_weights)
+        result = predict_loader(
+            predictor, loader, device, losses=config.loss_weights, keep_logits=calibrate
+        )
     model.train(was_training)
     record: dict[str, Any] = {"split": "val", "n": int(result.rows.size)}
     if result.points is not None and result.rows.size:
-        geo = evaluate_coordinates(
-            result.gt[:, 0], result.gt[:, 1], result.points[:, 0], result.points[:, 1]
-        )
-        record.update(geo.to_json())
+        record.update(_geo_accuracy(result.gt, result.points))
     for name, probabilities in result.scenes.items():
         truth = data.val.scenes[result.rows, SCENE_HEADS.index(f"scene_{name}")]
         labelled = truth >= 0
@@ -251,7 +264,21 @@ def validate(
     if result.losses:
         weights = config.loss_weights
         record["loss"] = sum(weights.get(head, 1.0) * v for head, v in result.losses.items())
-    return record
+    if not calibrate or result.rows.size == 0:
+        return record, None
+    held = held_out(predictor, result, data.val)
+    report = fit_report(predictor, held)
+    cells = predictor.with_calibration(report.calibration).from_logits(held.logits).cells
+    if cells is not None:
+        points = np.stack(predictor.best_points(cells), axis=1)
+        record["calibrated"] = _geo_accuracy(result.gt, points)
+    record["calibration"] = report.to_json()
+    return record, report.calibration
+
+
+def _geo_accuracy(gt: np.ndarray, points: np.ndarray) -> dict[str, object]:
+    """Accuracy and errors of (N, 2) predicted points against the (N, 2) truth."""
+    return evaluate_coordinates(gt[:, 0], gt[:, 1], points[:, 0], points[:, 1]).to_json()
 
 
 def _write_run_files(out: Path, config: TrainConfig, data: TrainingData) -> None:
@@ -271,9 +298,10 @@ def _checkpoint_state(
     scaler: torch.amp.GradScaler,
     step: int,
     batches: EpochBatches,
+    calibration: dict[str, Any] | None,
 ) -> dict[str, Any]:
     ancestors = data.hierarchy.ancestors if data.hierarchy is not None else np.zeros((0, 0))
-    return {
+    state = {
         "config": config.to_dict(),
         "spec": model.spec.to_dict(),
         "model": model.state_dict(),
@@ -287,6 +315,9 @@ def _checkpoint_state(
         "ancestors": torch.from_numpy(np.ascontiguousarray(ancestors, dtype=np.int64)),
         "rng": rng_state(),
     }
+    if calibration is not None:  # the temperatures fitted at the end of the run
+        state["calibration"] = calibration
+    return state
 
 
 def _restore(
@@ -412,16 +443,21 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
             sums, logged_steps, images, clock = {}, 0, 0, time.perf_counter()
 
         evaluate_now = config.eval_every and step % config.eval_every == 0
+        calibration = None
         if process.is_main and len(data.val) and (evaluate_now or step == config.max_steps):
-            record = {"step": step, "epoch": batches.epoch, **validate(model, data, config, device)}
+            calibrate = config.calibrate and step == config.max_steps
+            values, fitted = validate(model, data, config, device, calibrate=calibrate)
+            record = {"step": step, "epoch": batches.epoch, **values}
             _append(metrics_file, record, result)
             log.info("validation at step %d: %s", step, _summary(record))
+            if fitted is not None:
+                calibration = {**fitted.to_dict(), "report": record["calibration"]}
         if process.is_main and (
             (config.checkpoint_every and step % config.checkpoint_every == 0)
             or step == config.max_steps
         ):
             state = _checkpoint_state(
-                config, model, data, optimizer, scheduler, scaler, step, batches
+                config, model, data, optimizer, scheduler, scaler, step, batches, calibration
             )
             path = out / "checkpoints" / f"step_{step:07d}.pt"
             save_checkpoint(path, state)
@@ -452,4 +488,7 @@ def _summary(record: dict[str, Any]) -> str:
     parts += [f"{k} {v:.1f} %" for k, v in record.items() if k.startswith("top1_")]
     if "loss" in record:
         parts.append(f"loss {record['loss']:.3f}")
+    if "calibration" in record:
+        before, after = record["calibration"]["before"], record["calibration"]["after_in_sample"]
+        parts.append(f"ECE {before['ece']:.3f} -> {after['ece']:.3f} after calibration")
     return ", ".join(parts)
