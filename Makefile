@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= service,train,dev
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup demo test test-unit lint bench clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   set up, then run the demo (stack, consumer, verdicts)"
 	@echo "make test   set up, lint, then run every test (integration tests start real servers)"
+	@echo "make test-unit  the tests that need no server (no Java, Kafka or Redis), in a minute"
 	@echo "make bench  set up, then run the benchmarks into bench/ and docs/benchmarks.md"
 	@echo "make lint   ruff + mypy"
 	@echo "make clean  remove the virtual environment, caches and run folders"
@@ -28,13 +29,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 	@$(BIN)/geoverdict stack check
 
-lint: setup
+# Lint and unit tests need only the virtual environment: no Java, Kafka jars or Redis.
+lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/pytest
+
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest -m "not integration and not server" -p no:cacheprovider
 
 demo: setup
 	$(BIN)/geoverdict demo

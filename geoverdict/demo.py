@@ -120,13 +120,13 @@ def _inline_jpeg(data: bytes) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
-    from kafka import KafkaConsumer, KafkaProducer  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
     from geoverdict import verdict_map  # noqa: PLC0415
     from geoverdict_service.consumer import VerdictService  # noqa: PLC0415
     from geoverdict_service.events import make_event  # noqa: PLC0415
-    from geoverdict_service.settings import load_settings  # noqa: PLC0415
+    from geoverdict_service.kafka_clients import make_consumer, make_producer  # noqa: PLC0415
+    from geoverdict_service.settings import load_service_settings  # noqa: PLC0415
     from geoverdict_service.watcher import HEADER, format_row  # noqa: PLC0415
     from geoverdict_stack.kafka import create_topics  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig, format_status, sigterm_as_exit  # noqa: PLC0415
@@ -146,26 +146,31 @@ def run(args: argparse.Namespace) -> int:
     )
     with sigterm_as_exit(), Stack(config) as stack:
         print(format_status(stack.status()))
-        topics = {"input_topic": "geoverdict.images", "verdict_topic": "geoverdict.verdicts",
-                  "dead_letter_topic": "geoverdict.dead-letters"}  # fmt: skip
-        create_topics(stack.kafka_bootstrap, {name: 4 for name in topics.values()})
-        settings = load_settings(
-            kafka_bootstrap_servers=stack.kafka_bootstrap, redis_url=stack.redis_url,
-            torchserve_url=stack.torchserve.url("inference"),
-            torchserve_key_file=stack.torchserve_key_file, model_name=MODEL_NAME,
-            metrics_port=0, metrics_host="127.0.0.1", **topics,
+        settings = load_service_settings(
+            kafka={"bootstrap_servers": stack.kafka_bootstrap},
+            torchserve={
+                "url": stack.torchserve.url("inference"),
+                "key_file": stack.torchserve_key_file,
+                "model_name": MODEL_NAME,
+            },
+            redis_url=stack.redis_url, metrics_port=0, metrics_host="127.0.0.1",
         )  # fmt: skip
-        service = VerdictService(settings)
+        kafka = settings.kafka
+        topics = (kafka.input_topic, kafka.verdict_topic, kafka.dead_letter_topic)
+        create_topics(stack.kafka_bootstrap, dict.fromkeys(topics, 4))
+        service = VerdictService.from_settings(settings)
+        if service is None:
+            return 1
         metrics_port = service.start_health_server()
         consumer_thread = threading.Thread(target=service.run, name="consumer", daemon=True)
         consumer_thread.start()
         print(f"consumer running; metrics at http://127.0.0.1:{metrics_port}/metrics")
 
-        producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=5)
-        watcher = KafkaConsumer(
-            settings.verdict_topic, bootstrap_servers=stack.kafka_bootstrap,
-            auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000,
-        )  # fmt: skip
+        producer = make_producer(kafka, acks="all", linger_ms=5)
+        watcher = make_consumer(
+            kafka, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000
+        )
+        watcher.subscribe([kafka.verdict_topic])
         passes: list[dict[str, Any]] = []
         all_verdicts: list[dict[str, Any]] = []
         for label in ("first pass (model)", "second pass (same photos: cache)"):
@@ -173,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             started = time.monotonic()
             for photo in tqdm(photos, desc=f"publishing, {label}", unit="photo"):
                 event = make_event(Path(photo.name).stem, image_bytes=photo.data, claim=photo.claim)
-                producer.send(settings.input_topic, key=event["id"].encode(),
+                producer.send(settings.kafka.input_topic, key=event["id"].encode(),
                               value=json.dumps(event).encode())  # fmt: skip
                 sent[event["id"]] = datetime.fromisoformat(event["time"]).timestamp()
             producer.flush()
@@ -189,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             all_verdicts.extend(got)
         producer.close()
         watcher.close()
-        dead = _count_dead_letters(stack.kafka_bootstrap, settings.dead_letter_topic)
+        dead = _count_dead_letters(kafka)
         service.stop()
         consumer_thread.join(timeout=60)
         print("stopping the stack ...")
@@ -229,13 +234,13 @@ def _collect(
     return list(got.values())
 
 
-def _count_dead_letters(bootstrap: str, topic: str) -> int:
-    from kafka import KafkaConsumer  # noqa: PLC0415
+def _count_dead_letters(kafka: Any) -> int:
+    from geoverdict_service.kafka_clients import make_consumer  # noqa: PLC0415
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=1500,
-    )  # fmt: skip
+    consumer = make_consumer(
+        kafka, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1500
+    )
+    consumer.subscribe([kafka.dead_letter_topic])
     count = sum(1 for _ in consumer)
     consumer.close()
     return count

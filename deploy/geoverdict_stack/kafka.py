@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import os
+import secrets
 import subprocess
 import time
 import uuid
@@ -63,10 +65,12 @@ class KafkaServer(Server):
         start_timeout: float = 60.0,
         heap_mb: int = 512,
         default_partitions: int = 4,
+        sasl_port: int | None = None,
     ) -> None:
         super().__init__(run_dir, start_timeout)
         self.port = port
         self.controller_port = controller_port
+        self.sasl_port = sasl_port
         self.heap_mb = heap_mb
         self.default_partitions = default_partitions
         self.data_dir = self.home / "data"
@@ -77,20 +81,60 @@ class KafkaServer(Server):
         """host:port for clients."""
         return f"{HOST}:{self.port}"
 
+    @property
+    def sasl_bootstrap_servers(self) -> str | None:
+        """host:port of the SASL/PLAIN listener, when there is one."""
+        return f"{HOST}:{self.sasl_port}" if self.sasl_port else None
+
+    @property
+    def sasl_file(self) -> Path:
+        """The SASL/PLAIN user and password of this run ({"username": ..., "password": ...})."""
+        return self.home / "sasl-plain.json"
+
+    def sasl_credentials(self) -> tuple[str, str]:
+        """(username, password) for the SASL listener."""
+        data = json.loads(self.sasl_file.read_text())
+        return data["username"], data["password"]
+
     def ports(self) -> dict[str, int]:
-        return {"kafka": self.port, "kafka controller": self.controller_port}
+        found = {"kafka": self.port, "kafka controller": self.controller_port}
+        if self.sasl_port:
+            found["kafka sasl"] = self.sasl_port
+        return found
+
+    def _listeners(self) -> dict[str, str]:
+        listeners = {"PLAINTEXT": f"{HOST}:{self.port}"}
+        if self.sasl_port:
+            listeners["SASL_PLAINTEXT"] = f"{HOST}:{self.sasl_port}"
+        return listeners
+
+    def _sasl_properties(self) -> dict[str, str]:
+        """A SASL/PLAIN listener with one user, to test clients' security settings."""
+        if not self.sasl_port:
+            return {}
+        user, password = self.sasl_credentials()
+        module = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                f'{module} required user_{user}="{password}";'
+            ),
+        }
 
     def properties(self) -> dict[str, str]:
         """The generated server.properties."""
+        listeners = self._listeners()
+        advertised = ",".join(f"{name}://{address}" for name, address in listeners.items())
+        protocols = ",".join(f"{name}:{name}" for name in listeners)
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listeners": f"{advertised},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"{protocols},CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": str(self.default_partitions),
             "offsets.topic.replication.factor": "1",
@@ -103,12 +147,20 @@ class KafkaServer(Server):
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "24",
             "log.segment.bytes": str(64 * 1024 * 1024),
-            "auto.create.topics.enable": "true",
+            # Topics are created on purpose, as in docker-compose and on real clusters.
+            "auto.create.topics.enable": "false",
+            # The broker's default, stated: KafkaSettings.max_message_bytes must agree with it.
+            "message.max.bytes": "1048588",
+            **self._sasl_properties(),
         }
 
     def prepare(self) -> None:
         libs = prerequisites.kafka_jars(fetch=True)
         prerequisites.java()
+        if self.sasl_port and not self.sasl_file.exists():
+            secret = {"username": "geoverdict", "password": secrets.token_urlsafe(18)}
+            self.sasl_file.write_text(json.dumps(secret))
+            self.sasl_file.chmod(0o600)
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
         (self.home / "log4j2.yaml").write_text(LOG4J2_YAML)
         if (self.data_dir / "meta.properties").exists():

@@ -19,7 +19,7 @@ from typing import Any
 from geoverdict.paths import PROJECT_ROOT, runs_dir
 from geoverdict_stack import ports, process
 from geoverdict_stack.exceptions import NotRunningError, StackError
-from geoverdict_stack.kafka import KafkaServer
+from geoverdict_stack.kafka import KafkaServer, create_topics
 from geoverdict_stack.process import ProcessRecord
 from geoverdict_stack.redis import RedisServer
 from geoverdict_stack.server import Server
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = ("kafka", "redis", "torchserve")
 STATE_FILE = "stack.json"
+DEFAULT_TOPICS = ("geoverdict.images", "geoverdict.verdicts", "geoverdict.dead-letters")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class StackConfig:
     services: tuple[str, ...] = SERVICES
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_sasl_port: int = 9094  # SASL_PLAINTEXT with PLAIN: clients' security settings
     redis_port: int = 6379
     torchserve_inference_port: int = 8080
     torchserve_management_port: int = 8081
@@ -47,6 +49,8 @@ class StackConfig:
     models: tuple[str, ...] = ()  # e.g. ("geoverdict=demo.mar",); empty: serve none
     enable_model_api: bool = False
     kafka_partitions: int = 4
+    # Created at `up` (the broker does not create topics on first use): the service's defaults.
+    kafka_topics: tuple[str, ...] = DEFAULT_TOPICS
     start_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
@@ -78,6 +82,7 @@ class StackConfig:
         data["model_store"] = Path(data["model_store"])
         data["services"] = tuple(data["services"])
         data["models"] = tuple(data["models"])
+        data["kafka_topics"] = tuple(data.get("kafka_topics", DEFAULT_TOPICS))
         return cls(**data)
 
 
@@ -104,6 +109,7 @@ class Stack:
         self.kafka = KafkaServer(
             c.run_dir, c.kafka_port, c.kafka_controller_port,
             start_timeout=c.start_timeout_s, default_partitions=c.kafka_partitions,
+            sasl_port=c.kafka_sasl_port,
         )  # fmt: skip
         self.redis = RedisServer(c.run_dir, c.redis_port, start_timeout=c.start_timeout_s)
         self.torchserve = TorchServeServer(
@@ -117,6 +123,11 @@ class Stack:
     def kafka_bootstrap(self) -> str:
         """Kafka bootstrap servers."""
         return self.kafka.bootstrap_servers
+
+    @property
+    def kafka_sasl_bootstrap(self) -> str:
+        """Kafka's SASL/PLAIN listener; its user and password: kafka.sasl_credentials()."""
+        return self.kafka.sasl_bootstrap_servers or ""
 
     @property
     def redis_url(self) -> str:
@@ -161,6 +172,9 @@ class Stack:
                 self.records[server.name] = record
                 self.startup_s[server.name] = round(elapsed, 2)
                 self._save()
+                if server is self.kafka and self.config.kafka_topics:
+                    topics = dict.fromkeys(self.config.kafka_topics, self.config.kafka_partitions)
+                    create_topics(self.kafka_bootstrap, topics)
         except BaseException:
             self.down()
             raise

@@ -18,10 +18,12 @@ from datetime import datetime
 from typing import Any
 
 import psutil
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from tqdm import tqdm
 
 from geoverdict_service.events import make_event
+from geoverdict_service.kafka_clients import make_consumer
+from geoverdict_service.settings import KafkaSettings
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
 
@@ -71,12 +73,12 @@ class Topics:
 class VerdictCollector:
     """Reads the verdict topic on a thread and notes when each event id was answered."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.answered: dict[str, float] = {}
-        self._consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, consumer_timeout_ms=200,
-        )  # fmt: skip
+        self._consumer = make_consumer(
+            kafka, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=200
+        )
+        self._consumer.subscribe([topic])
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True, name="collector")
@@ -183,10 +185,10 @@ def consumer_process(
         "GEOVERDICT_REDIS_URL": stack.redis_url,
         "GEOVERDICT_TORCHSERVE_URL": stack.torchserve.url("inference"),
         "GEOVERDICT_TORCHSERVE_KEY_FILE": str(stack.torchserve_key_file),
-        "GEOVERDICT_MODEL_NAME": model,
-        "GEOVERDICT_INPUT_TOPIC": topics.input,
-        "GEOVERDICT_VERDICT_TOPIC": topics.verdicts,
-        "GEOVERDICT_DEAD_LETTER_TOPIC": topics.dead,
+        "GEOVERDICT_TORCHSERVE_MODEL_NAME": model,
+        "GEOVERDICT_KAFKA_INPUT_TOPIC": topics.input,
+        "GEOVERDICT_KAFKA_VERDICT_TOPIC": topics.verdicts,
+        "GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC": topics.dead,
         "GEOVERDICT_GROUP_ID": topics.group,
         "GEOVERDICT_METRICS_PORT": "0",
         "GEOVERDICT_METRICS_HOST": "127.0.0.1",

@@ -81,10 +81,10 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
 
 def run(options: BenchOptions) -> dict[str, Any]:
     """Run every stage; returns results.json's content (also written to disk)."""
-    from kafka import KafkaProducer  # noqa: PLC0415
-
     from geoverdict.bench import inprocess, partitioning, report, serving, streams  # noqa: PLC0415
     from geoverdict.demo import find_archive  # noqa: PLC0415
+    from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
+    from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
 
     archive = find_archive(options.model)
@@ -134,12 +134,13 @@ def run(options: BenchOptions) -> dict[str, Any]:
         at_batch = [p for p in points if p.batch_size == options.batch_size]
         results["torchserve_images_per_s"] = max(p.images_per_s for p in at_batch)
 
-        producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=5)
+        kafka = load_kafka_settings(bootstrap_servers=stack.kafka_bootstrap)
+        producer = make_producer(kafka, acks="all", linger_ms=5)
         topics = streams.Topics(stack)
-        collector = streams.VerdictCollector(stack.kafka_bootstrap, topics.verdicts)
+        collector = streams.VerdictCollector(kafka, topics.verdicts)
         consumer = streams.consumer_process(
             stack, topics, MODEL_NAME,
-            {"GEOVERDICT_INFERENCE_CONCURRENCY": str(options.consumer_concurrency)},
+            {"GEOVERDICT_TORCHSERVE_CONCURRENCY": str(options.consumer_concurrency)},
         )  # fmt: skip
         try:
             warm = streams.measure("warm-up", producer, collector, topics.input, photos[-8:])
@@ -176,7 +177,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
             collector.close()
 
         naive_topics = streams.Topics(stack)
-        naive_collector = streams.VerdictCollector(stack.kafka_bootstrap, naive_topics.verdicts)
+        naive_collector = streams.VerdictCollector(kafka, naive_topics.verdicts)
         naive_photos = photos[: options.naive_events]
         naive = streams.naive_process(stack, naive_topics, MODEL_NAME, len(naive_photos))
         try:

@@ -8,11 +8,13 @@ import logging
 import multiprocessing
 import sys
 from pathlib import Path
-from typing import Any
+
+from kafka.errors import KafkaError
 
 from geoverdict_service.exceptions import ServiceError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ServiceError,)
+# A Kafka error after start-up (a send not acknowledged) is one line too, not a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ServiceError, KafkaError)
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +27,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Settings come from GEOVERDICT_* environment variables; flags override "
         "them. See docs/operations.md for every setting.",
     )
-    _kafka_option(consume)
+    _kafka_options(consume)
     consume.add_argument("--group-id", help="consumer group (GEOVERDICT_GROUP_ID)")
-    consume.add_argument("--input-topic", help="image events (GEOVERDICT_INPUT_TOPIC)")
-    consume.add_argument("--verdict-topic", help="verdicts (GEOVERDICT_VERDICT_TOPIC)")
-    consume.add_argument("--dead-letter-topic", help="dead letters (GEOVERDICT_DEAD_LETTER_TOPIC)")
-    consume.add_argument("--redis-url", help="verdict cache (GEOVERDICT_REDIS_URL)")
+    consume.add_argument("--input-topic", help="image events (GEOVERDICT_KAFKA_INPUT_TOPIC)")
+    consume.add_argument("--verdict-topic", help="verdicts (GEOVERDICT_KAFKA_VERDICT_TOPIC)")
+    consume.add_argument(
+        "--dead-letter-topic", help="dead letters (GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC)"
+    )
+    consume.add_argument("--redis-url", help="prediction cache (GEOVERDICT_REDIS_URL)")
     consume.add_argument("--torchserve-url", help="inference API (GEOVERDICT_TORCHSERVE_URL)")
-    consume.add_argument("--model-name", help="TorchServe model name (GEOVERDICT_MODEL_NAME)")
+    consume.add_argument(
+        "--model-name", help="TorchServe model name (GEOVERDICT_TORCHSERVE_MODEL_NAME)"
+    )
     consume.add_argument(
         "--torchserve-key-file", type=Path,
         help="TorchServe key_file.json (GEOVERDICT_TORCHSERVE_KEY_FILE)",
@@ -52,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="publish photos (files, folders, http(s) URLs) as image events",
     )
     publish.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
-    _kafka_option(publish)
-    publish.add_argument("--topic", default="geoverdict.images", help="image event topic")
+    _kafka_options(publish)
+    publish.add_argument("--topic", help="image event topic (GEOVERDICT_KAFKA_INPUT_TOPIC)")
     publish.add_argument("--claim", metavar="LAT,LON", help="claimed location for every photo")
     publish.add_argument(
         "--no-exif-claim", action="store_true", help="do not take the claim from GPS EXIF"
@@ -61,8 +67,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     publish.set_defaults(func=_publish)
 
     watch = subparsers.add_parser("watch", help="show verdicts as they arrive")
-    _kafka_option(watch)
-    watch.add_argument("--topic", default="geoverdict.verdicts", help="verdict topic")
+    _kafka_options(watch)
+    watch.add_argument("--topic", help="verdict topic (GEOVERDICT_KAFKA_VERDICT_TOPIC)")
     watch.add_argument("--json", action="store_true", help="raw JSON lines")
     watch.add_argument("--from-beginning", action="store_true", help="replay the whole topic")
     watch.add_argument("--max", type=int, help="stop after this many verdicts")
@@ -72,31 +78,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     watch.set_defaults(func=_watch)
 
 
-def _kafka_option(parser: argparse.ArgumentParser) -> None:
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    """The Kafka flags every command shares; the rest (security) comes from the environment."""
     parser.add_argument(
         "--bootstrap-servers", help="Kafka host:port[,...] (GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS)"
     )
 
 
-def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = {
-        "bootstrap_servers": "kafka_bootstrap_servers", "group_id": "group_id",
-        "input_topic": "input_topic", "verdict_topic": "verdict_topic",
-        "dead_letter_topic": "dead_letter_topic", "redis_url": "redis_url",
-        "torchserve_url": "torchserve_url", "model_name": "model_name",
-        "torchserve_key_file": "torchserve_key_file", "metrics_port": "metrics_port",
-    }  # fmt: skip
-    return {field: getattr(args, flag) for flag, field in names.items() if hasattr(args, flag)}
-
-
 def _consume(args: argparse.Namespace) -> int:
     from geoverdict_service.consumer import run_service  # noqa: PLC0415
-    from geoverdict_service.settings import load_settings  # noqa: PLC0415
+    from geoverdict_service.settings import load_service_settings  # noqa: PLC0415
 
-    overrides = _settings_overrides(args)
-    settings = load_settings(**overrides)
     if args.processes < 1:
         raise ServiceError(f"--processes must be >= 1, got {args.processes}")
+    settings = load_service_settings(
+        kafka={
+            "bootstrap_servers": args.bootstrap_servers,
+            "input_topic": args.input_topic,
+            "verdict_topic": args.verdict_topic,
+            "dead_letter_topic": args.dead_letter_topic,
+        },
+        torchserve={
+            "url": args.torchserve_url,
+            "model_name": args.model_name,
+            "key_file": args.torchserve_key_file,
+        },
+        group_id=args.group_id,
+        redis_url=args.redis_url,
+        metrics_port=args.metrics_port,
+    )
     if args.processes == 1:
         run_service(settings, max_idle_s=args.max_idle)
         return 0
@@ -120,17 +130,10 @@ def _consume(args: argparse.Namespace) -> int:
     return max((p.exitcode or 0) for p in procs)
 
 
-def _producer(args: argparse.Namespace) -> Any:
-    from kafka import KafkaProducer  # noqa: PLC0415
-
-    from geoverdict_service.settings import Settings  # noqa: PLC0415
-
-    servers = args.bootstrap_servers or Settings.model_fields["kafka_bootstrap_servers"].default
-    return KafkaProducer(bootstrap_servers=servers.split(","), acks="all", linger_ms=5)
-
-
 def _publish(args: argparse.Namespace) -> int:
+    from geoverdict_service.kafka_clients import check_cluster, make_producer  # noqa: PLC0415
     from geoverdict_service.publisher import publish  # noqa: PLC0415
+    from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
 
     claim = None
     if args.claim:
@@ -139,33 +142,36 @@ def _publish(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ServiceError(f"--claim must be LAT,LON, got {args.claim!r}") from exc
         claim = (lat, lon)
-    producer = _producer(args)
+    kafka = load_kafka_settings(bootstrap_servers=args.bootstrap_servers, input_topic=args.topic)
+    api_version = check_cluster(kafka, {"input_topic": kafka.input_topic})
+    producer = make_producer(kafka, api_version=api_version, acks="all", linger_ms=5)
     try:
         result = publish(
-            producer, args.topic, args.sources, claim=claim, use_exif=not args.no_exif_claim
+            producer, kafka.input_topic, args.sources, claim=claim, use_exif=not args.no_exif_claim
         )
     finally:
         producer.close()
     for source, reason in result.skipped.items():
         print(f"skipped {source}: {reason}", file=sys.stderr)
-    print(f"published {len(result.event_ids)} events to {args.topic}", file=sys.stderr)
+    print(f"published {len(result.event_ids)} events to {kafka.input_topic}", file=sys.stderr)
     return 0 if result.event_ids else 1
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from kafka import KafkaConsumer  # noqa: PLC0415
-
-    from geoverdict_service.settings import Settings  # noqa: PLC0415
+    from geoverdict_service.kafka_clients import check_cluster, make_consumer  # noqa: PLC0415
+    from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
     from geoverdict_service.watcher import HEADER, format_row, verdicts  # noqa: PLC0415
 
-    servers = args.bootstrap_servers or Settings.model_fields["kafka_bootstrap_servers"].default
-    consumer = KafkaConsumer(
-        args.topic,
-        bootstrap_servers=servers.split(","),
+    kafka = load_kafka_settings(bootstrap_servers=args.bootstrap_servers, verdict_topic=args.topic)
+    api_version = check_cluster(kafka, {"verdict_topic": kafka.verdict_topic})
+    consumer = make_consumer(
+        kafka,
+        api_version=api_version,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,
         consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
     )
+    consumer.subscribe([kafka.verdict_topic])
     if not args.json:
         print(HEADER)
     try:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
+
+from geoverdict_service.contract_types import Prediction
+from geoverdict_service.exceptions import BadEventError
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 IMAGE_EVENT = "image-event.schema.json"
@@ -65,6 +68,21 @@ def check(name: str, instance: Any) -> list[str]:
         got = repr(exc.value)[:64]
         return errors(name, instance) or [f"{exc.message.removeprefix('data.')} (got {got})"]
     return []
+
+
+def checked_prediction(reply: Any) -> Prediction:
+    """A model reply (or a cache entry) as a Prediction, if it keeps the contract; otherwise
+    BadEventError `invalid_prediction`: the loop must never crash on what a model server, or
+    whoever can write to the cache, sends."""
+    problems = check(PREDICTION, reply)
+    if not problems and "error" in reply:
+        problems = ["an error reply where a prediction was expected"]
+    if problems:
+        raise BadEventError(
+            "model reply breaks prediction.schema.json: " + "; ".join(problems[:3]),
+            "invalid_prediction",
+        )
+    return cast(Prediction, reply)
 
 
 def _shortened(message: str) -> str:

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from geoverdict_service import contract
 from geoverdict_service.exceptions import BadEventError
@@ -46,10 +47,18 @@ def parse_event(raw: bytes | None) -> ImageEvent:
         doc = json.loads(raw, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
         raise BadEventError(f"not JSON: {exc}", "invalid_json") from exc
+    event_id = _readable_id(doc)
     problems = contract.check(contract.IMAGE_EVENT, doc)
     if problems:
-        raise BadEventError("; ".join(problems[:5]), "schema_violation")
+        raise BadEventError("; ".join(problems[:5]), "schema_violation", event_id)
     data = doc["data"]
+    for name, value in (("id", doc["id"]), ("source", doc["source"]), ("post_id", data["post_id"])):
+        if not _is_unicode(value):
+            raise BadEventError(
+                f"{name} is not valid Unicode (a lone surrogate escape such as \\ud800)",
+                "schema_violation",
+                event_id,
+            )
     image = data["image"]
     image_bytes = None
     if "base64" in image:
@@ -57,8 +66,10 @@ def parse_event(raw: bytes | None) -> ImageEvent:
             image_bytes = base64.b64decode(image["base64"], validate=True)
         except (binascii.Error, ValueError) as exc:
             raise BadEventError(
-                f"data.image.base64 is not base64: {exc}", "schema_violation"
+                f"data.image.base64 is not base64: {exc}", "schema_violation", event_id
             ) from exc
+    else:
+        _check_url(image["url"], event_id)
     claim = None
     if "claimed_location" in data:
         loc = data["claimed_location"]
@@ -67,7 +78,7 @@ def parse_event(raw: bytes | None) -> ImageEvent:
         id=doc["id"],
         source=doc["source"],
         post_id=data["post_id"],
-        time=_parse_time(doc.get("time")),
+        time=_parse_time(doc.get("time"), event_id),
         image_bytes=image_bytes,
         image_url=image.get("url"),
         claim=claim,
@@ -80,14 +91,48 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def _is_unicode(text: str) -> bool:
+    """False for strings Python holds but UTF-8 cannot carry (lone surrogates from JSON
+    escapes): they could become neither a Kafka key nor a header."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _readable_id(doc: Any) -> str | None:
+    """The event's id, when it is one a dead letter can carry (even if the event is bad)."""
+    if not isinstance(doc, dict):
+        return None
+    value = doc.get("id")
+    if isinstance(value, str) and 0 < len(value) <= 256 and _is_unicode(value):
+        return value
+    return None
+
+
+def _check_url(url: str, event_id: str | None) -> None:
+    """Refuse a URL that cannot be taken apart (`http://[x/a.jpg`, port 99999) here, where
+    it is one event's problem, not deep in the fetch."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        raise BadEventError(
+            f"data.image.url is not a valid URL: {exc}", "schema_violation", event_id
+        ) from exc
+    if not parts.hostname:
+        raise BadEventError("data.image.url has no host", "schema_violation", event_id)
+
+
+def _parse_time(value: str | None, event_id: str | None) -> datetime | None:
     if value is None:
         return None
     try:  # the schema's date-time format is not checked (no rfc3339 validator installed)
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as exc:
         raise BadEventError(
-            f"time: {value[:64]!r} is not an RFC 3339 date-time", "schema_violation"
+            f"time: {value[:64]!r} is not an RFC 3339 date-time", "schema_violation", event_id
         ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

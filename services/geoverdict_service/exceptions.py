@@ -16,10 +16,13 @@ class BadEventError(ServiceError):
 
     reason = "bad_event"
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, reason: str | None = None, event_id: str | None = None
+    ) -> None:
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+        self.event_id = event_id  # the event's id when it could be read, for the dead letter
 
 
 class FetchError(BadEventError):
@@ -37,6 +40,24 @@ class BadImageError(BadEventError):
         super().__init__(message, f"image_{code}")
         self.code = code
         self.model_version = model_version
+
+
+class InternalError(BadEventError):
+    """An unexpected exception while handling one record: a bug or an input nobody foresaw.
+
+    The record is dead-lettered (the exception's type in a header, the traceback in the log)
+    and the stream goes on: one message must never stop the service."""
+
+    reason = "internal"
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"{step}: {type(cause).__name__}: {cause}")
+        self.step = step
+        self.exception_type = type(cause).__name__
+
+
+class KafkaUnavailableError(ServiceError):
+    """Kafka cannot be reached, refuses our credentials, or lacks a topic we need."""
 
 
 class InferenceUnavailableError(ServiceError):

@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from geoverdict_service.exceptions import FetchError
 
@@ -86,19 +86,29 @@ def fetch_image(url: str, policy: FetchPolicy) -> bytes:
         time.sleep(policy.backoff_s * 2 ** (attempt - 1))
 
 
+def _split(url: str) -> tuple[SplitResult, int]:
+    """The URL's parts and port; a URL that cannot be parsed (from an event or a redirect's
+    Location) is refused like any other disallowed URL, never an exception of the loop."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise FetchError(f"not a valid URL: {exc}", "fetch_disallowed") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"not an http(s) URL: {url[:200]!r}", "fetch_disallowed")
+    return parts, port
+
+
 def _fetch_once(url: str, policy: FetchPolicy) -> bytes:
     deadline = time.monotonic() + policy.timeout_s
-    original_host = urlsplit(url).hostname or ""
+    original_host = _split(url)[0].hostname
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError(f"not an http(s) URL: {url[:200]}", "fetch_disallowed")
-        host = parts.hostname
+        parts, port = _split(url)
+        host = parts.hostname or ""
         if host != original_host:
             raise FetchError(f"redirect to another host ({host}) refused", "fetch_disallowed")
         if not policy.host_allowed(host):
             raise FetchError(f"host {host} is not on the fetch allow-list", "fetch_disallowed")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         address = _resolve(host, port, policy)
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
         conn = cls(host, port, address, policy.timeout_s)
@@ -109,7 +119,12 @@ def _fetch_once(url: str, policy: FetchPolicy) -> bytes:
             conn.request("GET", path, headers={"User-Agent": "geoverdict", "Accept": "image/*"})
             resp = conn.getresponse()
             if resp.status in (301, 302, 303, 307, 308):
-                url = urljoin(url, resp.getheader("Location") or "")
+                try:
+                    url = urljoin(url, resp.getheader("Location") or "")
+                except ValueError as exc:
+                    raise FetchError(
+                        f"{host} redirected to an invalid URL", "fetch_failed"
+                    ) from exc
                 continue
             if resp.status >= 500 or resp.status == 429:
                 raise FetchError(f"{host} answered HTTP {resp.status}", "fetch_failed")

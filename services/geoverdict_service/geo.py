@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from geoverdict_service.contract_types import Place
+
 log = logging.getLogger(__name__)
 
 EARTH_RADIUS_KM = 6371.0
@@ -91,16 +93,16 @@ class PlaceNames:
 
                 self._geocoder = reverse_geocoder.RGeocoder(mode=1, verbose=False)
 
-    def lookup(self, lat: float, lon: float) -> dict[str, str] | None:
+    def lookup(self, lat: float, lon: float) -> Place | None:
         """City, region and country code of the nearest known place, or None.
 
         Best guesses are the model's class points, a few thousand at most, so answers are
         remembered (a copy is returned: callers may change it)."""
         place = self._cached(round(lat, 6), round(lon, 6))
-        return dict(place) if place is not None else None
+        return place.copy() if place is not None else None
 
     @functools.lru_cache(maxsize=65_536)  # noqa: B019 (one PlaceNames per process)
-    def _cached(self, lat: float, lon: float) -> dict[str, str] | None:
+    def _cached(self, lat: float, lon: float) -> Place | None:
         self.warm_up()
         try:
             (place,) = self._geocoder.query([(lat, lon)])

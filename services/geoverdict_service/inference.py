@@ -24,7 +24,7 @@ from geoverdict_service.exceptions import BadImageError, ConfigError, InferenceU
 
 log = logging.getLogger(__name__)
 
-Prediction = dict[str, Any]  # one handler reply, see schemas/prediction.schema.json
+Reply = dict[str, Any]  # one handler reply: contract.checked_prediction makes it a Prediction
 
 RETRYABLE_STATUS = frozenset({404, 408, 429, 502, 503, 504, 507})
 # 500: the handler raised for this request. Retried like the above, but if it persists the
@@ -108,14 +108,14 @@ class InferenceClient:
         self.concurrency = concurrency
 
     # -- public API ------------------------------------------------------------------------
-    def submit(self, image: bytes) -> Future[Prediction]:
+    def submit(self, image: bytes) -> Future[Reply]:
         """Predict in the background; the future raises BadImageError or unavailability."""
         return self._pool.submit(self.predict, image)
 
-    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | BadImageError]:
+    def predict_many(self, images: Sequence[bytes]) -> list[Reply | BadImageError]:
         """Predict all images concurrently; bad images come back as their error, in order."""
         futures = [self.submit(image) for image in images]
-        results: list[Prediction | BadImageError] = []
+        results: list[Reply | BadImageError] = []
         for future in futures:
             try:
                 results.append(future.result())
@@ -123,7 +123,7 @@ class InferenceClient:
                 results.append(exc)
         return results
 
-    def predict(self, image: bytes) -> Prediction:
+    def predict(self, image: bytes) -> Reply:
         """One image's prediction, retrying while the server is unavailable."""
         started = time.perf_counter()
         try:
@@ -143,7 +143,7 @@ class InferenceClient:
             return None
         return None
 
-    def _predict(self, image: bytes) -> Prediction:
+    def _predict(self, image: bytes) -> Reply:
         path = f"/predictions/{self.model}"
         last_problem = "no attempt"
         refreshed = False
@@ -213,7 +213,7 @@ class InferenceClient:
         self._pool.shutdown(wait=True)
 
     # -- internals -------------------------------------------------------------------------
-    def _parse(self, body: bytes) -> Prediction:
+    def _parse(self, body: bytes) -> Reply:
         try:
             reply = json.loads(body)
         except ValueError as exc:

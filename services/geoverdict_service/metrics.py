@@ -29,8 +29,9 @@ DEAD_LETTER_REASONS = (
     "fetch_disallowed", "fetch_failed", "fetch_timeout", "fetch_too_large", "fetch_not_found",
     "image_empty", "image_undecodable", "image_truncated", "image_too_large",
     "image_too_many_pixels", "image_unsupported", "image_internal", "image_inference_failed",
-    "invalid_prediction",
+    "invalid_prediction", "internal", "too_large",
 )  # fmt: skip
+CACHE_ERROR_OPERATIONS = ("get", "set", "invalid")  # invalid: an entry breaking the contract
 SCENES = ("indoor", "natural", "urban")
 CLAIM_SOURCES = ("event", "exif")
 
@@ -59,7 +60,10 @@ class Metrics:
             registry=r,
         )
         self.cache_errors = Counter(
-            "geoverdict_cache_errors", "Redis operations that failed.", ["operation"], registry=r
+            "geoverdict_cache_errors",
+            "Redis operations that failed, and entries refused as invalid.",
+            ["operation"],
+            registry=r,
         )
         self.inference_requests = Counter(
             "geoverdict_inference_requests", "Images sent to TorchServe.", registry=r
@@ -115,7 +119,7 @@ class Metrics:
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)
             self.verdicts.labels(cache=result)
-        for operation in ("get", "set"):
+        for operation in CACHE_ERROR_OPERATIONS:
             self.cache_errors.labels(operation=operation)
         for source in CLAIM_SOURCES:
             self.mismatches.labels(claim_source=source)

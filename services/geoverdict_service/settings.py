@@ -1,60 +1,158 @@
-"""The service's one settings object: environment variables `GEOVERDICT_*`, then CLI flags.
+"""Settings per concern, read from `GEOVERDICT_*` environment variables, then CLI flags.
 
-Validated at start-up with messages that name the setting; secrets are SecretStr and never
-appear in logs or in `repr`.
+`KafkaSettings` (`GEOVERDICT_KAFKA_*`: servers, security, topics, limits) is shared by every
+command that talks to Kafka (consume, publish, watch, demo, bench); `TorchServeSettings`
+(`GEOVERDICT_TORCHSERVE_*`) only by those that call the model server; `ServiceSettings`
+(`GEOVERDICT_*`) is the consumer's, holding the other two. Each is frozen and validated at
+start-up with one-line messages that name the environment variable; secrets are SecretStr and
+never appear in logs, `repr` or tracebacks.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from geoverdict_service.exceptions import ConfigError
 
+ENV_PREFIX = "GEOVERDICT_"
+# GEOVERDICT_* variables that are not settings of a process (tests, docker-compose).
+OTHER_VARIABLES = frozenset({"SHARED_DATA", "PARTITIONS", "VERSION"})
+# The broker's default message.max.bytes (1 MiB plus a record batch's overhead).
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
-class Settings(BaseSettings):
-    """Everything `geoverdict consume` can be told; see docs/operations.md for each."""
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
+
+def _config(prefix: str) -> SettingsConfigDict:
     # hide_input_in_errors: a validation error's text would otherwise quote every input,
     # secrets included, into any traceback that logs it.
-    model_config = SettingsConfigDict(
-        env_prefix="GEOVERDICT_", frozen=True, extra="forbid", hide_input_in_errors=True
+    return SettingsConfigDict(
+        env_prefix=prefix, frozen=True, extra="forbid", hide_input_in_errors=True
     )
 
-    # Kafka
-    kafka_bootstrap_servers: str = "localhost:9092"
-    input_topic: str = "geoverdict.images"
-    verdict_topic: str = "geoverdict.verdicts"
-    dead_letter_topic: str = "geoverdict.dead-letters"
-    group_id: str = "geoverdict"
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and which topics to use: the same for every command."""
+
+    model_config = _config(f"{ENV_PREFIX}KAFKA_")
+
+    bootstrap_servers: str = "localhost:9092"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    input_topic: str = Field("geoverdict.images", min_length=1, max_length=249)
+    verdict_topic: str = Field("geoverdict.verdicts", min_length=1, max_length=249)
+    dead_letter_topic: str = Field("geoverdict.dead-letters", min_length=1, max_length=249)
+    # The broker's message.max.bytes and the topics' max.message.bytes: the largest record
+    # the service may produce; fetch and receive limits are derived from it.
+    max_message_bytes: int = Field(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ge=16 * 1024)
+    # Start-up: how long a command waits for the cluster (and the input topic) before it
+    # stops with an error. Long enough for a broker that starts beside the consumer.
+    connect_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",")]
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> KafkaSettings:
+        uses_sasl = self.security_protocol.startswith("SASL_")
+        if uses_sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"security protocol {self.security_protocol} needs "
+                f"{ENV_PREFIX}KAFKA_SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD"
+            )
+        if self.sasl_mechanism and not uses_sasl:
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is set but the security protocol is "
+                f"{self.security_protocol}: set {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL to "
+                "SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        return self
+
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers as a list."""
+        return self.bootstrap_servers.split(",")
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection and security options for every kafka-python client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        for name in ("cafile", "certfile", "keyfile"):
+            value = getattr(self, f"ssl_{name}")
+            if value is not None:
+                options[f"ssl_{name}"] = str(value)
+        return options
+
+
+class TorchServeSettings(BaseSettings):
+    """How to reach the model server: only commands that call it read these."""
+
+    model_config = _config(f"{ENV_PREFIX}TORCHSERVE_")
+
+    url: str = "http://localhost:8080"
+    model_name: str = "geoverdict"
+    token: SecretStr | None = None
+    key_file: Path | None = None
+    # >= batch size x workers x 2, so the next batch is queued while one computes.
+    concurrency: int = Field(32, ge=1, le=512)
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _token_or_key_file(self) -> TorchServeSettings:
+        if self.token is None and self.key_file is None:
+            raise ValueError(
+                f"set {ENV_PREFIX}TORCHSERVE_TOKEN or {ENV_PREFIX}TORCHSERVE_KEY_FILE "
+                "(TorchServe token authorization is on)"
+            )
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """Everything `geoverdict consume` can be told; see docs/operations.md for each."""
+
+    model_config = _config(ENV_PREFIX)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    torchserve: TorchServeSettings = Field(default_factory=TorchServeSettings)
+    group_id: str = Field("geoverdict", min_length=1)
     # A cap for bursts: steady traffic polls what is there. Fixed costs per batch (acks, the
     # cache round trip) spread over up to this many events.
     max_poll_records: int = Field(256, ge=1, le=10_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     session_timeout_ms: int = Field(45_000, ge=6_000)
-    # Redis verdict cache (fail open: the service goes on without it)
+    # Redis prediction cache (fail open: the service goes on without it)
     redis_url: str | None = "redis://localhost:6379/0"
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
     redis_timeout_s: float = Field(0.5, gt=0)
-    # TorchServe
-    torchserve_url: str = "http://localhost:8080"
-    model_name: str = "geoverdict"
-    torchserve_token: SecretStr | None = None
-    torchserve_key_file: Path | None = None
-    # >= batch size x workers x 2, so the next batch is queued while one computes.
-    inference_concurrency: int = Field(32, ge=1, le=512)
-    inference_timeout_s: float = Field(30.0, gt=0)
-    inference_retries: int = Field(3, ge=0)
+    # While TorchServe is unavailable the partitions pause; retries back off up to the max.
     unavailable_backoff_s: float = Field(2.0, gt=0)
     unavailable_max_backoff_s: float = Field(30.0, gt=0)
     # Images by reference
@@ -71,46 +169,83 @@ class Settings(BaseSettings):
     # Operations
     metrics_port: int = Field(9400, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"  # scraped by Prometheus from another container
+    # SIGTERM: finish the batch, commit, close within this; past it the process exits anyway.
     shutdown_timeout_s: float = Field(30.0, gt=0)
 
-    @model_validator(mode="after")
-    def _token_or_key_file(self) -> Settings:
-        if self.torchserve_token is None and self.torchserve_key_file is None:
-            raise ValueError(
-                "set GEOVERDICT_TORCHSERVE_TOKEN or GEOVERDICT_TORCHSERVE_KEY_FILE "
-                "(TorchServe token authorization is on)"
-            )
-        return self
 
-    def kafka_client_options(self) -> dict[str, Any]:
-        """Security options passed to every kafka-python client."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
-            "security_protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_sasl_mechanism:
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        for name in ("cafile", "certfile", "keyfile"):
-            value = getattr(self, f"kafka_ssl_{name}")
-            if value is not None:
-                options[f"ssl_{name}"] = str(value)
-        return options
+Loaded = TypeVar("Loaded", bound=BaseSettings)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with `overrides` (from CLI flags) taking precedence."""
+def _env_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable behind an error's location (nested settings included)."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    if len(loc) >= 2 and loc[0] in ("kafka", "torchserve"):
+        prefix = f"{ENV_PREFIX}{str(loc[0]).upper()}_"
+        loc = loc[1:]
+    field = "_".join(str(p) for p in loc if not isinstance(p, int))
+    return f"{prefix}{field}".upper() if field else cls.__name__
+
+
+def _load(cls: type[Loaded], overrides: Mapping[str, Any]) -> Loaded:
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
+            f"{_env_name(cls, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
     except SettingsError as exc:  # an environment value that is not the JSON a list needs
         raise ConfigError(
             f"invalid settings: {exc}; list settings take JSON, e.g. '[\"images.example.com\"]'"
         ) from exc
+
+
+def _known_variables() -> set[str]:
+    names = {f"{ENV_PREFIX}{name}" for name in OTHER_VARIABLES}
+    for cls in (KafkaSettings, TorchServeSettings, ServiceSettings):
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
+    return names
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a GEOVERDICT_* variable that is no setting: a typo (or a setting renamed) would
+    otherwise be ignored without a word, and the service would run on a default."""
+    known = _known_variables()
+    env = os.environ if environ is None else environ
+    unknown = sorted(n for n in env if n.upper().startswith(ENV_PREFIX) and n.upper() not in known)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise ConfigError(f"unknown setting in the environment: {', '.join(hints)}")
+
+
+def load_kafka_settings(**overrides: Any) -> KafkaSettings:
+    """Kafka settings from the environment, with `overrides` (CLI flags) taking precedence."""
+    check_environment()
+    return _load(KafkaSettings, overrides)
+
+
+def load_torchserve_settings(**overrides: Any) -> TorchServeSettings:
+    """TorchServe settings from the environment, with `overrides` taking precedence."""
+    check_environment()
+    return _load(TorchServeSettings, overrides)
+
+
+def load_service_settings(
+    kafka: Mapping[str, Any] | None = None,
+    torchserve: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> ServiceSettings:
+    """The consumer's settings: environment, then `overrides` (and the nested ones) on top."""
+    check_environment()
+    return _load(
+        ServiceSettings,
+        {
+            "kafka": _load(KafkaSettings, kafka or {}),
+            "torchserve": _load(TorchServeSettings, torchserve or {}),
+            **overrides,
+        },
+    )

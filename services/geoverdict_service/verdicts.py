@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from geoverdict_service.contract_types import BestGuess, Cell, Consistency, Prediction, Verdict
 from geoverdict_service.events import Claim, ImageEvent
 from geoverdict_service.geo import (
     PlaceNames,
@@ -16,7 +16,6 @@ from geoverdict_service.geo import (
     parent_token,
     s2_level_for,
 )
-from geoverdict_service.inference import Prediction
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class VerdictPolicy:
     min_precision_km: float = 0.0
 
 
-def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> dict[str, Any]:
+def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> Consistency:
     """How well a claimed location agrees with the predicted distribution.
 
     The mismatch flag needs both: the claim is farther than the threshold from the best guess,
@@ -55,11 +54,12 @@ def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> 
     }
 
 
-def _floor_cell(cell: dict[str, Any], precision_km: float) -> dict[str, Any]:
-    """A cell reported no finer than the precision floor: point snapped, token coarsened."""
+def _floor_cell(cell: Cell, precision_km: float) -> Cell:
+    """A cell reported no finer than the precision floor: point snapped, token coarsened.
+    A copy: a cell is flat, and the prediction (maybe cached) stays as it was."""
+    out = cell.copy()
     if precision_km <= 0:
-        return cell
-    out = dict(cell)
+        return out
     out["lat"], out["lon"] = coarsen(cell["lat"], cell["lon"], precision_km)
     level = min(int(cell["level"]), s2_level_for(precision_km))
     out["token"], out["level"] = parent_token(cell["token"], level), level
@@ -75,17 +75,18 @@ def build_verdict(
     cache_hit: bool,
     image_sha256: str,
     timings_ms: dict[str, Any],
-) -> dict[str, Any]:
+) -> Verdict:
     """The verdict for one event (valid against schemas/verdict.schema.json)."""
     claims: list[Claim] = [event.claim] if event.claim else []
     exif = prediction.get("exif_location")
     if exif:
         claims.append(Claim(float(exif["lat"]), float(exif["lon"]), "exif"))
-    checks: Sequence[dict[str, Any]] = [consistency(prediction, c, policy) for c in claims]
+    checks = [consistency(prediction, c, policy) for c in claims]
 
     floor = policy.min_precision_km
-    best = _floor_cell(dict(prediction["best_guess"]), floor)  # a cell is flat: a copy is enough
-    best["place"] = places.lookup(best["lat"], best["lon"]) if places else None
+    best_cell = _floor_cell(prediction["best_guess"], floor)
+    place = places.lookup(best_cell["lat"], best_cell["lon"]) if places else None
+    best = BestGuess(**best_cell, place=place)
     if floor > 0:
         for check in checks:  # the claim itself is as precise as the person who made it
             check["lat"], check["lon"] = coarsen(check["lat"], check["lon"], floor)
@@ -103,7 +104,7 @@ def build_verdict(
             "precision_km": floor,
         },
         "scene": prediction["scene"],
-        "consistency": list(checks),
+        "consistency": checks,
         "cache_hit": cache_hit,
         "timings_ms": timings_ms,
     }

@@ -105,8 +105,8 @@ def prometheus(
             process.wait_until(lambda: is_listening(prom_port), timeout=30)
             # Healthy events, a poison message, then TorchServe's own 4xx and 5xx paths.
             events = events_for([jpeg(5000 + i) for i in range(12)], claim=(-33.8688, 151.2093))
-            publish_events(stack, settings.input_topic, [*events, b"not json"])
-            assert len(collect(stack, settings.verdict_topic, len(events))) == len(events)
+            publish_events(stack, settings.kafka.input_topic, [*events, b"not json"])
+            assert len(collect(stack, settings.kafka.verdict_topic, len(events))) == len(events)
             url = f"{stack.torchserve.url('inference')}/predictions/{fixture_model}"
             _get(url, token=None, body=b"x")  # 4xx: no token
             _get(url, token=stack.torchserve_keys()["inference"], body=b"CRASH")  # 5xx

@@ -18,7 +18,7 @@ from PIL import Image
 from geoverdict_service.consumer import VerdictService
 from geoverdict_service.events import make_event
 from geoverdict_service.metrics import Metrics
-from geoverdict_service.settings import Settings, load_settings
+from geoverdict_service.settings import ServiceSettings, load_service_settings
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
 
@@ -53,29 +53,38 @@ def topics(stack: Stack) -> dict[str, str]:
 
 def service_settings(
     stack: Stack, model: str, topics: dict[str, str], **overrides: Any
-) -> Settings:
-    """Settings pointing a consumer at the session stack."""
-    values: dict[str, Any] = {
-        "kafka_bootstrap_servers": stack.kafka_bootstrap,
-        "redis_url": stack.redis_url,
-        "torchserve_url": stack.torchserve.url("inference"),
-        "torchserve_key_file": stack.torchserve_key_file,
+) -> ServiceSettings:
+    """Settings pointing a consumer at the session stack. `overrides` are ServiceSettings
+    fields; `kafka=` and `torchserve=` dicts add to the nested settings."""
+    kafka = {
+        "bootstrap_servers": stack.kafka_bootstrap,
+        **{k: v for k, v in topics.items() if k != "group_id"},
+        **overrides.pop("kafka", {}),
+    }
+    torchserve = {
+        "url": stack.torchserve.url("inference"),
+        "key_file": stack.torchserve_key_file,
         "model_name": model,
+        **overrides.pop("torchserve", {}),
+    }
+    values: dict[str, Any] = {
+        "group_id": topics["group_id"],
+        "redis_url": stack.redis_url,
         "metrics_port": 0,
         "metrics_host": "127.0.0.1",
         "max_poll_records": 32,
         "unavailable_backoff_s": 0.5,
         "unavailable_max_backoff_s": 2.0,
-        **topics,
+        **overrides,
     }
-    values.update(overrides)
-    return load_settings(**values)
+    return load_service_settings(kafka=kafka, torchserve=torchserve, **values)
 
 
 @contextmanager
-def running(settings: Settings, metrics: Metrics | None = None) -> Iterator[VerdictService]:
+def running(settings: ServiceSettings, metrics: Metrics | None = None) -> Iterator[VerdictService]:
     """A consumer on a background thread; stopped (drained, committed) on exit."""
-    service = VerdictService(settings, metrics=metrics)
+    service = VerdictService.from_settings(settings, metrics=metrics)
+    assert service is not None
     service.start_health_server()
     errors: list[BaseException] = []
 

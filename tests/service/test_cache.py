@@ -19,9 +19,9 @@ from tests.service.localhttp import closed_port
 from tests.service.samples import MODEL_VERSION, confident_paris
 
 SHA = "5e" * 32
-needs_redis = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+# A redis-server of the test's own: left out by `make test-unit` (marker `server`), skipped
+# where it is not installed.
+needs_redis = pytest.mark.server
 
 
 @contextmanager
@@ -43,6 +43,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@needs_redis
 def test_predictions_round_trip_with_a_ttl_under_their_model_version(redis_url: str) -> None:
     cache = PredictionCache(redis_url, ttl_s=600)
     key = cache_key(MODEL_VERSION, SHA)
@@ -58,6 +59,7 @@ def test_predictions_round_trip_with_a_ttl_under_their_model_version(redis_url: 
     client.close()
 
 
+@needs_redis
 def test_a_corrupt_entry_is_a_miss(redis_url: str) -> None:
     cache = PredictionCache(redis_url, ttl_s=600)
     key = cache_key(MODEL_VERSION, "c0" * 32)
@@ -101,6 +103,8 @@ def test_redis_down_is_a_miss_reported_once_per_window() -> None:
 
 @needs_redis
 def test_the_cache_comes_back_when_redis_does(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
     port = free_ports(1)[0]
     errors: list[str] = []
     cache = PredictionCache(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from geoverdict_service.events import make_event
 from geoverdict_service.metrics import Metrics
@@ -89,20 +91,71 @@ def test_poison_messages_are_dead_lettered_with_their_reason(
     stream.append(by_url)
     metrics = Metrics()
     with running(settings, metrics):
-        publish_events(stack, settings.input_topic, stream)
-        verdicts = collect(stack, settings.verdict_topic, len(healthy) + 1)
-        dead = collect(stack, settings.dead_letter_topic, len(poison))
+        publish_events(stack, settings.kafka.input_topic, stream)
+        verdicts = collect(stack, settings.kafka.verdict_topic, len(healthy) + 1)
+        dead = collect(stack, settings.kafka.dead_letter_topic, len(poison))
 
     assert {r.key.decode() for r in verdicts} == {e["id"] for e in [*healthy, by_url]}
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
     assert reasons == sorted(poison)
     for record in dead:
         headers = dict(record.headers)
-        assert headers["original_topic"].decode() == settings.input_topic
+        assert headers["original_topic"].decode() == settings.kafka.input_topic
         assert int(headers["original_offset"]) >= 0
         assert headers["message"]
     for reason in poison:
         assert metric_value(metrics, "geoverdict_dead_letters_total", {"reason": reason}) == 1
+
+
+def _raw_producer(stack: Stack, **options: object) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=stack.kafka_bootstrap, acks="all", max_request_size=64 * 2**20,
+        **options,
+    )  # fmt: skip
+
+
+def test_records_that_once_stopped_the_service_are_dead_letters_and_it_keeps_consuming(
+    stack: Stack, fixture_model: str, topics: dict[str, str], image_server: str
+) -> None:
+    settings = service_settings(
+        stack, fixture_model, topics, fetch_allowed_hosts=("127.0.0.1",),
+        fetch_allow_private=True,
+    )  # fmt: skip
+    limit = settings.kafka.max_message_bytes
+    good = events_for([jpeg(4000 + i) for i in range(4)])
+    surrogate = json.dumps(make_event("s", image_bytes=jpeg(1))).replace(
+        '"id": "', '"id": "\\ud800'
+    )
+    big = make_event("big", image_bytes=b"y" * 15 * 2**20)
+
+    def url_event(url: str) -> bytes:
+        return json.dumps(make_event("by-url", image_url=url)).encode()
+
+    poison: list[tuple[bytes, str | None]] = [
+        # (value, compression): the broker takes each; the consumer once died on each.
+        (b"{" + b"x" * (limit - 2000), None),  # just under the limit
+        (b"{" + b"x" * (limit - 200), None),  # at the limit
+        (b"{" + b"x" * (2 * limit), "gzip"),  # over the limit, compressed
+        (json.dumps(big).encode(), "gzip"),  # 20 MiB once decompressed
+        (url_event("http://[x/a.jpg"), None),
+        (url_event("http://127.0.0.1:99999/a.jpg"), None),  # an allow-listed host
+        (surrogate.encode(), None),
+    ]
+    metrics = Metrics()
+    with running(settings, metrics):
+        for value, compression in poison:
+            producer = _raw_producer(stack, compression_type=compression)
+            producer.send(settings.kafka.input_topic, value=value).get(timeout=30)
+            producer.close()
+        publish_events(stack, settings.kafka.input_topic, good)
+        verdicts = collect(stack, settings.kafka.verdict_topic, len(good))
+        dead = collect(stack, settings.kafka.dead_letter_topic, len(poison))
+    assert {r.key.decode() for r in verdicts} == {e["id"] for e in good}
+    reasons = Counter(dict(r.headers)["reason"].decode() for r in dead)
+    # Under the limit a copy fits; at and over it, and the 20 MiB one, only a reference does.
+    assert reasons == {"invalid_json": 1, "too_large": 3, "schema_violation": 3}
+    for record in dead:
+        assert len(record.value) < limit
 
 
 def test_redis_down_verdicts_still_flow_and_errors_are_counted(
@@ -118,11 +171,11 @@ def test_redis_down_verdicts_still_flow_and_errors_are_counted(
     )
     try:
         with running(settings, metrics):
-            publish_events(stack, settings.input_topic, first)
-            assert len(collect(stack, settings.verdict_topic, 10)) == 10
+            publish_events(stack, settings.kafka.input_topic, first)
+            assert len(collect(stack, settings.kafka.verdict_topic, 10)) == 10
             process.stop(record)
-            publish_events(stack, settings.input_topic, second)
-            verdicts = collect(stack, settings.verdict_topic, 20)
+            publish_events(stack, settings.kafka.input_topic, second)
+            verdicts = collect(stack, settings.kafka.verdict_topic, 20)
     finally:
         process.stop(record)
     assert {r.key.decode() for r in verdicts} == {e["id"] for e in first + second}
@@ -145,23 +198,24 @@ def test_torchserve_down_for_20_s_pauses_then_every_event_gets_its_verdict(
     )
     record, _ = server.start()
     settings = service_settings(
-        stack, "fixture", topics, torchserve_url=server.url("inference"),
-        torchserve_key_file=server.key_file, inference_retries=1, inference_timeout_s=5,
+        stack, "fixture", topics,
+        torchserve={"url": server.url("inference"), "key_file": server.key_file,
+                    "retries": 1, "timeout_s": 5},
     )  # fmt: skip
     metrics = Metrics()
     batches = [events_for([jpeg(1000 + 10 * b + i) for i in range(10)]) for b in range(3)]
     try:
         with running(settings, metrics):
-            publish_events(stack, settings.input_topic, batches[0])
-            assert len(collect(stack, settings.verdict_topic, 10)) == 10
+            publish_events(stack, settings.kafka.input_topic, batches[0])
+            assert len(collect(stack, settings.kafka.verdict_topic, 10)) == 10
             process.stop(record)
-            publish_events(stack, settings.input_topic, batches[1])
+            publish_events(stack, settings.kafka.input_topic, batches[1])
             time.sleep(20)
             assert metric_value(metrics, "geoverdict_paused_partitions") > 0
             record, _ = server.start()  # a new process: new keys, the client re-reads them
-            publish_events(stack, settings.input_topic, batches[2])
-            verdicts = collect(stack, settings.verdict_topic, 30, timeout_s=120)
-            dead = collect(stack, settings.dead_letter_topic, 1, timeout_s=2)
+            publish_events(stack, settings.kafka.input_topic, batches[2])
+            verdicts = collect(stack, settings.kafka.verdict_topic, 30, timeout_s=120)
+            dead = collect(stack, settings.kafka.dead_letter_topic, 1, timeout_s=2)
     finally:
         process.stop(record)
     assert {r.key.decode() for r in verdicts} >= {e["id"] for b in batches for e in b}
@@ -184,8 +238,8 @@ def test_two_consumers_share_the_partitions_and_answer_everything(
         ):
             time.sleep(0.2)
             shares = (set(one.consumer.assignment()), set(two.consumer.assignment()))
-        publish_events(stack, settings.input_topic, events)
-        verdicts = collect(stack, settings.verdict_topic, len(events))
+        publish_events(stack, settings.kafka.input_topic, events)
+        verdicts = collect(stack, settings.kafka.verdict_topic, len(events))
     assert shares[0] and shares[1] and not shares[0] & shares[1]
     assert len(shares[0] | shares[1]) == 4
     assert {r.key.decode() for r in verdicts} == {e["id"] for e in events}
@@ -199,30 +253,31 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
         **os.environ,
         "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "GEOVERDICT_REDIS_URL": "",
-        "GEOVERDICT_TORCHSERVE_URL": settings.torchserve_url,
-        "GEOVERDICT_TORCHSERVE_KEY_FILE": str(settings.torchserve_key_file),
-        "GEOVERDICT_MODEL_NAME": fixture_model,
+        "GEOVERDICT_TORCHSERVE_URL": settings.torchserve.url,
+        "GEOVERDICT_TORCHSERVE_KEY_FILE": str(settings.torchserve.key_file),
+        "GEOVERDICT_TORCHSERVE_MODEL_NAME": fixture_model,
         "GEOVERDICT_METRICS_PORT": "0",
         "GEOVERDICT_MAX_POLL_RECORDS": "8",
         # The killed member leaves the group when its session times out: keep that short.
         "GEOVERDICT_SESSION_TIMEOUT_MS": "6000",
-        **{f"GEOVERDICT_{k.upper()}": v for k, v in topics.items()},
+        "GEOVERDICT_GROUP_ID": topics["group_id"],
+        **{f"GEOVERDICT_KAFKA_{k.upper()}": v for k, v in topics.items() if k != "group_id"},
     }
     cmd = [sys.executable, "-m", "geoverdict", "consume"]
     events = events_for([jpeg(3000 + i) for i in range(400)])
-    publish_events(stack, settings.input_topic, events)
+    publish_events(stack, settings.kafka.input_topic, events)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        collect(stack, settings.verdict_topic, 20, timeout_s=90)
+        collect(stack, settings.kafka.verdict_topic, 20, timeout_s=90)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
         first.kill()
-    partial = collect(stack, settings.verdict_topic, 10**6, timeout_s=3)
+    partial = collect(stack, settings.kafka.verdict_topic, 10**6, timeout_s=3)
     assert len({r.key for r in partial}) < len(events)  # killed mid-stream
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        verdicts = collect(stack, settings.verdict_topic, len(events) + 10**6, timeout_s=60)
+        verdicts = collect(stack, settings.kafka.verdict_topic, len(events) + 10**6, timeout_s=60)
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)

@@ -141,3 +141,26 @@ def test_a_huge_field_is_refused_with_a_short_message(field: str, reported_at: s
     assert error.reason == "schema_violation"
     assert str(error).startswith(f"{reported_at}: ")
     assert len(str(error)) < 300
+
+
+def test_ids_that_utf8_cannot_carry_are_schema_violations() -> None:
+    event = make_event("post", image_bytes=b"\xff\xd8jpeg")
+    raw = json.dumps(event).replace(event["id"], "\\ud800").encode()
+    with pytest.raises(BadEventError) as caught:
+        parse_event(raw)
+    assert caught.value.reason == "schema_violation"
+    assert "not valid Unicode" in str(caught.value)
+    assert caught.value.event_id is None
+
+
+def test_a_schema_violation_keeps_the_id_it_could_read() -> None:
+    raw = json.dumps({"specversion": "1.0", "id": "evt-7", "source": "s", "type": "t"}).encode()
+    with pytest.raises(BadEventError) as caught:
+        parse_event(raw)
+    assert caught.value.event_id == "evt-7"
+
+
+@pytest.mark.parametrize("url", ["http://[x/a.jpg", "https://img.example.com:99999/a.jpg"])
+def test_a_url_that_cannot_be_taken_apart_is_refused_when_parsing(url: str) -> None:
+    with pytest.raises(BadEventError, match="not a valid URL"):
+        parse_event(json.dumps(make_event("post", image_url=url)).encode())

@@ -35,6 +35,8 @@ def host() -> Iterator[LocalServer]:
                 return Reply(302, headers={"Location": "/img.jpg"})
             case "/elsewhere":
                 return Reply(302, headers={"Location": f"http://localhost:{server.port}/img.jpg"})
+            case "/broken-redirect":
+                return Reply(302, headers={"Location": "http://[not-an-address/x.jpg"})
             case "/loop":
                 return Reply(302, headers={"Location": "/loop"})
             case "/huge":
@@ -147,3 +149,17 @@ def test_a_refused_connection_fails_after_the_retries() -> None:
     error = refusal(f"http://127.0.0.1:{closed_port()}/img.jpg")
     assert error.reason == "fetch_failed"
     assert "127.0.0.1" in str(error)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[x/a.jpg", "http://127.0.0.1:99999/a.jpg", "http://127.0.0.1:-1/"]
+)
+def test_a_url_that_cannot_be_parsed_is_refused_not_raised(url: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        fetch_image(url, POLICY)
+    assert caught.value.reason == "fetch_disallowed"
+
+
+def test_a_redirect_to_an_unparsable_url_is_a_fetch_error(host: LocalServer) -> None:
+    with pytest.raises(FetchError):
+        fetch_image(f"{host.url}/broken-redirect", POLICY)

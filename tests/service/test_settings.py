@@ -1,4 +1,4 @@
-"""The settings object: environment variables, flags, one-line errors, secrets kept out of text."""
+"""Settings per concern: environment variables, flags, one-line errors, secrets kept out of text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from geoverdict_service.exceptions import ConfigError
-from geoverdict_service.settings import load_settings
+from geoverdict_service.settings import (
+    check_environment,
+    load_kafka_settings,
+    load_service_settings,
+    load_torchserve_settings,
+)
 
 TOKEN = "ts-token-f00d"
 PASSWORD = "sasl-password-c0ffee"
@@ -25,35 +30,55 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def config_error(**overrides: object) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
-        load_settings(**overrides)
+        load_service_settings(**overrides)  # type: ignore[arg-type]
     return caught.value
 
 
 def test_environment_is_read_and_flags_take_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOVERDICT_TORCHSERVE_TOKEN", TOKEN)
     monkeypatch.setenv("GEOVERDICT_MAX_POLL_RECORDS", "7")
-    monkeypatch.setenv("GEOVERDICT_INPUT_TOPIC", "from-env")
+    monkeypatch.setenv("GEOVERDICT_KAFKA_INPUT_TOPIC", "from-env")
+    monkeypatch.setenv("GEOVERDICT_KAFKA_VERDICT_TOPIC", "verdicts-from-env")
     monkeypatch.setenv("GEOVERDICT_FETCH_ALLOWED_HOSTS", '["img.example.com", ".cdn.example"]')
-    settings = load_settings(input_topic="from-flag", group_id=None)  # None: flag not given
+    settings = load_service_settings(kafka={"input_topic": "from-flag"}, group_id=None)
     assert settings.max_poll_records == 7
-    assert settings.input_topic == "from-flag"
-    assert settings.group_id == "geoverdict"
+    assert settings.kafka.input_topic == "from-flag"  # the flag wins
+    assert settings.kafka.verdict_topic == "verdicts-from-env"  # the rest of the env stays
+    assert settings.group_id == "geoverdict"  # None: the flag was not given
     assert settings.fetch_allowed_hosts == ("img.example.com", ".cdn.example")
-    assert settings.torchserve_token is not None
-    assert settings.torchserve_token.get_secret_value() == TOKEN
+    assert settings.torchserve.token is not None
+    assert settings.torchserve.token.get_secret_value() == TOKEN
 
 
-def test_an_invalid_value_is_one_line_naming_the_setting() -> None:
-    message = str(config_error(torchserve_token=TOKEN, max_poll_records=0))
+def test_commands_without_torchserve_need_only_the_kafka_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # publish and watch: no TorchServe token anywhere, the cluster named only by the env.
+    monkeypatch.setenv("GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS", "kafka-1.internal:9094")
+    kafka = load_kafka_settings(bootstrap_servers=None)
+    assert kafka.client_options()["bootstrap_servers"] == ["kafka-1.internal:9094"]
+    # The consumer does need TorchServe, and says which variable is missing.
+    assert "GEOVERDICT_TORCHSERVE_KEY_FILE" in str(config_error())
+
+
+def test_an_invalid_value_is_one_line_naming_the_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GEOVERDICT_TORCHSERVE_TOKEN", TOKEN)
+    message = str(config_error(max_poll_records=0))
     assert "\n" not in message
-    assert "max_poll_records" in message
+    assert "GEOVERDICT_MAX_POLL_RECORDS" in message
     assert "greater than or equal to 1" in message
+    nested = str(config_error(kafka={"max_message_bytes": 10}))
+    assert "GEOVERDICT_KAFKA_MAX_MESSAGE_BYTES" in nested
+    with pytest.raises(ConfigError, match=r"GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS.*host:port"):
+        load_kafka_settings(bootstrap_servers="kafka-without-port")
 
 
 def test_an_invalid_environment_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOVERDICT_TORCHSERVE_TOKEN", TOKEN)
     monkeypatch.setenv("GEOVERDICT_SESSION_TIMEOUT_MS", "soon")
-    assert "session_timeout_ms" in str(config_error())
+    assert "GEOVERDICT_SESSION_TIMEOUT_MS" in str(config_error())
     # A list is JSON in the environment; a comma-separated one is refused with the fix, not a
     # traceback.
     monkeypatch.delenv("GEOVERDICT_SESSION_TIMEOUT_MS")
@@ -63,21 +88,43 @@ def test_an_invalid_environment_value_is_a_config_error(monkeypatch: pytest.Monk
     assert "JSON" in message
 
 
+def test_a_misspelt_or_renamed_variable_is_refused_with_the_right_name() -> None:
+    # GEOVERDICT_INPUT_TOPIC was the name before topics moved into the Kafka settings: running
+    # on the default topic without a word would be worse than refusing to start.
+    with pytest.raises(ConfigError) as caught:
+        check_environment({"GEOVERDICT_INPUT_TOPIC": "images", "GEOVERDICT_SHARED_DATA": "/d"})
+    message = str(caught.value)
+    assert "GEOVERDICT_INPUT_TOPIC" in message
+    assert "GEOVERDICT_KAFKA_INPUT_TOPIC" in message
+    assert "SHARED_DATA" not in message  # not a setting, but one of the project's variables
+    check_environment({"GEOVERDICT_KAFKA_INPUT_TOPIC": "images", "PATH": "/bin"})
+
+
 def test_unknown_settings_and_a_missing_token_are_refused() -> None:
-    assert "typo_topic" in str(config_error(torchserve_token=TOKEN, typo_topic="x"))
-    assert "GEOVERDICT_TORCHSERVE_KEY_FILE" in str(config_error())
+    assert "TYPO_TOPIC" in str(config_error(torchserve={"token": TOKEN}, typo_topic="x"))
     key_file = Path("/run/torchserve/key_file.json")
-    assert load_settings(torchserve_key_file=key_file).torchserve_key_file == key_file
+    assert load_torchserve_settings(key_file=key_file).key_file == key_file
+
+
+def test_sasl_settings_must_agree_with_the_security_protocol() -> None:
+    with pytest.raises(ConfigError, match="SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD"):
+        load_kafka_settings(security_protocol="SASL_SSL")
+    with pytest.raises(ConfigError, match="GEOVERDICT_KAFKA_SECURITY_PROTOCOL to SASL_SSL"):
+        load_kafka_settings(sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p")
 
 
 def test_secrets_never_appear_in_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOVERDICT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("GEOVERDICT_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("GEOVERDICT_KAFKA_SASL_USERNAME", "geoverdict")
     monkeypatch.setenv("GEOVERDICT_KAFKA_SASL_PASSWORD", PASSWORD)
-    settings = load_settings(torchserve_token=TOKEN)
+    settings = load_service_settings(torchserve={"token": TOKEN})
     for text in (repr(settings), str(settings), settings.model_dump_json()):
         assert TOKEN not in text
         assert PASSWORD not in text
     # Nor in the logged traceback of a refused configuration, chained causes included.
-    for refused in (config_error(), config_error(torchserve_token=TOKEN, top_k=0)):
+    refusals = (config_error(), config_error(torchserve={"token": TOKEN}, top_k=0))
+    for refused in refusals:
         logged = "".join(traceback.format_exception(refused))
         assert "invalid settings" in logged
         assert TOKEN not in logged
@@ -85,20 +132,19 @@ def test_secrets_never_appear_in_text(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_kafka_client_options_carry_security_settings() -> None:
-    plain = load_settings(torchserve_token=TOKEN, kafka_bootstrap_servers="k1:9092,k2:9092")
-    assert plain.kafka_client_options() == {
+    plain = load_kafka_settings(bootstrap_servers="k1:9092, k2:9092")
+    assert plain.client_options() == {
         "bootstrap_servers": ["k1:9092", "k2:9092"],
         "security_protocol": "PLAINTEXT",
     }
-    secure = load_settings(
-        torchserve_token=TOKEN,
-        kafka_security_protocol="SASL_SSL",
-        kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username="geoverdict",
-        kafka_sasl_password=PASSWORD,
-        kafka_ssl_cafile=Path("/etc/ca.pem"),
+    secure = load_kafka_settings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="geoverdict",
+        sasl_password=PASSWORD,
+        ssl_cafile=Path("/etc/ca.pem"),
     )
-    options = secure.kafka_client_options()
+    options = secure.client_options()
     assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert options["sasl_plain_username"] == "geoverdict"

@@ -1,0 +1,316 @@
+"""In-memory stand-ins for the verdict service's parts, for unit tests that run in milliseconds.
+
+They keep the real clients' rules that matter to the loop: the producer refuses a record
+larger than its limit (as a failed future, like kafka-python) and one with neither key nor
+value (an AssertionError, like kafka-python); the consumer hands out records from positions,
+honours seek, pause and commit; the inference client answers per image or is unavailable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, MessageSizeTooLargeError
+
+from geoverdict_service.exceptions import BadImageError, InferenceUnavailableError
+from geoverdict_service.metrics import Metrics
+from geoverdict_service.settings import KafkaSettings, ServiceSettings, TorchServeSettings
+from tests.service import samples
+
+INPUT = "images"
+VERDICTS = "verdicts"
+DEAD = "dead"
+
+
+def settings(**overrides: Any) -> ServiceSettings:
+    """Settings built without the environment (fakes need no servers)."""
+    kafka = KafkaSettings(
+        bootstrap_servers="fake:9092",
+        input_topic=INPUT,
+        verdict_topic=VERDICTS,
+        dead_letter_topic=DEAD,
+        **overrides.pop("kafka", {}),
+    )
+    torchserve = TorchServeSettings(token="t")
+    values: dict[str, Any] = {"redis_url": None, "shutdown_timeout_s": 1.0, **overrides}
+    return ServiceSettings(kafka=kafka, torchserve=torchserve, **values)
+
+
+def record(
+    partition: int, offset: int, value: bytes | None, key: bytes | None = None
+) -> ConsumerRecord:
+    """A consumed record of the input topic."""
+    return ConsumerRecord(
+        INPUT, partition, -1, offset, 1_700_000_000_000, 0, key, value, [], None,
+        len(key or b""), len(value or b""), 0,
+    )  # fmt: skip
+
+
+class FakeConsumer:
+    """Partitions of the input topic as lists; positions, pauses and commits as a broker's."""
+
+    def __init__(self, partitions: int = 2, max_poll_records: int = 500) -> None:
+        self.log: dict[TopicPartition, list[ConsumerRecord]] = {
+            TopicPartition(INPUT, p): [] for p in range(partitions)
+        }
+        self.positions = dict.fromkeys(self.log, 0)
+        self.committed: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._assigned: set[TopicPartition] = set()
+        self.max_poll_records = max_poll_records
+        self.closed = False
+
+    def append(self, partition: int, value: bytes | None, key: bytes | None = None) -> None:
+        """Produce a record into the input topic."""
+        tp = TopicPartition(INPUT, partition)
+        self.log[tp].append(record(partition, len(self.log[tp]), value, key))
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self._assigned = set(self.log)
+        listener.on_partitions_assigned(set(self.log))
+
+    def poll(self, timeout_ms: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        batch: dict[TopicPartition, list[ConsumerRecord]] = {}
+        budget = self.max_poll_records
+        for tp in sorted(self._assigned - self._paused):
+            records = self.log[tp][self.positions[tp] : self.positions[tp] + budget]
+            if records:
+                batch[tp] = records
+                self.positions[tp] += len(records)
+                budget -= len(records)
+        return batch
+
+    def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata], callback: Any) -> None:
+        self.commit(offsets)
+        callback(offsets, {})
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        for tp, meta in offsets.items():
+            self.committed[tp] = meta.offset
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.positions[partition] = offset
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._paused |= set(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._paused -= set(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.log}
+
+    def highwater(self, partition: TopicPartition) -> int:
+        return len(self.log[partition])
+
+    def position(self, partition: TopicPartition, timeout_ms: int) -> int:
+        return self.positions[partition]
+
+    def close(self, autocommit: bool) -> None:
+        self.closed = True
+
+
+@dataclass
+class Sent:
+    """A record the fake broker acknowledged."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def header(self) -> dict[str, str]:
+        """Headers decoded (they must be UTF-8: a real consumer reads them as such)."""
+        return {name: value.decode("utf-8") for name, value in self.headers}
+
+
+class FakeFuture:
+    """A produce future: acknowledged, or failed with a Kafka error."""
+
+    def __init__(self, error: KafkaError | None = None) -> None:
+        self.error = error
+
+    def get(self, timeout: float) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class FakeProducer:
+    """Acknowledges what fits; `max_request_size` is the client's limit, `broker_limit` the
+    broker's (a failure only the acknowledgement shows); `fail_all` refuses every record."""
+
+    max_request_size: int = 1_048_588
+    broker_limit: int | None = None
+    fail_all: KafkaError | None = None
+    sent: list[Sent] = field(default_factory=list)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
+        if value is None and key is None:
+            raise AssertionError("Need at least one: key or value")  # as kafka-python does
+        for name, data in headers or []:
+            if not isinstance(name, str) or not isinstance(data, bytes):
+                raise AssertionError("headers must be (str, bytes)")
+            name.encode("utf-8")  # raises UnicodeEncodeError where kafka-python would
+        size = len(key or b"") + len(value or b"") + sum(len(v) for _, v in headers or [])
+        if size > self.max_request_size:
+            return FakeFuture(MessageSizeTooLargeError(f"{size} bytes"))
+        if self.fail_all is not None:
+            return FakeFuture(self.fail_all)
+        if self.broker_limit is not None and size > self.broker_limit:
+            return FakeFuture(MessageSizeTooLargeError("broker: message too large"))
+        self.sent.append(Sent(topic, key, value, list(headers or [])))
+        return FakeFuture()
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        return None
+
+    def on(self, topic: str) -> list[Sent]:
+        """What was acknowledged on one topic."""
+        return [s for s in self.sent if s.topic == topic]
+
+
+Answer = Callable[[bytes], dict[str, Any]]
+
+
+def city_for(image: bytes) -> dict[str, Any]:
+    """A contract-valid prediction that depends on the image, like a real model's."""
+    cities = [samples.PARIS, samples.NEW_YORK, samples.TOKYO, samples.SYDNEY]
+    first = hashlib.sha256(image).digest()[0] % len(cities)
+    ordered = cities[first:] + cities[:first]
+    return dict(samples.prediction(list(zip(ordered, [0.7, 0.2, 0.06, 0.04], strict=True))))
+
+
+class FakeInference:
+    """Answers each image with `answer(image)` (raise BadImageError for a bad one), or is
+    unavailable; counts what it was asked."""
+
+    def __init__(self, answer: Answer = city_for) -> None:
+        self.answer = answer
+        self.unavailable = False
+        self.requests: list[bytes] = []
+
+    def submit(self, image: bytes) -> Future[dict[str, Any]]:
+        self.requests.append(image)
+        future: Future[dict[str, Any]] = Future()
+        if self.unavailable:
+            future.set_exception(InferenceUnavailableError("TorchServe down (fake)"))
+            return future
+        try:
+            future.set_result(self.answer(image))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def healthy(self) -> bool:
+        return not self.unavailable
+
+    def model_version(self) -> str | None:
+        return None if self.unavailable else samples.MODEL_VERSION
+
+    def close(self) -> None:
+        return None
+
+
+def bad_image(image: bytes) -> dict[str, Any]:
+    """The handler's per-image error."""
+    raise BadImageError("not an image", "undecodable", samples.MODEL_VERSION)
+
+
+class FakeCache:
+    """A dict with Redis' interface as the loop sees it."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self.store: dict[str, Any] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def available(self) -> bool:
+        return self._enabled
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        return [self.store.get(k) for k in keys]
+
+    def set_many(self, items: dict[str, Any]) -> None:
+        self.store.update(json.loads(json.dumps(items)))
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class Parts:
+    """A service and the fakes it was built from."""
+
+    consumer: FakeConsumer
+    producer: FakeProducer
+    inference: FakeInference
+    cache: FakeCache
+    metrics: Metrics
+
+
+def build(
+    consumer: FakeConsumer | None = None,
+    producer: FakeProducer | None = None,
+    inference: FakeInference | None = None,
+    cache: FakeCache | None = None,
+    fetch: Callable[[str], bytes] | None = None,
+    **setting_overrides: Any,
+) -> tuple[Any, Parts]:
+    """A VerdictService on fakes, subscribed and knowing its model version."""
+    from geoverdict_service.consumer import VerdictService, _Rebalance
+
+    parts = Parts(
+        consumer or FakeConsumer(),
+        producer or FakeProducer(),
+        inference or FakeInference(),
+        cache or FakeCache(),
+        Metrics(),
+    )
+    service = VerdictService(
+        settings(**setting_overrides),
+        consumer=parts.consumer,
+        producer=parts.producer,
+        inference=parts.inference,
+        cache=parts.cache,
+        metrics=parts.metrics,
+        places=None,
+        fetch=fetch,
+    )
+    service.consumer.subscribe([INPUT], listener=_Rebalance(service))
+    service._learn_model_version(parts.inference.model_version())
+    return service, parts
+
+
+def step(service: Any, parts: Parts) -> int:
+    """One poll and its processing, as the loop does it; returns the records polled."""
+    batch = parts.consumer.poll(timeout_ms=0)
+    if batch:
+        service.process(batch)
+    return sum(len(records) for records in batch.values())

@@ -1,0 +1,33 @@
+"""Client limits that agree with each other and with the broker (no frame-length errors)."""
+
+from __future__ import annotations
+
+import pytest
+
+from geoverdict_service.kafka_clients import (
+    FETCH_MAX_BYTES,
+    make_consumer,
+    make_producer,
+    receive_limit,
+)
+from geoverdict_service.settings import KafkaSettings
+
+
+@pytest.mark.parametrize("max_message_bytes", [1_048_588, 8 * 2**20])
+def test_a_full_fetch_plus_one_whole_batch_fits_the_frame_limit(max_message_bytes: int) -> None:
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", max_message_bytes=max_message_bytes)
+    consumer = make_consumer(kafka, api_version=(2, 6))  # no broker needed with a version
+    try:
+        config = consumer.config
+        assert config["max_partition_fetch_bytes"] == max_message_bytes
+        assert config["fetch_max_bytes"] == FETCH_MAX_BYTES
+        assert config["receive_message_max_bytes"] == receive_limit(kafka)
+        assert config["receive_message_max_bytes"] > FETCH_MAX_BYTES + max_message_bytes
+        assert config["allow_auto_create_topics"] is False
+    finally:
+        consumer.close()
+    producer = make_producer(kafka, api_version=(2, 6))
+    try:
+        assert producer.config["max_request_size"] == max_message_bytes
+    finally:
+        producer.close(timeout=1)
