@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 # Each module registers its subcommands with `register(subparsers)`; none imports torch at
 # import time, so the service image (no torch) can run the CLI.
@@ -19,21 +20,34 @@ COMMAND_MODULES = (
 )
 
 
+def installed_modules() -> list[ModuleType]:
+    """The command modules of the packages installed here: the consumer's image has the
+    service and the CLI but no training code or stack launcher, and offers their commands."""
+    found = []
+    for name in COMMAND_MODULES:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name.split(".")[0]:
+                raise  # a package that is there but broken: say so
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every package's subcommands."""
+    """The full parser with every installed package's subcommands."""
     parser = argparse.ArgumentParser(prog="geoverdict", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in installed_modules():
+        module.register(subparsers)
     return parser
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors a user can cause (bad input, missing programs): one line, no stack trace."""
     found: list[type[Exception]] = []
-    for name in COMMAND_MODULES:
-        found.extend(getattr(importlib.import_module(name), "USER_ERRORS", ()))
+    for module in installed_modules():
+        found.extend(getattr(module, "USER_ERRORS", ()))
     return tuple(found)
 
 

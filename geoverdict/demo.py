@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from geoverdict.paths import PROJECT_ROOT, runs_dir, shared_data_dir
+from geoverdict_common.paths import model_store_dir, runs_dir, shared_data_dir
 
 MODEL_NAME = "geoverdict"
 # Real photographs that scikit-image ships (no network needed); no GPS, so no claims.
@@ -59,15 +59,19 @@ def find_archive(explicit: Path | None) -> Path:
         if not explicit.is_file():
             raise ConfigError(f"model archive {explicit} not found")
         return explicit.resolve()
-    archives = sorted((PROJECT_ROOT / "model_store").glob("*.mar"))
+    store = model_store_dir()
+    archives = sorted(store.glob("*.mar"))
     if not archives:
-        raise ConfigError("no model archive in model_store/: build one with `geoverdict export`")
+        raise ConfigError(
+            f"no model archive in {store}: run from the repository's root, give --model, "
+            "or build one with `geoverdict export`"
+        )
     return max(archives, key=lambda p: p.stat().st_mtime)
 
 
 def demo_photos(images: Path | None, limit: int) -> list[DemoPhoto]:
     """The user's photos, or scikit-image's photos plus a sample of the development photos."""
-    from geoverdict.exif import gps_position  # noqa: PLC0415
+    from geoverdict_common.exif import gps_position  # noqa: PLC0415
     from geoverdict_service.publisher import expand_sources  # noqa: PLC0415
 
     if images is not None:

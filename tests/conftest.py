@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict.paths import SHARED_DATA_ENV, shared_data_dir
+from geoverdict_common.paths import SHARED_DATA_ENV, shared_data_dir
 
 pytest_plugins = ["tests.stack_fixtures"]
 

@@ -10,13 +10,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoverdict.paths import PROJECT_ROOT, cache_dir
+from geoverdict_common.paths import cache_dir
+from geoverdict_stack import resources
 from geoverdict_stack.exceptions import FetchError, PrerequisiteError
 
 log = logging.getLogger(__name__)
 
 MIN_JAVA = 17
-KAFKA_POM = PROJECT_ROOT / "deploy" / "kafka-jars" / "pom.xml"
 
 
 @dataclass(frozen=True)
@@ -95,19 +95,21 @@ def kafka_libs_dir() -> Path:
 def kafka_jars(fetch: bool = True) -> Path:
     """The folder of Kafka broker jars, fetched with Maven when missing or the pom changed."""
     libs = kafka_libs_dir()
-    stamp = libs / ".fetched"
-    if stamp.exists() and stamp.stat().st_mtime >= KAFKA_POM.stat().st_mtime:
+    stamp = libs / ".fetched"  # holds the digest of the pom the jars were fetched with
+    wanted = resources.digest(resources.KAFKA_POM)
+    if stamp.exists() and stamp.read_text().strip() == wanted:
         return libs
     if not fetch:
         raise PrerequisiteError("the Kafka jars are not fetched yet; run `geoverdict stack fetch`")
     mvn = maven()
     log.info("fetching the Apache Kafka jars from Maven Central into %s", libs)
     shutil.rmtree(libs, ignore_errors=True)
+    pom = resources.copy_to(resources.KAFKA_POM, libs.parent)
     cmd = [
         mvn.path,
         "-q",
         "-f",
-        str(KAFKA_POM),
+        str(pom),
         "dependency:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={libs}",
@@ -119,7 +121,7 @@ def kafka_jars(fetch: bool = True) -> Path:
             "could not fetch the Kafka jars from Maven Central (is the network or a Maven "
             "mirror reachable? see ~/.m2/settings.xml): " + " | ".join(detail)
         )
-    stamp.touch()
+    stamp.write_text(wanted + "\n")
     return libs
 
 

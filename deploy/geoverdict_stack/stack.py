@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from geoverdict.paths import PROJECT_ROOT, runs_dir
+from geoverdict_common.paths import model_store_dir, runs_dir
 from geoverdict_stack import ports, process
 from geoverdict_stack.exceptions import NotRunningError, StackError
 from geoverdict_stack.kafka import KafkaServer, create_topics
@@ -45,7 +45,7 @@ class StackConfig:
     torchserve_inference_port: int = 8080
     torchserve_management_port: int = 8081
     torchserve_metrics_port: int = 8082
-    model_store: Path = PROJECT_ROOT / "model_store"
+    model_store: Path = field(default_factory=model_store_dir)
     models: tuple[str, ...] = ()  # e.g. ("geoverdict=demo.mar",); empty: serve none
     enable_model_api: bool = False
     kafka_partitions: int = 4

@@ -8,21 +8,18 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from geoverdict.paths import PROJECT_ROOT
-from geoverdict_stack import prerequisites
+from geoverdict_stack import prerequisites, resources
 from geoverdict_stack.exceptions import NotRunningError
 from geoverdict_stack.ports import HOST, free_ports
 from geoverdict_stack.server import Server
 
-BASE_CONFIG = PROJECT_ROOT / "deploy" / "torchserve" / "config.properties"
-LOG_CONFIG = PROJECT_ROOT / "deploy" / "torchserve" / "log4j2.xml"
 KEY_FILE_NAME = "key_file.json"
 
 
-def read_properties(path: Path) -> dict[str, str]:
-    """A Java .properties file as a dict (comments and blank lines dropped)."""
+def read_properties(text: str) -> dict[str, str]:
+    """A Java .properties file's text as a dict (comments and blank lines dropped)."""
     props: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
+    for raw in text.splitlines():
         line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
@@ -91,8 +88,8 @@ class TorchServeServer(Server):
         }
 
     def properties(self) -> dict[str, str]:
-        """deploy/torchserve/config.properties, moved to loopback and this run's folders."""
-        props = read_properties(BASE_CONFIG)
+        """The shipped torchserve.properties, moved to loopback and this run's folders."""
+        props = read_properties(resources.text(resources.TORCHSERVE_PROPERTIES))
         props.update(
             {
                 "inference_address": self.url("inference"),
@@ -118,6 +115,7 @@ class TorchServeServer(Server):
         self.model_store.mkdir(parents=True, exist_ok=True)
         (self.home / "tmp").mkdir(exist_ok=True)
         self.key_file.unlink(missing_ok=True)
+        resources.copy_to(resources.TORCHSERVE_LOG_CONFIG, self.home)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
 
     def command(self) -> Sequence[str]:
@@ -128,7 +126,8 @@ class TorchServeServer(Server):
             "--no-config-snapshots",
             "--ts-config", str(self.config_file),
             "--model-store", str(self.model_store),
-            "--log-config", str(LOG_CONFIG),  # warnings only (replaces the vmargs' path)
+            # warnings only (replaces the vmargs' path)
+            "--log-config", str(self.home / resources.TORCHSERVE_LOG_CONFIG),
         ]  # fmt: skip
         if self.enable_model_api:
             argv.append("--enable-model-api")

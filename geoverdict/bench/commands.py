@@ -83,7 +83,7 @@ def _partitioning(args: argparse.Namespace) -> int:
 
 def _training(args: argparse.Namespace) -> int:
     from geoverdict.bench import training  # noqa: PLC0415
-    from geoverdict.paths import shared_data_dir  # noqa: PLC0415
+    from geoverdict_common.paths import shared_data_dir  # noqa: PLC0415
 
     dev = shared_data_dir() / "im2gps3k-dev"
     results = [

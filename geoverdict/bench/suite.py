@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geoverdict.paths import PROJECT_ROOT, runs_dir, shared_data_dir
+from geoverdict_common.paths import project_dir, runs_dir, shared_data_dir
 
 MODEL_NAME = "geoverdict"
 
@@ -34,15 +34,24 @@ class BenchOptions:
     cached_repeats: int = 5
     cached_paced_share: float = 0.5  # paced latency run at this share of the burst throughput
     partition_points: int = 5_000_000
-    out: Path = field(default_factory=lambda: PROJECT_ROOT / "bench")
-    docs: Path | None = field(default_factory=lambda: PROJECT_ROOT / "docs" / "benchmarks.md")
+    out: Path = field(default_factory=lambda: project_dir() / "bench")
+    docs: Path | None = field(default_factory=lambda: project_dir() / "docs" / "benchmarks.md")
 
     def to_json(self) -> dict[str, Any]:
         """Settings as recorded in results.json."""
         data = asdict(self)
         for key in ("model", "photos", "out", "docs"):
-            data[key] = None if data[key] is None else str(data[key])
+            data[key] = None if data[key] is None else _portable(data[key])
         return data
+
+
+def _portable(path: Path) -> str:
+    """A path as results.json records it: relative to the working directory when inside it
+    (the results travel with the repository; another machine's folders mean nothing there)."""
+    try:
+        return str(path.resolve().relative_to(project_dir().resolve()))
+    except ValueError:
+        return path.name
 
 
 def machine() -> dict[str, Any]:

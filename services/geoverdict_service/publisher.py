@@ -12,7 +12,7 @@ from typing import Any
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from geoverdict.exif import gps_position
+from geoverdict_common.exif import gps_position
 from geoverdict_service.events import make_event
 from geoverdict_service.exceptions import BadEventError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict.paths import PROJECT_ROOT
+from tests.repo import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ KEYS = (
 
 
 def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> None:
-    if not any((PROJECT_ROOT / "model_store").glob("*.mar")):
+    if not any((REPO_ROOT / "model_store").glob("*.mar")):
         pytest.fail("no model archive in model_store/ (the demo model is committed there)")
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nprose that must stay\n")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geoverdict.paths import PROJECT_ROOT
+from tests.repo import REPO_ROOT
 
-COMPOSE = PROJECT_ROOT / "docker-compose.yml"
-GPU = PROJECT_ROOT / "docker-compose.gpu.yml"
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+GPU = REPO_ROOT / "docker-compose.gpu.yml"
 
 
 def _compose() -> list[str]:
@@ -30,12 +30,10 @@ def _compose() -> list[str]:
 
 @pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, GPU]], ids=["cpu", "gpu"])
 def test_compose_config_validates(files: list[Path]) -> None:
-    cmd = [*_compose(), "--env-file", str(PROJECT_ROOT / ".env.example")]
+    cmd = [*_compose(), "--env-file", str(REPO_ROOT / ".env.example")]
     for path in files:
         cmd += ["-f", str(path)]
-    result = subprocess.run(
-        [*cmd, "config", "-q"], capture_output=True, text=True, cwd=PROJECT_ROOT
-    )
+    result = subprocess.run([*cmd, "config", "-q"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
 
 
@@ -65,7 +63,7 @@ def test_compose_is_scalable_and_keeps_no_secrets() -> None:
 
 
 def test_consumer_image_has_no_torch() -> None:
-    dockerfile = (PROJECT_ROOT / "deploy" / "consumer" / "Dockerfile").read_text()
+    dockerfile = (REPO_ROOT / "deploy" / "consumer" / "Dockerfile").read_text()
     assert (
         '".[service]"' in dockerfile and "torch" not in dockerfile.split("RUN", 1)[1].split("&&")[0]
     )

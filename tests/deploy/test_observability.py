@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from geoverdict.paths import PROJECT_ROOT
 from geoverdict_stack import process
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.ports import free_ports, is_listening
 from geoverdict_stack.stack import Stack
 from tests.deploy.promql import metric_names
+from tests.repo import REPO_ROOT
 from tests.service.conftest import (
     collect,
     events_for,
@@ -31,8 +31,8 @@ from tests.service.conftest import (
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
-DASHBOARDS = sorted((PROJECT_ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+DASHBOARDS = sorted((REPO_ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 # Exported by TorchServe only on a machine with a GPU (the GPU variant's panel).
 GPU_ONLY = {"GPUUtilization", "GPUMemoryUtilization"}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geoverdict.paths import PROJECT_ROOT
+from tests.repo import REPO_ROOT
 
-PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
-GRAFANA_DIR = PROJECT_ROOT / "deploy" / "grafana"
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 
 
@@ -41,7 +41,7 @@ def test_promtool_checks_the_config_and_rules(tmp_path: Path) -> None:
 
 
 def test_every_alert_has_a_runbook_section() -> None:
-    operations = (PROJECT_ROOT / "docs" / "operations.md").read_text().lower()
+    operations = (REPO_ROOT / "docs" / "operations.md").read_text().lower()
     rules = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"][0]["rules"]
     assert len(rules) >= 8
     for rule in rules:

@@ -40,7 +40,7 @@ def test_the_archive_holds_what_serving_needs(tiny_archive: Path) -> None:
         metadata = json.loads(archive.read("metadata.json"))
         model_config = archive.read("model-config.yaml").decode()
     assert {"weights.pt", "metadata.json", "model-config.yaml", "handler.py"} <= names
-    assert {"geoverdict_training/model.py", "geoverdict/exif.py"} <= names
+    assert {"geoverdict_training/model.py", "geoverdict_common/exif.py"} <= names
     assert "geoverdict_training/places365_categories.txt" in names
     assert metadata["model_version"] == read_bundle(tiny_archive).version
     fine = metadata["partitions"][-1]

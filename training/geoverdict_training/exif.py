@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoverdict.exif import gps_position
+from geoverdict_common.exif import gps_position
 from geoverdict_training import images  # noqa: F401 (registers the HEIF opener)
 from geoverdict_training.manifest import SCENE_COLUMNS, Manifest, valid_coordinates
 from geoverdict_training.skips import Skips

@@ -2,14 +2,15 @@
 
 The .mar holds the bundle (weights.pt, metadata.json: spec, partitions, hierarchy, label
 names, input transform, temperatures, model version), model-config.yaml (batching, workers,
-timeouts, the handler's limits), the handler, and the geoverdict_training package it imports
-(plus geoverdict/exif.py), so TorchServe's Python needs the third-party libraries (torch,
+timeouts, the handler's limits), the handler, and the packages it imports (geoverdict_training
+and geoverdict_common, as they are), so TorchServe's Python needs the third-party libraries (torch,
 torchvision, timm, numpy, Pillow), not this project. An archive re-written with a new bundle
 (`geoverdict calibrate`) keeps its model-config.yaml and gets the current code.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 import tempfile
@@ -25,7 +26,8 @@ from geoverdict_training.images import SERVING_MAX_BYTES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 HANDLER = PACKAGE_DIR / "handler.py"
-EXIF_MODULE = PACKAGE_DIR.parent.parent / "geoverdict" / "exif.py"
+# The handler's imports: the model code and what it shares with the service (EXIF reading).
+ARCHIVE_PACKAGES = ("geoverdict_training", "geoverdict_common")
 
 
 @dataclass(frozen=True)
@@ -65,21 +67,24 @@ class ServingConfig:
         )
 
 
+def _package_dir(name: str) -> Path:
+    """The folder of an importable package (to copy its code into an archive)."""
+    folder = Path(str(importlib.resources.files(name)))
+    if not (folder / "__init__.py").is_file():
+        raise ExportError(f"the package {name} has no source folder to copy ({folder})")
+    return folder
+
+
 def _stage_code(folder: Path) -> Path:
-    """The model code the handler imports, laid out as packages under folder/code."""
+    """The code the handler imports, laid out as packages under folder/code: the model code
+    and the shared EXIF reader, as they are (no stand-in packages)."""
     code = folder / "code"
-    shutil.copytree(
-        PACKAGE_DIR,
-        code / "geoverdict_training",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    if not EXIF_MODULE.is_file():
-        raise ExportError(f"{EXIF_MODULE} is missing (the handler reads GPS EXIF with it)")
-    (code / "geoverdict").mkdir()
-    (code / "geoverdict" / "__init__.py").write_text(
-        '"""geoverdict (exif only, in a model archive)."""\n'
-    )
-    shutil.copy2(EXIF_MODULE, code / "geoverdict" / "exif.py")
+    for package in ARCHIVE_PACKAGES:
+        shutil.copytree(
+            _package_dir(package),
+            code / package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     return code
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from geoverdict.exif import gps_from_exif
+from geoverdict_common.exif import gps_from_exif
 from geoverdict_training.cells import Partition
 from geoverdict_training.images import ERROR_CODES, UNREADABLE
 

@@ -1,4 +1,4 @@
-"""GPS positions from a photo's EXIF (geoverdict/exif.py, shared by publish and the handler)."""
+"""GPS positions from a photo's EXIF (geoverdict_common/exif.py: publish and the handler)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from geoverdict.exif import gps_from_exif, gps_position
+from geoverdict_common.exif import gps_from_exif, gps_position
 from tests.photos import NEW_YORK_GPS, SYDNEY_GPS, gps_photo
 
 SYDNEY = (-33.868, 151.21)

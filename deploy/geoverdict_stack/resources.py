@@ -1,0 +1,31 @@
+"""Files the stack ships inside its package (found with importlib.resources, not by path
+arithmetic): the Kafka jars' pom, TorchServe's configuration and log configuration. The
+TorchServe image (deploy/torchserve/Dockerfile) copies the same files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from pathlib import Path
+
+KAFKA_POM = "kafka-jars.pom.xml"
+TORCHSERVE_PROPERTIES = "torchserve.properties"
+TORCHSERVE_LOG_CONFIG = "torchserve-log4j2.xml"
+
+
+def text(name: str) -> str:
+    """One shipped file's content."""
+    return importlib.resources.files("geoverdict_stack").joinpath("resources", name).read_text()
+
+
+def digest(name: str) -> str:
+    """SHA-256 of one shipped file (tells whether a copy made earlier is current)."""
+    return hashlib.sha256(text(name).encode()).hexdigest()
+
+
+def copy_to(name: str, folder: Path) -> Path:
+    """Write one shipped file into `folder` (programs such as Maven and Java want a path)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    target.write_text(text(name))
+    return target
