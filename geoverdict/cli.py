@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "geoverdict.bench.commands",
     "geoverdict_service.commands",
     "geoverdict.demo",
+    "geoverdict.mismatch",
 )
 
 

@@ -96,6 +96,7 @@ class Location(TypedDict):
     best_guess: BestGuess
     confidence: Confidence
     precision_km: float
+    precision_floor_km: float
 
 
 class Consistency(TypedDict):
@@ -107,6 +108,7 @@ class Consistency(TypedDict):
     distance_km: float
     mass_within_25_km: float
     mass_within_200_km: float
+    probability_within_threshold: float
     location_mismatch: bool
     threshold_km: float
     max_mass: float

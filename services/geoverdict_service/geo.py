@@ -1,4 +1,5 @@
-"""Distances on the sphere, probability mass near a point, the precision floor, place names."""
+"""Distances on the sphere, cells' extents, probability near a point, the precision floor,
+place names."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ KM_PER_DEGREE = math.pi * EARTH_RADIUS_KM / 180.0
 # S2's minimum edge metric: no edge of any level-L cell is shorter than this / 2**L (about
 # 6,007 km; the average edge is 9,297 km and the longest 10,862 km).
 S2_MIN_EDGE_KM = 2 * math.sqrt(2) / 3 * EARTH_RADIUS_KM
+# S2's maximum diagonal metric (quadratic projection): no level-L cell spans more than this / 2**L.
+S2_MAX_DIAG_KM = 2.438654594434021 * EARTH_RADIUS_KM
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -28,15 +31,36 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+def cell_radius_km(cell: Mapping[str, Any]) -> float:
+    """How far from its point a photo of this cell can lie: the model's `radius_km`, or for
+    replies of archives made before it existed, the widest a cell of its level can be."""
+    radius = cell.get("radius_km")
+    if radius is not None:
+        return float(radius)
+    return S2_MAX_DIAG_KM / 2 ** int(cell["level"])
+
+
+def share_within(distance_km: float, radius_km: float, limit_km: float) -> float:
+    """The share of a cell, taken as a disc of `radius_km` whose centre is `distance_km` from a
+    point, that lies within `limit_km` of that point: 1 inside, 0 outside, linear across."""
+    if distance_km + radius_km <= limit_km:
+        return 1.0
+    if distance_km - radius_km >= limit_km or radius_km <= 0:
+        return 0.0
+    return (limit_km - (distance_km - radius_km)) / (2.0 * radius_km)
+
+
 def mass_within(
     cells: Iterable[Mapping[str, Any]], lat: float, lon: float, radius_km: float
 ) -> float:
-    """Probability of the cells whose point lies within `radius_km` of (lat, lon)."""
+    """The probability that the photo was taken within `radius_km` of (lat, lon): each cell's
+    probability times the share of the cell inside that circle (cells have an extent: a level-2
+    cell thousands of km wide is not all-or-nothing at its mean point)."""
     return float(
         sum(
             c["probability"]
+            * share_within(haversine_km(lat, lon, c["lat"], c["lon"]), cell_radius_km(c), radius_km)
             for c in cells
-            if haversine_km(lat, lon, c["lat"], c["lon"]) <= radius_km
         )
     )
 

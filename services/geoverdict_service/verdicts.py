@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from geoverdict_service.contract_types import BestGuess, Cell, Consistency, Pred
 from geoverdict_service.events import Claim, ImageEvent
 from geoverdict_service.geo import (
     PlaceNames,
+    cell_radius_km,
     coarsen,
     haversine_km,
     mass_within,
@@ -31,9 +33,11 @@ class VerdictPolicy:
 def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> Consistency:
     """How well a claimed location agrees with the predicted distribution.
 
-    The mismatch flag needs both: the claim is farther than the threshold from the best guess,
-    and the model puts less than `mismatch_max_mass` of its probability within the threshold
-    of the claim. An unsure model (mass spread widely) therefore does not accuse a post.
+    `probability_within_threshold` is the model's (calibrated) probability that the photo was
+    taken within the threshold of the claim, each cell counted by the share of it inside. The
+    mismatch flag needs both: the claim is farther than the threshold from the best guess, and
+    that probability is below `mismatch_max_mass`. An unsure model (mass spread widely, or on
+    wide cells) therefore does not accuse a post.
     """
     cells = prediction["cells"]
     best = prediction["best_guess"]
@@ -46,12 +50,18 @@ def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> 
         "distance_km": round(distance, 3),
         "mass_within_25_km": round(mass_within(cells, claim.lat, claim.lon, 25.0), 6),
         "mass_within_200_km": round(mass_within(cells, claim.lat, claim.lon, 200.0), 6),
+        "probability_within_threshold": round(near_threshold, 6),
         "location_mismatch": bool(
             distance > policy.mismatch_threshold_km and near_threshold < policy.mismatch_max_mass
         ),
         "threshold_km": policy.mismatch_threshold_km,
         "max_mass": policy.mismatch_max_mass,
     }
+
+
+def _snap_km(precision_km: float) -> float:
+    """How far the precision floor's snapping can move a point: half a grid square's diagonal."""
+    return precision_km * math.sqrt(0.5) if precision_km > 0 else 0.0
 
 
 def _floor_cell(cell: Cell, precision_km: float) -> Cell:
@@ -63,6 +73,8 @@ def _floor_cell(cell: Cell, precision_km: float) -> Cell:
     out["lat"], out["lon"] = coarsen(cell["lat"], cell["lon"], precision_km)
     level = min(int(cell["level"]), s2_level_for(precision_km))
     out["token"], out["level"] = parent_token(cell["token"], level), level
+    # The snapped point is farther from some of the cell: its extent grows by the snap.
+    out["radius_km"] = round(cell_radius_km(cell) + _snap_km(precision_km), 3)
     return out
 
 
@@ -84,6 +96,12 @@ def build_verdict(
     checks = [consistency(prediction, c, policy) for c in claims]
 
     floor = policy.min_precision_km
+    # The reported point stands for the whole best cell: a photo taken anywhere in it can lie
+    # this far away. Never less than the floor, never 0 km for a cell wider than a point.
+    precision = max(floor, cell_radius_km(prediction["best_guess"]) + _snap_km(floor))
+    confidence = prediction["confidence"].copy()
+    for key in ("radius_50_km", "radius_90_km"):
+        confidence[key] = round(max(confidence[key] + _snap_km(floor), precision), 3)
     best_cell = _floor_cell(prediction["best_guess"], floor)
     place = places.lookup(best_cell["lat"], best_cell["lon"]) if places else None
     best = BestGuess(**best_cell, place=place)
@@ -100,8 +118,9 @@ def build_verdict(
         "location": {
             "cells": [_floor_cell(c, floor) for c in prediction["cells"][: policy.top_k]],
             "best_guess": best,
-            "confidence": prediction["confidence"],
-            "precision_km": floor,
+            "confidence": confidence,
+            "precision_km": round(precision, 3),
+            "precision_floor_km": floor,
         },
         "scene": prediction["scene"],
         "consistency": checks,

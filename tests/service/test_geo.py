@@ -10,11 +10,13 @@ import s2sphere
 
 from geoverdict_service.geo import (
     PlaceNames,
+    cell_radius_km,
     coarsen,
     haversine_km,
     mass_within,
     parent_token,
     s2_level_for,
+    share_within,
 )
 from tests.service.samples import NEW_YORK, PARIS, SYDNEY, TOKYO, cell
 
@@ -35,11 +37,32 @@ def test_haversine_matches_known_distances() -> None:
 
 
 def test_mass_within_sums_the_cells_near_a_point() -> None:
-    cells = [cell(*PARIS, 0.5), cell(48.9, 2.5, 0.2), cell(*TOKYO, 0.3)]
+    cells = [
+        cell(*PARIS, 0.5) | {"radius_km": 0.0},
+        cell(48.9, 2.5, 0.2) | {"radius_km": 0.0},
+        cell(*TOKYO, 0.3) | {"radius_km": 0.0},
+    ]
     assert mass_within(cells, *PARIS, 1.0) == pytest.approx(0.5)
     assert mass_within(cells, *PARIS, 25.0) == pytest.approx(0.7)
     assert mass_within(cells, *SYDNEY, 100.0) == 0.0
     assert mass_within(cells, *PARIS, 20_100.0) == pytest.approx(1.0)
+
+
+def test_a_wide_cell_counts_by_the_share_of_it_inside_the_circle() -> None:
+    wide = [cell(*PARIS, 1.0) | {"radius_km": 1000.0}]
+    assert mass_within(wide, *PARIS, 1000.0) == pytest.approx(1.0)
+    assert mass_within(wide, *PARIS, 500.0) == pytest.approx(0.75)  # (500 + 1000) / 2000
+    # 1,500 km from its point, a 750 km circle reaches 250 km into the cell: an eighth of it.
+    east = (PARIS[0], PARIS[1] + 1500 / (111.195 * 0.6579))
+    assert mass_within(wide, *east, 750.0) == pytest.approx(0.125, abs=0.01)
+    assert share_within(3000.0, 1000.0, 750.0) == 0.0
+
+
+def test_a_cell_without_a_radius_counts_as_wide_as_its_level_allows() -> None:
+    # Replies of archives from before radius_km: a level-2 cell spans thousands of km.
+    assert cell_radius_km({"level": 2}) == pytest.approx(3884, abs=1)
+    assert cell_radius_km({"level": 13}) == pytest.approx(1.9, abs=0.01)
+    assert cell_radius_km({"level": 2, "radius_km": 812.5}) == 812.5
 
 
 @pytest.mark.parametrize("precision_km", [0.5, 1.0, 25.0, 200.0, 1000.0])

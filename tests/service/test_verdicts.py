@@ -109,7 +109,9 @@ def test_a_verdict_carries_the_event_and_the_top_k_cells() -> None:
     assert (verdict["cache_hit"], verdict["image_sha256"]) == (True, SHA)
     assert verdict["location"]["cells"] == pred["cells"][:2]
     assert verdict["location"]["best_guess"] == {**pred["best_guess"], "place": None}
-    assert verdict["location"]["precision_km"] == 0.0
+    # No floor: the precision is the best cell's own extent (a level-13 cell: under 2 km).
+    assert verdict["location"]["precision_km"] == pytest.approx(1.897, abs=0.001)
+    assert verdict["location"]["precision_floor_km"] == 0.0
     assert verdict["scene"]["s3"]["label"] == "urban"
 
 
@@ -168,4 +170,50 @@ def test_the_precision_floor_coarsens_every_reported_point_and_cell(floor_km: fl
     assert exif_check["distance_km"] == pytest.approx(haversine_km(*NEW_YORK, *PARIS), abs=1e-3)
     assert event_check["location_mismatch"] is True
     assert exif_check["location_mismatch"] is True
-    assert verdict["location"]["precision_km"] == floor_km
+    assert verdict["location"]["precision_floor_km"] == floor_km
+    assert verdict["location"]["precision_km"] >= floor_km
+    for shown in [*location["cells"], location["best_guess"]]:  # snapping widens each cell
+        assert shown["radius_km"] >= floor_km * 0.7
+
+
+def demo_fine_cells() -> list[dict[str, Any]]:
+    """The fine cells of the demo archive in model_store/ (its metadata; no torch needed)."""
+    import zipfile
+
+    from tests.repo import REPO_ROOT
+
+    archives = sorted((REPO_ROOT / "model_store").glob("*.mar"))
+    if not archives:
+        pytest.skip("no archive in model_store/")
+    with zipfile.ZipFile(archives[0]) as mar:
+        fine = json.loads(mar.read("metadata.json"))["partitions"][-1]
+    return [
+        {"token": t, "level": lv, "lat": lat, "lon": lon}
+        for t, lv, lat, lon in zip(
+            fine["tokens"], fine["levels"], fine["lat_mean"], fine["lon_mean"], strict=True
+        )
+    ]
+
+
+def true_radius_km(cell: dict[str, Any]) -> float:
+    """From the cell's point to its farthest corner, with s2sphere."""
+    s2cell = s2sphere.Cell(s2sphere.CellId.from_token(cell["token"]))
+    corners = [s2sphere.LatLng.from_point(s2cell.get_vertex(k)) for k in range(4)]
+    return max(
+        haversine_km(cell["lat"], cell["lon"], c.lat().degrees, c.lng().degrees) for c in corners
+    )
+
+
+@pytest.mark.parametrize("with_radius", [True, False], ids=["reply-radius", "older-archive"])
+def test_no_verdict_says_0_km_for_a_real_cell_wider_than_1_km(with_radius: bool) -> None:
+    for cell in demo_fine_cells():
+        radius = true_radius_km(cell)
+        sure = cell | {"probability": 1.0} | ({"radius_km": radius} if with_radius else {})
+        pred = prediction([((cell["lat"], cell["lon"]), 1.0)])
+        pred["cells"], pred["best_guess"] = [sure], dict(sure)  # type: ignore[typeddict-item]
+        pred["confidence"] |= {"radius_50_km": 0.0, "radius_90_km": 0.0}  # an old reply's zeros
+        location = verdict_for(pred)["location"]
+        assert radius > 1.0
+        assert location["precision_km"] >= radius * 0.999, cell["token"]
+        assert location["confidence"]["radius_50_km"] >= radius * 0.999
+        assert location["confidence"]["radius_90_km"] >= radius * 0.999
