@@ -8,33 +8,21 @@ summary, the verdicts written to a JSON-lines file and an offline HTML map, stac
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from geoverdict_common.paths import model_store_dir, runs_dir, shared_data_dir
+from geoverdict.demo_photos import demo_photos
+from geoverdict_common.paths import model_store_dir, runs_dir
 
 MODEL_NAME = "geoverdict"
-# Real photographs that scikit-image ships (no network needed); no GPS, so no claims.
-SKIMAGE_PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                  "astronaut.png", "camera.png")  # fmt: skip
-DEV_SAMPLE = 200  # development photos (with their true coordinates as claims), where present
-
-
-@dataclass(frozen=True)
-class DemoPhoto:
-    """One photo to publish, with the location its post claims (if any)."""
-
-    name: str
-    data: bytes
-    claim: tuple[float, float] | None
+PHOTO_LIMIT = 400  # the validation photographers' 300 photos and scikit-image's six
+THRESHOLDS_KM = (25, 200, 750, 2500)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--images", type=Path, help="your own photos (a folder) instead of ours")
     demo.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
-    demo.add_argument("--limit", type=int, default=DEV_SAMPLE, help="at most this many photos")
+    demo.add_argument("--limit", type=int, default=PHOTO_LIMIT, help="at most this many photos")
     demo.set_defaults(func=run)
 
 
@@ -69,57 +57,31 @@ def find_archive(explicit: Path | None) -> Path:
     return max(archives, key=lambda p: p.stat().st_mtime)
 
 
-def demo_photos(images: Path | None, limit: int) -> list[DemoPhoto]:
-    """The user's photos, or scikit-image's photos plus a sample of the development photos."""
-    from geoverdict_common.exif import gps_position  # noqa: PLC0415
-    from geoverdict_service.publisher import expand_sources  # noqa: PLC0415
-
-    if images is not None:
-        photos = []
-        for source in list(expand_sources([str(images)]))[:limit]:
-            data = _inline_jpeg(Path(source).read_bytes())
-            try:
-                claim = gps_position(Path(source))
-            except ValueError:
-                claim = None
-            photos.append(DemoPhoto(Path(source).name, data, claim))
-        return photos
-    import importlib.util  # noqa: PLC0415
-
-    photos = []
-    spec = importlib.util.find_spec("skimage")
-    if spec is not None and spec.origin is not None:
-        folder = Path(spec.origin).parent / "data"
-        for name in SKIMAGE_PHOTOS:
-            if (folder / name).is_file():
-                photos.append(DemoPhoto(name, _inline_jpeg((folder / name).read_bytes()), None))
-    dev = shared_data_dir() / "im2gps3k-dev"
-    if (dev / "dev.csv").is_file():
-        with (dev / "dev.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        step = max(1, len(rows) // max(1, limit - len(photos)))
-        for row in rows[::step][: max(0, limit - len(photos))]:
-            path = dev / "images" / row["IMG_ID"]
-            if path.is_file():
-                claim = (float(row["LAT"]), float(row["LON"]))
-                photos.append(DemoPhoto(row["IMG_ID"], path.read_bytes(), claim))
-    return photos
-
-
-def _inline_jpeg(data: bytes) -> bytes:
-    """Photos small enough to travel inline in a Kafka message (re-encoded as JPEG if not)."""
-    from geoverdict_service.publisher import MAX_INLINE_BYTES  # noqa: PLC0415
-
-    if len(data) <= MAX_INLINE_BYTES:
-        return data
-    from PIL import Image  # noqa: PLC0415
-
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-        rgb.thumbnail((1600, 1600))
-        out = io.BytesIO()
-        rgb.save(out, "JPEG", quality=88)
-    return out.getvalue()
+def accuracy_summary(verdicts: Sequence[Mapping[str, Any]]) -> str:
+    """This run's own accuracy against the posts' claims (the demo's claims are the photos'
+    true positions), the model's mean confidence, and how often it flagged an honest post."""
+    checked = [
+        (v, check)
+        for v in verdicts
+        for check in v["consistency"]
+        if check["claim_source"] == "event"
+    ]
+    if not checked:
+        return "accuracy: no photo had a claimed location to compare with"
+    distances = [check["distance_km"] for _, check in checked]
+    within = ", ".join(
+        f"{sum(d <= t for d in distances) / len(distances):.1%} within {t:,} km"
+        for t in THRESHOLDS_KM
+    )
+    confidence = statistics.mean(v["location"]["confidence"]["top1"] for v, _ in checked)
+    flagged = sum(check["location_mismatch"] for _, check in checked)
+    return (
+        f"accuracy on {len(checked)} photos the model never saw: {within}; "
+        f"median error {statistics.median(distances):,.0f} km\n"
+        f"mean confidence of the best cell: {confidence:.1%}\n"
+        f"location_mismatch flagged on {flagged} of {len(checked)} true claims "
+        f"({flagged / len(checked):.1%})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,10 +98,16 @@ def run(args: argparse.Namespace) -> int:
     from geoverdict_stack.stack import Stack, StackConfig, format_status, sigterm_as_exit  # noqa: PLC0415
 
     archive = find_archive(args.model)
-    photos = demo_photos(args.images, args.limit)
+    photos = demo_photos(args.images, args.limit, archive)
     if not photos:
         print("no photos to publish (give --images DIR)")
         return 1
+    claimed = sum(p.claim is not None for p in photos)
+    print(
+        f"{len(photos)} photos: {len(photos) - claimed} without a position, {claimed} with their "
+        "true position as the claim" + ("" if args.images else
+        " (photographers the model was validated on, never trained on)")
+    )  # fmt: skip
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     config = StackConfig.with_free_ports(
@@ -216,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             f"max {lat[-1] * 1000:.0f} ms"
         )
     print(f"dead letters: {dead}")
+    print(accuracy_summary(all_verdicts[: len(photos)]))
     print(f"verdicts: {verdict_file}\nmap: {page}")
     answered = all(p["verdicts"] == p["events"] for p in passes)
     return 0 if answered else 1

@@ -35,6 +35,8 @@ def test_demo_answers_every_photo_twice_and_leaves_nothing_running(tmp_path: Pat
     assert page.count("<tr>") == photos + 1 and "<svg" in page
     assert "src=" not in page and "href=" not in page  # offline: nothing fetched from the web
     assert "dead letters: 0" in result.stdout
+    # The fixture archive does not say how it was trained: no development photo, no claim.
+    assert "accuracy: no photo had a claimed location" in result.stdout
     leftovers = [
         p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])
     ]

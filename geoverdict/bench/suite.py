@@ -72,7 +72,7 @@ def machine() -> dict[str, Any]:
 
 def load_photos(folder: Path | None, count: int) -> list[bytes]:
     """`count` photos (cycled if the folder has fewer), as the bytes a producer would send."""
-    from geoverdict.demo import demo_photos  # noqa: PLC0415
+    from geoverdict.demo_photos import demo_photos  # noqa: PLC0415
 
     if folder is None:
         dev = shared_data_dir() / "im2gps3k-dev" / "images"

@@ -1,0 +1,72 @@
+"""The demo's photos: never one the model was trained on."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geoverdict.demo import accuracy_summary
+from geoverdict.demo_photos import demo_photos, training_config, validation_photos
+from tests.repo import REPO_ROOT
+
+
+def demo_archive() -> Path:
+    archives = sorted((REPO_ROOT / "model_store").glob("*.mar"))
+    if not archives:
+        pytest.skip("no archive in model_store/")
+    return archives[0]
+
+
+@pytest.mark.shared_data
+def test_the_demo_shows_only_photos_of_the_photographers_held_out(shared_data: Path) -> None:
+    from geoverdict_training.manifest import read_manifest
+    from geoverdict_training.splits import split_by_author
+
+    archive = demo_archive()
+    config = training_config(archive)
+    assert config is not None and config["val_fraction"] > 0
+    dev = shared_data / "im2gps3k-dev"
+    whole = read_manifest(dev / "dev.csv").with_existing_files(dev / "images")
+    trained_on = set(
+        split_by_author(whole, config["val_fraction"], config["split_seed"]).train.image_ids
+    )
+
+    photos = validation_photos(archive, limit=1000)
+    assert len(photos) >= 100
+    assert not {p.name for p in photos} & trained_on
+    truth = dict(zip(whole.image_ids, zip(whole.lat, whole.lon, strict=True), strict=True))
+    for photo in photos:
+        assert photo.claim == pytest.approx(truth[photo.name])  # the true position is the claim
+
+
+def test_an_archive_that_does_not_say_how_it_was_trained_gets_no_development_photo(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "other.mar"
+    with zipfile.ZipFile(archive, "w") as mar:
+        mar.writestr("handler.py", "")
+    assert validation_photos(archive, limit=100) == []
+    photos = demo_photos(None, limit=100, archive=archive)
+    assert all(p.claim is None for p in photos)  # scikit-image's photographs only
+
+
+def verdict(distance_km: float, mismatch: bool, top1: float) -> dict[str, Any]:
+    return {
+        "location": {"confidence": {"top1": top1}},
+        "consistency": [
+            {"claim_source": "event", "distance_km": distance_km, "location_mismatch": mismatch}
+        ],
+    }
+
+
+def test_the_summary_gives_this_runs_accuracy_confidence_and_false_flags() -> None:
+    verdicts = [verdict(10, False, 0.2), verdict(300, False, 0.4), verdict(5000, True, 0.6)]
+    verdicts.append({"location": {"confidence": {"top1": 0.9}}, "consistency": []})  # no claim
+    summary = accuracy_summary(verdicts)
+    assert "on 3 photos" in summary
+    assert "33.3% within 25 km, 33.3% within 200 km, 66.7% within 750 km" in summary
+    assert "mean confidence of the best cell: 40.0%" in summary
+    assert "flagged on 1 of 3 true claims (33.3%)" in summary
