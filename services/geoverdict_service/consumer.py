@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -40,7 +41,13 @@ from geoverdict_service import contract
 from geoverdict_service.backoff import Backoff
 from geoverdict_service.cache import PredictionCache, cache_key
 from geoverdict_service.contract_types import Prediction, Verdict
-from geoverdict_service.dead_letters import DeadLetter, dead_letter, record_size, reference
+from geoverdict_service.dead_letters import (
+    DeadLetter,
+    dead_letter,
+    printable,
+    record_size,
+    reference,
+)
 from geoverdict_service.events import ImageEvent, parse_event
 from geoverdict_service.exceptions import (
     BadEventError,
@@ -227,8 +234,8 @@ class VerdictService:
         )
         self._fetch = fetch or (lambda url: fetch_image(url, fetch_policy))
         # A fetch with every retry and its backoff takes at most this long; then it is late.
-        self._fetch_wait_s = (fetch_policy.retries + 1) * 2 * fetch_policy.timeout_s + (
-            fetch_policy.backoff_s * 2**fetch_policy.retries
+        self._fetch_wait_s = (fetch_policy.retries + 1) * fetch_policy.timeout_s + (
+            fetch_policy.backoff_s * 2**fetch_policy.retries + 1.0
         )
         self._max_bytes = settings.kafka.max_message_bytes
         self._fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="fetch")
@@ -427,9 +434,11 @@ class VerdictService:
             item.fail(exc)
         except Exception as exc:  # the poison-pill guard: nothing one record does stops the loop
             record = item.record
-            log.exception(
-                "unexpected error (%s) on %s/%d@%d: dead-lettered as internal",
-                step, record.topic, record.partition, record.offset,
+            # The message may quote the record: escaped, and the traceback without it.
+            log.error(
+                "unexpected error (%s) on %s/%d@%d, dead-lettered as internal: %s\n%s",
+                step, record.topic, record.partition, record.offset, printable(repr(exc)),
+                "".join(traceback.format_tb(exc.__traceback__)),
             )  # fmt: skip
             item.fail(InternalError(step, exc))
 
@@ -595,6 +604,12 @@ class VerdictService:
             failure = item.failure or InternalError("output", ServiceError("no answer"))
             letter = dead_letter(item.record, failure, item.event_id)
             output = self._letter_output(letter)
+            record = item.record
+            log.info(
+                "dead letter %s/%d@%d: %s: %s",
+                record.topic, record.partition, record.offset, failure.reason,
+                printable(str(failure), 300),
+            )  # fmt: skip
         if record_size(output.key, output.value, output.headers) > self._max_bytes:
             return self._reference(item, output)
         return output

@@ -63,15 +63,22 @@ def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str,
     return len(key or b"") + len(value or b"") + header_bytes + RECORD_OVERHEAD_BYTES
 
 
-def header_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> bytes:
-    """`text` as a header value that encoding cannot fail on and that forges no line:
-    control characters and lone surrogates become escapes; at most `limit` characters."""
-    clipped = text[:limit]
-    escaped = "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in clipped
+def printable(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Untrusted `text` made safe to log or to put in a header: control characters (a newline
+    would forge a log line) and lone surrogates become escapes; at most `limit` characters."""
+    return (
+        "".join(
+            ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+            for ch in text[:limit]
+        )
+        .encode("utf-8", "backslashreplace")
+        .decode("utf-8")
     )
-    return escaped.encode("utf-8", "backslashreplace")
+
+
+def header_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> bytes:
+    """`text` as a header value that encoding cannot fail on and that forges no line."""
+    return printable(text, limit).encode("utf-8")
 
 
 def _origin(record: Record) -> list[tuple[str, bytes]]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import TopicPartition
@@ -240,3 +242,23 @@ def test_every_record_ends_as_exactly_one_verdict_or_one_dead_letter(
     assert consumer.committed == {TopicPartition(INPUT, 0): len(values)}
     for letter in parts.producer.on(DEAD):
         assert letter.header["reason"]  # headers decode as UTF-8
+
+
+def test_logs_carry_no_url_token_and_no_forged_line(caplog: pytest.LogCaptureFixture) -> None:
+    from geoverdict_service.fetch import FetchPolicy, fetch_image
+
+    caplog.set_level(logging.INFO)
+    presigned = "https://img.example.com/private/a.jpg?X-Amz-Signature=SECRET"
+    raw = json.dumps(make_event("post", image_url=presigned)).encode()
+    letter = one_record(raw, fetch=lambda url: fetch_image(url, FetchPolicy()))
+    assert letter.header["reason"] == "fetch_disallowed"
+    assert "SECRET" not in letter.header["message"]
+
+    def forge(url: str) -> bytes:
+        raise FetchError("refused\n2026-01-01 INFO all good", "fetch_failed")
+
+    one_record(json.dumps(make_event("p", image_url=presigned)).encode(), fetch=forge)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "SECRET" not in logged
+    assert "\n2026-01-01 INFO all good" not in logged
+    assert "refused\\n2026-01-01" in logged

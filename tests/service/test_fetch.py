@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from geoverdict_service.exceptions import FetchError
-from geoverdict_service.fetch import FetchPolicy, fetch_image
+from geoverdict_service.fetch import FetchPolicy, address_allowed, fetch_image
 from tests.service.localhttp import LocalServer, Reply, Seen, closed_port
 
 IMAGE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8 + b"\xff\xd9"
@@ -163,3 +165,100 @@ def test_a_url_that_cannot_be_parsed_is_refused_not_raised(url: str) -> None:
 def test_a_redirect_to_an_unparsable_url_is_a_fetch_error(host: LocalServer) -> None:
     with pytest.raises(FetchError):
         fetch_image(f"{host.url}/broken-redirect", POLICY)
+
+
+@pytest.fixture
+def header_drip() -> Iterator[int]:
+    """A server that answers with a status line and headers a byte every 0.2 s, forever."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(4096)
+                for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: aaaaaaaaaaaaaaaa"):
+                    if stop.is_set():
+                        break
+                    try:
+                        conn.send(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def test_one_deadline_bounds_a_server_dripping_its_headers(header_drip: int) -> None:
+    policy = replace(POLICY, timeout_s=1.0, retries=0)
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch_image(f"http://127.0.0.1:{header_drip}/slow.jpg", policy)
+    assert caught.value.reason == "fetch_timeout"
+    assert time.monotonic() - started < 2.5  # not one socket timeout per byte
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::808:808",  # NAT64 of a public address: what it reaches cannot be checked
+        "::7f00:1",  # IPv4-compatible
+        "::ffff:10.0.0.1",  # IPv4-mapped private
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "fe80::1",
+        "169.254.169.254",
+    ],
+)
+def test_addresses_hiding_a_private_or_unknown_target_are_refused(address: str) -> None:
+    assert address_allowed(address) is False
+
+
+def test_public_addresses_are_allowed() -> None:
+    assert address_allowed("93.184.216.34")
+    assert address_allowed("2606:2800:220:1:248:1893:25c8:1946")
+    assert address_allowed("::ffff:93.184.216.34")
+
+
+def test_a_redirect_from_https_to_http_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoverdict_service import fetch
+
+    class Moved:
+        status = 302
+
+        def getheader(self, name: str) -> str:
+            return "http://img.example.com/a.jpg"
+
+    class Conn:
+        sock = None
+
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def request(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def getresponse(self) -> Moved:
+            return Moved()
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(fetch, "_PinnedHTTPSConnection", Conn)
+    monkeypatch.setattr(fetch, "_resolve", lambda host, port, policy: "93.184.216.34")
+    policy = FetchPolicy(allowed_hosts=("img.example.com",), retries=0)
+    with pytest.raises(FetchError, match="from https to http") as caught:
+        fetch_image("https://img.example.com/a.jpg", policy)
+    assert caught.value.reason == "fetch_disallowed"
