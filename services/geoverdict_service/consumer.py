@@ -47,6 +47,7 @@ from geoverdict_service.dead_letters import (
     printable,
     record_size,
     reference,
+    without_content,
 )
 from geoverdict_service.events import ImageEvent, parse_event
 from geoverdict_service.exceptions import (
@@ -65,7 +66,7 @@ from geoverdict_service.kafka_clients import check_cluster, make_consumer, make_
 from geoverdict_service.metrics import HealthServer, Metrics, loop_alive
 from geoverdict_service.settings import ServiceSettings
 from geoverdict_service.shutdown import GracefulShutdown
-from geoverdict_service.verdicts import VerdictPolicy, build_verdict
+from geoverdict_service.verdicts import VerdictPolicy, build_verdict, private_prediction
 
 log = logging.getLogger(__name__)
 
@@ -537,6 +538,8 @@ class VerdictService:
                 if isinstance(result, BadImageError):
                     self._learn_model_version(result.model_version)
             elif result is not None:
+                # Cached and used as coarse as the floor: no exact GPS kept for the cache's TTL.
+                result = private_prediction(result, self.policy.min_precision_km)
                 item.prediction = result
                 item.timings_ms["model"] = result.get("timings_ms", {})
                 self._learn_model_version(result["model_version"])
@@ -602,7 +605,10 @@ class VerdictService:
             )
         else:
             failure = item.failure or InternalError("output", ServiceError("no answer"))
-            letter = dead_letter(item.record, failure, item.event_id)
+            if self.settings.dead_letter_payload == "reference":
+                letter = without_content(item.record, failure, item.event_id, item.event)
+            else:
+                letter = dead_letter(item.record, failure, item.event_id)
             output = self._letter_output(letter)
             record = item.record
             log.info(

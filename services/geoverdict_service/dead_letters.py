@@ -9,10 +9,13 @@ the event held (lone surrogates, control characters, megabytes).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from geoverdict_service.events import ImageEvent
 from geoverdict_service.exceptions import BadEventError, InternalError
 
 MAX_MESSAGE_CHARS = 1000
@@ -102,6 +105,37 @@ def dead_letter(record: Record, failure: BadEventError, event_id: str | None) ->
         headers.append(("exception_type", header_text(failure.exception_type)))
     # kafka-python cannot send a record with neither key nor value (a tombstone can arrive).
     return DeadLetter(record.key, record.value if record.value is not None else b"", headers)
+
+
+def without_content(
+    record: Record, failure: BadEventError, event_id: str | None, event: ImageEvent | None
+) -> DeadLetter:
+    """A dead letter that keeps no image and no URL token (GEOVERDICT_DEAD_LETTER_PAYLOAD=
+    reference): where the record is, its hash and size, and what the event said besides."""
+    value = record.value or b""
+    body: dict[str, Any] = {
+        "reason": failure.reason,
+        "original_topic": record.topic,
+        "original_partition": record.partition,
+        "original_offset": record.offset,
+        "original_size": len(value),
+        "value_sha256": hashlib.sha256(value).hexdigest(),
+    }
+    if event is not None:
+        image: dict[str, Any]
+        if event.image_bytes is not None:
+            image = {
+                "sha256": hashlib.sha256(event.image_bytes).hexdigest(),
+                "size": len(event.image_bytes),
+            }
+        else:
+            parts = urlsplit(event.image_url or "")  # parsed before: cannot fail here
+            image = {"url": f"{parts.scheme}://{parts.hostname}{parts.path}", "query_dropped": True}
+        body["event"] = {"id": event.id, "source": event.source, "post_id": event.post_id,
+                         "image": image}  # fmt: skip
+    letter = dead_letter(record, failure, event_id)
+    headers = [*letter.headers, ("payload", b"reference")]
+    return DeadLetter(letter.key, json.dumps(body, separators=(",", ":")).encode(), headers)
 
 
 def reference(record: Record, original_reason: str, event_id: str | None = None) -> DeadLetter:

@@ -165,7 +165,13 @@ class ServiceSettings(BaseSettings):
     top_k: int = Field(5, ge=1, le=100)
     mismatch_threshold_km: float = Field(750.0, gt=0)
     mismatch_max_mass: float = Field(0.1, ge=0, le=1)
-    min_precision_km: float = Field(0.0, ge=0)
+    # Privacy floor: every published point and every figure derived from a claim (often the
+    # photo's exact GPS) is no finer than this. 5 km hides a home to a town district, yet is
+    # five times finer than the finest check a verdict reports (25 km): see docs/privacy.md.
+    min_precision_km: float = Field(5.0, ge=0)
+    # "copy": a dead letter is the record as it came (replayable as it is); "reference": its
+    # place, hash and size only, no image bytes or URL query kept for the topic's retention.
+    dead_letter_payload: Literal["copy", "reference"] = "copy"
     # Operations
     metrics_port: int = Field(9400, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"  # scraped by Prometheus from another container

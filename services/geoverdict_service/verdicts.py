@@ -59,6 +59,31 @@ def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> 
     }
 
 
+def coarse_claim(claim: Claim, floor_km: float) -> Claim:
+    """The claim as precise as the floor allows (unchanged without a floor)."""
+    lat, lon = coarsen(claim.lat, claim.lon, floor_km)
+    return Claim(lat, lon, claim.source)
+
+
+def floor_distance(distance_km: float, floor_km: float) -> float:
+    """A distance rounded to a multiple of the floor (to the metre without one)."""
+    if floor_km <= 0:
+        return round(distance_km, 3)
+    return round(round(distance_km / floor_km) * floor_km, 3)
+
+
+def private_prediction(prediction: Prediction, floor_km: float) -> Prediction:
+    """The prediction as it may be kept (cached) and used: the photo's GPS EXIF position, a
+    claim of sorts, coarsened to the floor. The model's cells are not personal data."""
+    exif = prediction.get("exif_location")
+    if floor_km <= 0 or not exif:
+        return prediction
+    lat, lon = coarsen(float(exif["lat"]), float(exif["lon"]), floor_km)
+    private = prediction.copy()
+    private["exif_location"] = {"lat": lat, "lon": lon}
+    return private
+
+
 def _snap_km(precision_km: float) -> float:
     """How far the precision floor's snapping can move a point: half a grid square's diagonal."""
     return precision_km * math.sqrt(0.5) if precision_km > 0 else 0.0
@@ -89,13 +114,18 @@ def build_verdict(
     timings_ms: dict[str, Any],
 ) -> Verdict:
     """The verdict for one event (valid against schemas/verdict.schema.json)."""
+    floor = policy.min_precision_km
     claims: list[Claim] = [event.claim] if event.claim else []
     exif = prediction.get("exif_location")
     if exif:
         claims.append(Claim(float(exif["lat"]), float(exif["lon"]), "exif"))
-    checks = [consistency(prediction, c, policy) for c in claims]
+    # Privacy: a claim (often the photo's exact GPS) is coarsened before anything is derived
+    # from it, and its distance is told no finer than the floor either: a metre-exact distance
+    # from a known best guess would narrow the floor's square down to a thin ring.
+    checks = [consistency(prediction, coarse_claim(c, floor), policy) for c in claims]
+    for check in checks:
+        check["distance_km"] = floor_distance(check["distance_km"], floor)
 
-    floor = policy.min_precision_km
     # The reported point stands for the whole best cell: a photo taken anywhere in it can lie
     # this far away. Never less than the floor, never 0 km for a cell wider than a point.
     precision = max(floor, cell_radius_km(prediction["best_guess"]) + _snap_km(floor))
@@ -105,9 +135,6 @@ def build_verdict(
     best_cell = _floor_cell(prediction["best_guess"], floor)
     place = places.lookup(best_cell["lat"], best_cell["lon"]) if places else None
     best = BestGuess(**best_cell, place=place)
-    if floor > 0:
-        for check in checks:  # the claim itself is as precise as the person who made it
-            check["lat"], check["lon"] = coarsen(check["lat"], check["lon"], floor)
     return {
         "id": event.id,
         "post_id": event.post_id,

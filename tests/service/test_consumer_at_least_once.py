@@ -6,6 +6,7 @@ in milliseconds, so a broken rule shows by name.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from kafka.errors import KafkaTimeoutError
 
 from geoverdict_service.cache import cache_key
 from geoverdict_service.events import make_event
-from geoverdict_service.exceptions import ServiceError
+from geoverdict_service.exceptions import BadImageError, ServiceError
 from tests.service import samples
 from tests.service.conftest import jpeg
 from tests.service.fakes import (
@@ -23,6 +24,7 @@ from tests.service.fakes import (
     VERDICTS,
     FakeCache,
     FakeConsumer,
+    FakeInference,
     FakeProducer,
     build,
     city_for,
@@ -164,3 +166,50 @@ def test_stopping_commits_what_was_acknowledged_and_closes_every_part() -> None:
     service.close()
     assert consumer.committed == {tp(0): 1}
     assert consumer.closed
+
+
+def test_nothing_cached_or_published_is_finer_than_the_privacy_floor() -> None:
+    from geoverdict_service.geo import coarsen
+
+    exact = (48.858089722, 2.294571111)  # a photo's GPS EXIF, to the metre
+
+    def with_exif(image: bytes) -> dict[str, object]:
+        return dict(samples.prediction([(samples.PARIS, 0.9), (samples.TOKYO, 0.1)], exif=exact))
+
+    consumer = FakeConsumer(partitions=1)
+    consumer.append(0, event(jpeg(11)))
+    service, parts = build(consumer=consumer, inference=FakeInference(with_exif))
+    assert service.settings.min_precision_km == 5.0  # the default
+    step(service, parts)
+    (cached,) = parts.cache.store.values()
+    assert (cached["exif_location"]["lat"], cached["exif_location"]["lon"]) == coarsen(*exact, 5.0)
+    (sent,) = parts.producer.on(VERDICTS)
+    check = json.loads(sent.value or b"")["consistency"][0]
+    assert (check["lat"], check["lon"]) == coarsen(*exact, 5.0)
+    assert check["distance_km"] % 5.0 == 0
+
+
+def test_a_dead_letter_can_keep_a_reference_and_a_hash_instead_of_the_image() -> None:
+    import hashlib
+
+    image = b"\x89PNG not really"
+    consumer = FakeConsumer(partitions=1)
+    consumer.append(0, event(image))
+
+    def refuse(data: bytes) -> dict[str, object]:
+        raise BadImageError("not an image", "undecodable", samples.MODEL_VERSION)
+
+    service, parts = build(
+        consumer=consumer, inference=FakeInference(refuse), dead_letter_payload="reference"
+    )
+    step(service, parts)
+    (letter,) = parts.producer.on(DEAD)
+    assert letter.header["reason"] == "image_undecodable"
+    assert letter.header["payload"] == "reference"
+    body = json.loads(letter.value or b"")
+    assert base64.b64encode(image).decode() not in (letter.value or b"").decode()
+    assert body["event"]["image"] == {
+        "sha256": hashlib.sha256(image).hexdigest(),
+        "size": len(image),
+    }
+    assert body["original_offset"] == 0

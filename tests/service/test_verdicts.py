@@ -164,10 +164,15 @@ def test_the_precision_floor_coarsens_every_reported_point_and_cell(floor_km: fl
         assert shown_cell.contains(s2sphere.CellId.from_token(true["token"]))
         assert shown["probability"] == true["probability"]
 
-    # Distances and masses still come from the true points.
+    # Distances come from the coarsened claims and are told no finer than the floor: a metre-
+    # exact distance from a known point would give away where in its square the claim lies.
     event_check, exif_check = verdict["consistency"]
-    assert event_check["distance_km"] == pytest.approx(haversine_km(*FAR_SOUTH, *PARIS), abs=1e-3)
-    assert exif_check["distance_km"] == pytest.approx(haversine_km(*NEW_YORK, *PARIS), abs=1e-3)
+    for check, true_claim in ((event_check, FAR_SOUTH), (exif_check, NEW_YORK)):
+        coarse = coarsen(*true_claim, floor_km)
+        assert (check["lat"], check["lon"]) == coarse
+        assert check["distance_km"] / floor_km == pytest.approx(
+            round(haversine_km(*coarse, *PARIS) / floor_km)
+        )
     assert event_check["location_mismatch"] is True
     assert exif_check["location_mismatch"] is True
     assert verdict["location"]["precision_floor_km"] == floor_km
