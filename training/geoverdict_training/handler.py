@@ -4,8 +4,9 @@ Packaged into every archive by `geoverdict export` (with the geoverdict_training
 it). Each request body is the raw bytes of one image. Every image is decoded on its own
 (images.decode_image: draft-mode JPEG, EXIF orientation, any mode to RGB, size and bomb limits);
 one that fails gets an error reply with a stable code and the rest of the batch goes on. The
-good images go through the model in one forward pass. An empty body answers the `empty` error,
-with the model version: that is how the service asks which model is serving.
+good images go through the model in one forward pass, with the archive's temperatures applied
+(calibration.py, through the Predictor). An empty body answers the `empty` error, with the
+model version: that is how the service asks which model is serving.
 
 Settings (the archive's model-config.yaml, `handler:` section): max_image_bytes (default 20 MB),
 threads (torch threads per worker; default the CPU count divided by maxWorkers).
