@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from geoverdict_common import archives
 from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit
 
 
@@ -43,7 +44,9 @@ def build_archive(
     if extra_files:
         cmd += ["--extra-files", ",".join(str(f) for f in extra_files)]
     subprocess.run(cmd, check=True, capture_output=True)
-    return store / f"{name}.mar"
+    archive = store / f"{name}.mar"
+    archives.record(archive)  # as `geoverdict export` does: TorchServe loads only what is listed
+    return archive
 
 
 def register_model(

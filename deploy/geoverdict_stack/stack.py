@@ -136,8 +136,8 @@ class Stack:
 
     @property
     def torchserve_key_file(self) -> Path:
-        """TorchServe's key file (the inference key is its "inference" entry)."""
-        return self.torchserve.key_file
+        """The key file a consumer gets: the inference key alone, in key_file.json's format."""
+        return self.torchserve.inference_key_file
 
     def torchserve_keys(self) -> dict[str, str]:
         """The current TorchServe keys by role (inference, management, API)."""

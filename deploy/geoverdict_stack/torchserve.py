@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -68,8 +69,14 @@ class TorchServeServer(Server):
 
     @property
     def key_file(self) -> Path:
-        """TorchServe writes its keys into its working directory."""
+        """TorchServe writes its keys into its working directory (all of them: inference,
+        management, token rotation); for the stack's own use, never for a consumer."""
         return self.home / KEY_FILE_NAME
+
+    @property
+    def inference_key_file(self) -> Path:
+        """The inference key alone, in key_file.json's format: what a consumer is given."""
+        return self.home / "inference-key" / KEY_FILE_NAME
 
     def url(self, role: str) -> str:
         """http://host:port of the inference, management or metrics API."""
@@ -119,7 +126,15 @@ class TorchServeServer(Server):
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
 
     def command(self) -> Sequence[str]:
+        # Through the same entrypoint as the image: archives checked against the model store's
+        # manifest first, the inference key alone published for the consumer.
+        entrypoint = [
+            sys.executable, "-m", "geoverdict_stack.torchserve_entrypoint",
+            "--model-store", str(self.model_store), "--load", ",".join(self.models),
+            "--inference-key", str(self.inference_key_file), "--",
+        ]  # fmt: skip
         argv = [
+            *entrypoint,
             prerequisites.torchserve().path,
             "--start",
             "--foreground",
@@ -144,7 +159,7 @@ class TorchServeServer(Server):
         }
 
     def ready(self) -> bool:
-        if not self.key_file.exists():
+        if not self.key_file.exists() or not self.inference_key_file.exists():
             return False
         try:
             key = read_keys(self.key_file)["inference"]

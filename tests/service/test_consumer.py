@@ -57,7 +57,7 @@ def test_every_event_gets_one_valid_verdict_then_the_cache_answers(
     # A Paris claim: no mismatch where the model says Paris, a mismatch where it says elsewhere.
     for verdict in verdicts.values():
         (check,) = verdict["consistency"]
-        said_paris = verdict["location"]["best_guess"]["lat"] == pytest.approx(48.8566)
+        said_paris = verdict["location"]["best_guess"]["lat"] == pytest.approx(48.8566, abs=0.05)
         assert check["location_mismatch"] is (not said_paris)
 
 

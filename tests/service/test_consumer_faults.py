@@ -199,7 +199,7 @@ def test_torchserve_down_for_20_s_pauses_then_every_event_gets_its_verdict(
     record, _ = server.start()
     settings = service_settings(
         stack, "fixture", topics,
-        torchserve={"url": server.url("inference"), "key_file": server.key_file,
+        torchserve={"url": server.url("inference"), "key_file": server.inference_key_file,
                     "retries": 1, "timeout_s": 5},
     )  # fmt: skip
     metrics = Metrics()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from geoverdict_common import archives
 from geoverdict_training.bundle import ModelBundle, bundle_from_checkpoint, write_bundle
 from geoverdict_training.exceptions import ExportError
 from geoverdict_training.images import SERVING_MAX_BYTES
@@ -129,6 +130,7 @@ def export_archive(
     if not bundle.partitions:
         raise ExportError(f"{checkpoint} is a scene-only model: it cannot serve locations")
     archive = _archive(bundle, (serving or ServingConfig()).to_yaml(), store)
+    archives.record(archive)  # TorchServe's entrypoint loads only archives its store lists
     return archive, bundle.version
 
 
@@ -148,4 +150,5 @@ def rewrite_archive(bundle: ModelBundle, model_config: str, out: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=".geoverdict-archive-", dir=out.parent) as tmp:
         built = _archive(bundle, model_config, Path(tmp))
         os.replace(built, out)
+    archives.record(out)
     return out
