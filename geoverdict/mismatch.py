@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-THRESHOLDS_KM = (200.0, 750.0, 2500.0)
-MAX_MASSES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+THRESHOLDS_KM = (200.0, 750.0, 1500.0, 2500.0)
+MAX_MASSES = (0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2)
 
 
 @dataclass(frozen=True)

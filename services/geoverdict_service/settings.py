@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from geoverdict_service.exceptions import ConfigError
+from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM
 
 ENV_PREFIX = "GEOVERDICT_"
 # GEOVERDICT_* variables that are not settings of a process (tests, docker-compose).
@@ -163,8 +164,8 @@ class ServiceSettings(BaseSettings):
     fetch_retries: int = Field(2, ge=0)
     # Verdicts
     top_k: int = Field(5, ge=1, le=100)
-    mismatch_threshold_km: float = Field(750.0, gt=0)
-    mismatch_max_mass: float = Field(0.1, ge=0, le=1)
+    mismatch_threshold_km: float = Field(MISMATCH_THRESHOLD_KM, gt=0)
+    mismatch_max_mass: float = Field(MISMATCH_MAX_MASS, ge=0, le=1)
     # Privacy floor: every published point and every figure derived from a claim (often the
     # photo's exact GPS) is no finer than this. 5 km hides a home to a town district, yet is
     # five times finer than the finest check a verdict reports (25 km): see docs/privacy.md.

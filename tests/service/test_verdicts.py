@@ -29,6 +29,8 @@ from tests.service.samples import (
 FAR_SOUTH = (PARIS[0] - 44.966, PARIS[1])
 LAGOS = (6.5244, 3.3792)  # about 330 km from FAR_SOUTH
 SHA = "ab" * 32
+# The rule's logic, checked at round numbers (the defaults come from docs/verdicts.md).
+RULE = VerdictPolicy(mismatch_threshold_km=750.0, mismatch_max_mass=0.1)
 
 
 def claim_at(point: tuple[float, float], source: str = "event") -> Claim:
@@ -46,7 +48,7 @@ def verdict_for(
     places: PlaceNames | None = None,
 ) -> dict[str, Any]:
     return build_verdict(
-        event_with(claim), pred, policy or VerdictPolicy(), places,
+        event_with(claim), pred, policy or RULE, places,
         cache_hit=True, image_sha256=SHA, timings_ms={"total": 1.5},
     )  # fmt: skip
 
@@ -58,7 +60,7 @@ def unsure() -> Prediction:
 
 
 def test_a_claim_far_from_a_confident_prediction_is_a_mismatch() -> None:
-    check = consistency(confident_paris(), claim_at(FAR_SOUTH), VerdictPolicy())
+    check = consistency(confident_paris(), claim_at(FAR_SOUTH), RULE)
     assert check["distance_km"] == pytest.approx(5000, abs=1)
     assert check["mass_within_200_km"] == 0.0
     assert check["location_mismatch"] is True
@@ -66,7 +68,7 @@ def test_a_claim_far_from_a_confident_prediction_is_a_mismatch() -> None:
 
 
 def test_a_claim_at_the_predicted_point_is_no_mismatch() -> None:
-    check = consistency(confident_paris(), claim_at(PARIS), VerdictPolicy())
+    check = consistency(confident_paris(), claim_at(PARIS), RULE)
     assert check["distance_km"] == 0.0
     assert check["mass_within_25_km"] == pytest.approx(0.94)
     assert check["location_mismatch"] is False
@@ -75,7 +77,7 @@ def test_a_claim_at_the_predicted_point_is_no_mismatch() -> None:
 def test_an_unsure_model_accuses_nobody() -> None:
     pred = unsure()
     assert contract.errors(contract.PREDICTION, pred) == []
-    check = consistency(pred, claim_at(FAR_SOUTH), VerdictPolicy())
+    check = consistency(pred, claim_at(FAR_SOUTH), RULE)
     assert check["distance_km"] == pytest.approx(5000, abs=1)
     assert check["location_mismatch"] is False  # 12.4 % of the mass lies near the claim
     bolder = VerdictPolicy(mismatch_max_mass=0.2)  # accuses unless 20 % lies near the claim
@@ -84,7 +86,7 @@ def test_an_unsure_model_accuses_nobody() -> None:
 
 def test_a_claim_within_the_threshold_is_no_mismatch() -> None:
     near = (PARIS[0] - 6.0, PARIS[1])  # 667 km away, and no mass near it
-    check = consistency(confident_paris(), claim_at(near), VerdictPolicy())
+    check = consistency(confident_paris(), claim_at(near), RULE)
     assert check["mass_within_200_km"] == 0.0
     assert check["location_mismatch"] is False
     assert consistency(confident_paris(), claim_at(near), VerdictPolicy(mismatch_threshold_km=500))[

@@ -31,7 +31,8 @@ def verdict(
 ) -> dict[str, Any]:
     event = parse_event(json.dumps(make_event(post_id, image_bytes=b"x", claim=claim)).encode())
     return build_verdict(
-        event, confident_paris(), VerdictPolicy(), places,
+        event, confident_paris(), VerdictPolicy(mismatch_threshold_km=750, mismatch_max_mass=0.1),
+        places,
         cache_hit=cache_hit, image_sha256="ab" * 32, timings_ms={},
     )  # fmt: skip
 
