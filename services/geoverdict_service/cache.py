@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "geoverdict:prediction"
+
+Value = TypeVar("Value")
 
 
 def cache_key(model_version: str, image_sha256: str) -> str:
@@ -109,3 +113,32 @@ class PredictionCache:
         self._down_until = time.monotonic() + self.retry_after_s
         if self._on_error is not None:
             self._on_error(operation)
+
+
+class RecentPredictions(Generic[Value]):
+    """A small in-process LRU in front of Redis for predictions already checked against the
+    contract: a popular image is answered without a Redis round trip, a JSON decode and a
+    schema check (a calibrated reply lists most cells: checking one costs about 0.4 ms)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, Value] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Value | None:
+        """The entry, now the most recent; None when absent."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: Value) -> None:
+        """Keep `value`, forgetting the least recent entry beyond the size."""
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)

@@ -39,7 +39,7 @@ from kafka.errors import (
 
 from geoverdict_service import contract
 from geoverdict_service.backoff import Backoff
-from geoverdict_service.cache import PredictionCache, cache_key
+from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
 from geoverdict_service.contract_types import Prediction, Verdict
 from geoverdict_service.dead_letters import (
     DeadLetter,
@@ -246,6 +246,9 @@ class VerdictService:
         self._backoff = Backoff(settings.unavailable_backoff_s, settings.unavailable_max_backoff_s)
         self.model_version: str | None = None
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}  # last offsets committed
+        self._recent: RecentPredictions[Prediction] = RecentPredictions(
+            settings.cache_local_entries if cache.enabled else 0
+        )
         self._health: HealthServer | None = None
         self.health_port: int | None = None
 
@@ -479,17 +482,18 @@ class VerdictService:
             self.metrics.cache_requests.labels(result="miss").inc(len(wanted))
             return
         t0 = time.perf_counter()
-        keys = [cache_key(self.model_version, i.sha256) for i in wanted]
+        keys = {id(i): cache_key(self.model_version, i.sha256) for i in wanted}
+        for item in wanted:  # checked predictions kept in this process first
+            item.prediction = self._recent.get(keys[id(item)])
+            item.cache_hit = item.prediction is not None
+        remote = [i for i in wanted if not i.cache_hit]
         try:
-            found = self.cache.get_many(keys)
+            found = self.cache.get_many([keys[id(i)] for i in remote]) if remote else []
         except Exception:  # the cache fails open, whatever it raises
             log.exception("the cache failed unexpectedly: every lookup is a miss")
             self.metrics.cache_errors.labels(operation="get").inc()
-            found = [None] * len(wanted)
-        elapsed = round((time.perf_counter() - t0) * 1000, 3)
-        hits = 0
-        for item, entry in zip(wanted, found, strict=True):
-            item.timings_ms["cache"] = elapsed
+            found = [None] * len(remote)
+        for item, entry in zip(remote, found, strict=True):
             if entry is None:
                 continue
             try:
@@ -501,7 +505,11 @@ class VerdictService:
                 self.metrics.cache_errors.labels(operation="invalid").inc()
                 continue
             item.prediction, item.cache_hit = prediction, True
-            hits += 1
+            self._recent.put(keys[id(item)], prediction)
+        elapsed = round((time.perf_counter() - t0) * 1000, 3)
+        hits = sum(1 for i in wanted if i.cache_hit)
+        for item in wanted:
+            item.timings_ms["cache"] = elapsed
         self.metrics.cache_requests.labels(result="hit").inc(hits)
         self.metrics.cache_requests.labels(result="miss").inc(len(wanted) - hits)
 
@@ -694,6 +702,8 @@ class VerdictService:
             for i in items
             if i.prediction is not None and not i.cache_hit and i.failure is None
         }
+        for key, prediction in fresh.items():
+            self._recent.put(key, prediction)
         try:
             self.cache.set_many(dict(fresh))
         except Exception:  # the cache fails open, whatever it raises

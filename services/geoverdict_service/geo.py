@@ -7,8 +7,10 @@ import functools
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from geoverdict_service.contract_types import Place
 
@@ -50,19 +52,38 @@ def share_within(distance_km: float, radius_km: float, limit_km: float) -> float
     return (limit_km - (distance_km - radius_km)) / (2.0 * radius_km)
 
 
-def mass_within(
-    cells: Iterable[Mapping[str, Any]], lat: float, lon: float, radius_km: float
-) -> float:
-    """The probability that the photo was taken within `radius_km` of (lat, lon): each cell's
-    probability times the share of the cell inside that circle (cells have an extent: a level-2
-    cell thousands of km wide is not all-or-nothing at its mean point)."""
-    return float(
-        sum(
-            c["probability"]
-            * share_within(haversine_km(lat, lon, c["lat"], c["lon"]), cell_radius_km(c), radius_km)
-            for c in cells
-        )
+def masses_within(
+    cells: Sequence[Mapping[str, Any]], lat: float, lon: float, limits_km: Sequence[float]
+) -> list[float]:
+    """For each limit, the probability that the photo was taken within it of (lat, lon): each
+    cell's probability times the share of the cell inside that circle (cells have an extent: a
+    level-2 cell thousands of km wide is not all-or-nothing at its mean point). One pass over
+    the cells for every limit (a calibrated reply lists most of them)."""
+    if not cells:
+        return [0.0] * len(limits_km)
+    p = np.array([c["probability"] for c in cells], dtype=np.float64)  # (n,)
+    points = np.radians(np.array([(c["lat"], c["lon"]) for c in cells], dtype=np.float64))
+    radius = np.array([cell_radius_km(c) for c in cells], dtype=np.float64)  # (n,)
+    lat0, lon0 = math.radians(lat), math.radians(lon)
+    a = (
+        np.sin((points[:, 0] - lat0) / 2) ** 2
+        + math.cos(lat0) * np.cos(points[:, 0]) * np.sin((points[:, 1] - lon0) / 2) ** 2
     )
+    distance = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))  # (n,)
+    masses = []
+    for limit in limits_km:
+        # share_within, for every cell at once (a point cell is all inside or all outside).
+        wide = np.clip((limit - (distance - radius)) / np.maximum(2 * radius, 1e-12), 0.0, 1.0)
+        share = np.where(radius > 0, wide, (distance <= limit).astype(np.float64))
+        masses.append(float(np.dot(p, share)))
+    return masses
+
+
+def mass_within(
+    cells: Sequence[Mapping[str, Any]], lat: float, lon: float, radius_km: float
+) -> float:
+    """The probability that the photo was taken within `radius_km` of (lat, lon)."""
+    return masses_within(cells, lat, lon, [radius_km])[0]
 
 
 def coarsen(lat: float, lon: float, precision_km: float) -> tuple[float, float]:

@@ -153,6 +153,8 @@ class ServiceSettings(BaseSettings):
     redis_url: str | None = "redis://localhost:6379/0"
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
     redis_timeout_s: float = Field(0.5, gt=0)
+    # Predictions checked once kept in the process too (an LRU; about 13 KB each): 0 turns it off.
+    cache_local_entries: int = Field(2048, ge=0, le=1_000_000)
     # While TorchServe is unavailable the partitions pause; retries back off up to the max.
     unavailable_backoff_s: float = Field(2.0, gt=0)
     unavailable_max_backoff_s: float = Field(30.0, gt=0)

@@ -14,7 +14,7 @@ from geoverdict_service.geo import (
     cell_radius_km,
     coarsen,
     haversine_km,
-    mass_within,
+    masses_within,
     parent_token,
     s2_level_for,
 )
@@ -49,14 +49,16 @@ def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> 
     cells = prediction["cells"]
     best = prediction["best_guess"]
     distance = haversine_km(claim.lat, claim.lon, best["lat"], best["lon"])
-    near_threshold = mass_within(cells, claim.lat, claim.lon, policy.mismatch_threshold_km)
+    within_25, within_200, near_threshold = masses_within(
+        cells, claim.lat, claim.lon, (25.0, 200.0, policy.mismatch_threshold_km)
+    )
     return {
         "claim_source": claim.source,
         "lat": claim.lat,
         "lon": claim.lon,
         "distance_km": round(distance, 3),
-        "mass_within_25_km": round(mass_within(cells, claim.lat, claim.lon, 25.0), 6),
-        "mass_within_200_km": round(mass_within(cells, claim.lat, claim.lon, 200.0), 6),
+        "mass_within_25_km": round(within_25, 6),
+        "mass_within_200_km": round(within_200, 6),
         "probability_within_threshold": round(near_threshold, 6),
         "location_mismatch": bool(
             distance > policy.mismatch_threshold_km and near_threshold < policy.mismatch_max_mass

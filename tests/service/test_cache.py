@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from geoverdict_service.cache import PredictionCache, cache_key
+from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
 from geoverdict_stack import process
 from geoverdict_stack.ports import free_ports
 from geoverdict_stack.redis import RedisServer
@@ -119,3 +119,15 @@ def test_the_cache_comes_back_when_redis_does(tmp_path: Path) -> None:
         assert cache.get_many([key]) == [confident_paris()]
     assert errors == ["get"]
     cache.close()
+
+
+def test_recent_predictions_keep_the_most_recently_used() -> None:
+    recent: RecentPredictions[int] = RecentPredictions(max_entries=2)
+    recent.put("a", 1)
+    recent.put("b", 2)
+    assert recent.get("a") == 1  # now the most recent
+    recent.put("c", 3)
+    assert (recent.get("a"), recent.get("b"), recent.get("c")) == (1, None, 3)
+    off: RecentPredictions[int] = RecentPredictions(max_entries=0)
+    off.put("a", 1)
+    assert off.get("a") is None

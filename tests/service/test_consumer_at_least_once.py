@@ -213,3 +213,22 @@ def test_a_dead_letter_can_keep_a_reference_and_a_hash_instead_of_the_image() ->
         "size": len(image),
     }
     assert body["original_offset"] == 0
+
+
+def test_a_popular_photo_is_answered_from_the_process_without_asking_redis_again() -> None:
+    class CountingCache(FakeCache):
+        asked = 0
+
+        def get_many(self, keys: object) -> list[object]:
+            self.asked += 1
+            return super().get_many(keys)  # type: ignore[arg-type]
+
+    consumer, cache = FakeConsumer(partitions=1), CountingCache()
+    consumer.append(0, event(jpeg(21)))
+    service, parts = build(consumer=consumer, cache=cache)
+    step(service, parts)  # inferred, stored
+    consumer.append(0, event(jpeg(21), "again"))
+    step(service, parts)
+    assert len(parts.inference.requests) == 1
+    assert cache.asked == 1  # the second lookup never reached Redis
+    assert json.loads(parts.producer.on(VERDICTS)[-1].value or b"")["cache_hit"] is True
