@@ -38,8 +38,11 @@ lint: $(VENV)/.installed
 test: setup lint
 	$(BIN)/pytest
 
+# Two workers stealing work (the tiny model the training tests share is trained once), one
+# torch thread each: tiny tensors run faster without threads fighting over the cores.
 test-unit: $(VENV)/.installed
-	$(BIN)/pytest -m "not integration and not server" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/pytest -m "not integration and not server" -p no:cacheprovider \
+		-n 2 --dist worksteal
 
 demo: setup
 	$(BIN)/geoverdict demo

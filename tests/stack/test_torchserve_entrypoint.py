@@ -15,7 +15,7 @@ from geoverdict_stack.torchserve_entrypoint import archives_to_load, main
 # Stands in for TorchServe: writes all three keys into its working directory, then exits.
 FAKE_TORCHSERVE = (
     "import json, time; json.dump({'inference': {'key': 'inf-1'}, 'management': {'key': 'mgmt'},"
-    " 'API': {'key': 'api'}}, open('key_file.json', 'w')); time.sleep(1.5)"
+    " 'API': {'key': 'api'}}, open('key_file.json', 'w')); time.sleep(0.8)"
 )
 
 

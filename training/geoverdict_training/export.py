@@ -11,11 +11,14 @@ and gets the current code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +93,23 @@ def _stage_code(folder: Path) -> Path:
     return code
 
 
+_ARCHIVER = threading.Lock()
+
+
+@contextlib.contextmanager
+def _archiver_tempdir(folder: Path) -> Iterator[None]:
+    """torch-model-archiver stages files in gettempdir()/<model name> and first deletes what it
+    finds there, so two exports of one name at once (two processes, parallel tests) would mix
+    their files; each export gets its own."""
+    with _ARCHIVER:
+        previous = tempfile.tempdir
+        tempfile.tempdir = str(folder)
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+
+
 def _archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
     """Write STORE/NAME.mar of `bundle` with the given model-config.yaml text."""
     from model_archiver.model_archiver_config import ModelArchiverConfig  # noqa: PLC0415
@@ -116,7 +136,8 @@ def _archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
             config_file=str(config_file),
         )
         try:
-            generate_model_archive(config)
+            with _archiver_tempdir(stage):
+                generate_model_archive(config)
         except (ModelArchiverError, ValueError, OSError) as exc:
             raise ExportError(f"torch-model-archiver failed: {exc}") from exc
     return store / f"{bundle.name}.mar"
