@@ -1,0 +1,289 @@
+"""The Helm chart (deploy/helm/geoverdict), checked without a cluster: `helm lint`, then
+`helm template` of its three variants (defaults, GPU, KEDA) validated against Kubernetes'
+schemas and the CRDs in schemas/, and what an operator relies on in the rendered manifests."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from geoverdict_service.settings import (
+    ENV_PREFIX,
+    KafkaSettings,
+    ServiceSettings,
+    TorchServeSettings,
+    load_service_settings,
+)
+from tests.deploy.helm import CHART, VARIANTS, find, helm, render, template_args
+from tests.deploy.manifests import problems
+from tests.repo import REPO_ROOT
+
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "kafka": KafkaSettings,
+    "torchserve": TorchServeSettings,
+    "consumer": ServiceSettings,
+}
+PREFIXES = {"kafka": "KAFKA_", "torchserve": "TORCHSERVE_", "consumer": ""}
+# Chart defaults chosen on purpose against the service's: a cluster's brokers are never on
+# localhost, and dead letters keep no image bytes in production (as in docker-compose).
+CHART_OWN_DEFAULTS = {("kafka", "bootstrap_servers"), ("consumer", "dead_letter_payload")}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(VARIANTS[request.param])
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: render(values) for name, values in VARIANTS.items()}
+
+
+def consumer_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = find(docs, "Deployment", "consumer")["spec"]["template"]["spec"]
+    return dict(spec["containers"][0])
+
+
+def setting_names() -> set[str]:
+    names = set()
+    for section, cls in SETTINGS.items():
+        for field in cls.model_fields:
+            if field not in SETTINGS:  # ServiceSettings' nested kafka and torchserve
+                names.add(f"{ENV_PREFIX}{PREFIXES[section]}{field}".upper())
+    return names
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_chart_lints(name: str) -> None:
+    args = ["lint", "--strict", str(CHART), "--kube-version", "1.37.0"]
+    for path in VARIANTS[name]:
+        args += ["-f", str(path)]
+    result = helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rendered_manifest_is_valid(variant: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = variant
+    assert problems(docs) == [], name
+    kinds = {doc["kind"] for doc in docs}
+    assert {"Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor"} <= kinds
+    assert {"PrometheusRule", "ConfigMap", "NetworkPolicy"} <= kinds
+    assert "Secret" not in kinds  # secrets are the user's, by name
+
+
+def test_lag_scaling_replaces_cpu_scaling(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    default, keda = rendered["default"], rendered["keda"]
+    assert [d["kind"] for d in default].count("ScaledObject") == 0
+    assert find(default, "HorizontalPodAutoscaler", "consumer")["spec"]["maxReplicas"] == 6
+    assert "HorizontalPodAutoscaler" not in {d["kind"] for d in keda}  # KEDA makes its own
+    scaled = find(keda, "ScaledObject", "consumer")["spec"]
+    trigger = scaled["triggers"][0]
+    assert trigger["type"] == "kafka" and trigger["authenticationRef"]["name"] == "geoverdict-kafka"
+    assert trigger["metadata"] == {
+        "bootstrapServers": "b-1.kafka.example.com:9096,b-2.kafka.example.com:9096",
+        "consumerGroup": "geoverdict",
+        "topic": "geoverdict.images",
+        "lagThreshold": "500",
+        "activationLagThreshold": "0",
+        "offsetResetPolicy": "earliest",
+        "allowIdleConsumers": "false",
+        "sasl": "scram_sha512",
+        "tls": "enable",
+    }
+    assert scaled["maxReplicaCount"] == 12
+    # An autoscaler owns the replica count: an upgrade must not reset it.
+    assert "replicas" not in find(keda, "Deployment", "consumer")["spec"]
+
+
+def test_gpu_variant_asks_for_gpus_on_gpu_nodes(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    pod = find(rendered["gpu"], "Deployment", "torchserve")["spec"]["template"]["spec"]
+    torchserve = pod["containers"][0]
+    assert torchserve["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert torchserve["image"] == "geoverdict/torchserve:0.1.0-gpu"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["initContainers"][0]["image"].endswith("models:geoverdict-3f0612745a")
+    default = find(rendered["default"], "Deployment", "torchserve")["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in default["containers"][0]["resources"]["limits"]
+
+
+def test_consumer_drains_before_it_is_killed() -> None:
+    for timeout, grace in ((30, 40), (92.5, 103)):
+        docs = render(sets=(f"config.consumer.shutdown_timeout_s={timeout}",))
+        spec = find(docs, "Deployment", "consumer")["spec"]["template"]["spec"]
+        assert spec["terminationGracePeriodSeconds"] == grace > math.ceil(timeout)
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        assert float(env["GEOVERDICT_SHUTDOWN_TIMEOUT_S"]) == timeout
+
+
+def test_consumer_probes_health_and_readiness(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    container = consumer_container(rendered["default"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_every_pod_runs_unprivileged(variant: tuple[str, list[dict[str, Any]]]) -> None:
+    for deployment in (d for d in variant[1] if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, container["name"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"]["drop"] == ["ALL"]
+    consumer = find(variant[1], "Deployment", "consumer")["spec"]["template"]["spec"]
+    assert consumer["securityContext"]["runAsUser"] == 10001
+
+
+def test_consumers_get_the_inference_key_alone(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["default"]
+    consumer = find(docs, "Deployment", "consumer")["spec"]["template"]["spec"]
+    secrets = [v["secret"]["secretName"] for v in consumer["volumes"] if "secret" in v]
+    assert secrets == ["geoverdict-inference-key"]
+    env = {e["name"]: e.get("value") for e in consumer["containers"][0]["env"]}
+    assert env["GEOVERDICT_TORCHSERVE_KEY_FILE"] == "/etc/geoverdict/inference-key/key_file.json"
+    assert env["GEOVERDICT_TORCHSERVE_URL"] == "http://geoverdict-torchserve:8090"
+    torchserve = find(docs, "Deployment", "torchserve")["spec"]["template"]["spec"]
+    mounts = {c["name"]: {m["name"] for m in c["volumeMounts"]} for c in torchserve["containers"]}
+    # TorchServe's key_file.json (all three keys) is in its own container only.
+    assert "keys" in mounts["torchserve"] and "keys" not in mounts["gateway"]
+    assert {"inference-key", "client-key"} <= mounts["gateway"]
+    service = find(docs, "Service", "torchserve")["spec"]
+    assert {p["port"] for p in service["ports"]} == {8090, 8082}  # never 8080 or 8081
+
+
+def test_gateway_configuration_is_the_chart_files(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    config = find(rendered["default"], "ConfigMap", "gateway")["data"]
+    for name in ("nginx.conf", "inference_key.js"):
+        assert config[name] == (CHART / "files" / "gateway" / name).read_text()
+    assert "listen 8090;" in config["nginx.conf"]
+
+
+def test_alert_rules_and_dashboards_are_the_deploy_files(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    alerts = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+    dashboards = sorted((REPO_ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+    # One source: the chart's files are links to deploy/, not copies.
+    assert (CHART / "files" / "alerts.yml").resolve() == alerts
+    linked = sorted((CHART / "files" / "dashboards").iterdir())
+    assert [p.resolve() for p in linked] == dashboards and all(p.is_symlink() for p in linked)
+    docs = rendered["default"]
+    rule = find(docs, "PrometheusRule", "alerts")
+    assert rule["spec"] == yaml.safe_load(alerts.read_text())
+    maps = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]
+    ]
+    # (a YAML block ends with a newline the JSON files lack)
+    assert {name: text.rstrip("\n") for m in maps for name, text in m["data"].items()} == {
+        p.name: p.read_text().rstrip("\n") for p in dashboards
+    }
+    assert all(json.loads(text) for m in maps for text in m["data"].values())
+
+
+def test_scrape_jobs_keep_the_names_alerts_use(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    jobs = {
+        doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc["spec"]["endpoints"][0][
+            "relabelings"
+        ][0]["replacement"]
+        for doc in rendered["default"]
+        if doc["kind"] == "ServiceMonitor"
+    }
+    assert jobs == {"consumer": "geoverdict-consumer", "torchserve": "torchserve", "redis": "redis"}
+
+
+def test_every_service_setting_is_reachable(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    reached = {env["name"] for docs in rendered.values() for env in consumer_container(docs)["env"]}
+    assert setting_names() - reached == set()
+
+
+def test_chart_settings_are_the_services(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
+    for section, cls in SETTINGS.items():
+        for key, value in values[section].items():
+            assert key in cls.model_fields, f"config.{section}.{key} is no setting"
+            default = cls.model_fields[key].get_default(call_default_factory=True)
+            if (section, key) not in CHART_OWN_DEFAULTS:
+                assert value == (list(default) if isinstance(default, tuple) else default), key
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_the_service_accepts_the_rendered_settings(
+    rendered: dict[str, list[dict[str, Any]]], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer would start on what the chart renders (secrets stand in for Secrets)."""
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for env in consumer_container(rendered[name])["env"]:
+        monkeypatch.setenv(env["name"], env.get("value", "from-a-secret"))
+    settings = load_service_settings()
+    assert settings.group_id == "geoverdict"
+    assert settings.torchserve.url.endswith(":8090")
+
+
+def secret_like_values(node: Any, path: str = "") -> list[str]:
+    """Paths of values under secret-sounding keys, other than the names of Secrets."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}".lstrip(".")
+            named = key in {"existingSecret", "existingSecretKey", "imagePullSecrets", "key"}
+            if any(w in key.lower() for w in ("password", "token", "secret")) and not (
+                named or isinstance(value, dict) or not value
+            ):
+                found.append(here)
+            found += secret_like_values(value, here)
+    return found
+
+
+def test_values_hold_no_secret() -> None:
+    for path in [CHART / "values.yaml", *CHART.glob("ci/*.yaml")]:
+        assert secret_like_values(yaml.safe_load(path.read_text())) == [], path.name
+
+
+@pytest.mark.parametrize(
+    ("sets", "says"),
+    [
+        (("config.kafka.security_protocol=SASL_SSL",), "kafka.saslPassword.existingSecret"),
+        (("config.consumer.redis_url=redis://x:6379/0",), "config.consumer.redis_url is set by"),
+        (("torchserve.modelStore.source=volume",), "torchserve.modelStore.volume"),
+        (
+            ("consumer.autoscaling.keda.enabled=true", "config.kafka.security_protocol=SSL"),
+            "authenticationRef",
+        ),
+    ],
+    ids=["sasl-without-password", "managed-setting", "volume-without-source", "keda-tls-no-auth"],
+)
+def test_chart_refuses_incomplete_values_with_the_fix(sets: tuple[str, ...], says: str) -> None:
+    result = helm(*template_args((), sets))
+    assert result.returncode != 0 and says in result.stderr, result.stderr
+
+
+def test_redis_in_cluster_only_without_an_url(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert find(rendered["default"], "Deployment", "redis")
+    for name in ("gpu", "keda"):
+        components = {
+            d["metadata"]["labels"]["app.kubernetes.io/component"] for d in rendered[name]
+        }
+        assert "redis" not in components, name
+    env = {e["name"]: e for e in consumer_container(rendered["gpu"])["env"]}
+    assert env["GEOVERDICT_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "geoverdict-redis"
+
+
+def test_values_files_are_in_the_chart() -> None:
+    assert all(Path(p).is_relative_to(CHART) for paths in VARIANTS.values() for p in paths)
