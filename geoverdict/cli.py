@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "geoverdict_service.commands",
     "geoverdict.demo",
     "geoverdict.mismatch",
+    "geoverdict.capacity",
 )
 
 

@@ -1,0 +1,85 @@
+"""`geoverdict capacity`: the plan follows from the measured figures, and says what it needs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from geoverdict.capacity import CapacityError, Measured, plan
+from geoverdict.cli import main
+from tests.repo import REPO_ROOT
+
+RESULTS = REPO_ROOT / "bench" / "results.json"
+
+
+def measured(images_per_s: float = 50.0, cold_ms: float = 2.0, cached_ms: float = 0.5) -> Measured:
+    return Measured("test", 2, None, images_per_s, cold_ms, cached_ms, 40.0)
+
+
+def test_the_committed_benchmark_gives_the_documented_plan() -> None:
+    # docs/operations.md, "Capacity", quotes this plan.
+    result = plan(Measured.from_results(RESULTS), 1000)
+    assert result.measured.torchserve_images_per_s == pytest.approx(57.16)
+    assert (result.consumers, result.torchserve_replicas, result.partitions) == (4, 25, 8)
+    assert result.lag_threshold == 2500
+
+
+def test_replicas_cover_the_rate_at_the_planned_utilization() -> None:
+    result = plan(measured(), 1000, utilization=0.5)
+    # 2 CPU-ms per event: 500 events/s per consumer, 250 at half load -> 4 consumers
+    assert result.consumer_events_per_s == pytest.approx(250)
+    assert result.consumers == 4 and result.consumer_cores == pytest.approx(2.0)
+    # 50 cold images/s per TorchServe, 25 at half load -> 40 replicas
+    assert result.torchserve_replicas == 40
+    assert result.partitions == 8 and result.lag_threshold == 2500
+
+
+def test_cache_hits_spare_torchserve_and_consumer_cpu() -> None:
+    cold, warm = plan(measured(), 1000), plan(measured(), 1000, cache_hit_ratio=0.8)
+    assert warm.torchserve_replicas == math.ceil(200 / 35) < cold.torchserve_replicas
+    assert warm.consumer_cores == pytest.approx(1000 * (0.2 * 2.0 + 0.8 * 0.5) / 1000)
+    assert warm.consumers <= cold.consumers
+
+
+def test_a_small_stream_still_gets_room_to_grow() -> None:
+    result = plan(measured(), 1)
+    assert (result.consumers, result.torchserve_replicas, result.partitions) == (1, 1, 6)
+    assert result.lag_threshold == 10  # ten seconds of events
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"events_per_s": 0}, "events per second"),
+        ({"events_per_s": 10, "cache_hit_ratio": 1.5}, "cache hit ratio"),
+        ({"events_per_s": 10, "utilization": 0}, "utilization"),
+        ({"events_per_s": 10, "lag_seconds": -1}, "lag seconds"),
+    ],
+)
+def test_out_of_range_inputs_are_refused(kwargs: dict[str, float], says: str) -> None:
+    with pytest.raises(CapacityError, match=says):
+        plan(measured(), **kwargs)
+
+
+def test_cli_prints_the_plan_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["capacity", "--events-per-s", "1000", "--results", str(RESULTS)]) == 0
+    table = capsys.readouterr().out
+    assert "| consumer replicas | 4 |" in table and "| TorchServe replicas | 25 |" in table
+    assert "| KEDA lagThreshold | 2500 |" in table
+    args = ["capacity", "--events-per-s", "1000", "--results", str(RESULTS), "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["partitions"] == 8
+
+
+def test_cli_names_a_missing_or_foreign_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["capacity", "--events-per-s", "5", "--results", str(tmp_path / "x.json")]) == 2
+    assert "run `make bench`" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text('{"machine": {}}')
+    assert main(["capacity", "--events-per-s", "5", "--results", str(other)]) == 2
+    assert "is not a `geoverdict bench` result" in capsys.readouterr().err
