@@ -1,4 +1,4 @@
-"""`geoverdict stack up | down | status | check | fetch`."""
+"""`geoverdict stack up | down | status | check | fetch | certs`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     fetch = sub.add_parser("fetch", help="fetch the Kafka jars from Maven Central (cached)")
     fetch.set_defaults(func=_fetch)
+
+    certs = sub.add_parser(
+        "certs",
+        help="make a CA and Kafka's TLS certificate (docker-compose.secure.yml mounts them)",
+    )
+    certs.add_argument("--out", type=Path, default=Path("deploy/secrets/kafka"))
+    certs.add_argument(
+        "--host", action="append", required=True,
+        help="a name or address producers use to reach Kafka (repeatable)",
+    )  # fmt: skip
+    certs.add_argument("--days", type=int, default=365)
+    certs.set_defaults(func=_certs)
 
 
 def _run_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -125,4 +137,14 @@ def _fetch(args: argparse.Namespace) -> int:
 
     libs = prerequisites.kafka_jars(fetch=True)
     print(f"Kafka {prerequisites.kafka_version()} jars in {libs}", file=sys.stderr)
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from geoverdict_stack.tls import make_certificates  # noqa: PLC0415
+
+    made = make_certificates(args.out, tuple(args.host), days=args.days)
+    print(f"CA (give it to clients: GEOVERDICT_KAFKA_SSL_CAFILE): {made.ca}")
+    print(f"Kafka's key and certificate: {made.keystore}")
+    print(f"keep the CA's key offline or delete it: {made.ca_key}")
     return 0

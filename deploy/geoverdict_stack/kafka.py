@@ -17,10 +17,13 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from geoverdict_stack import prerequisites
+from geoverdict_stack import acls, prerequisites
 from geoverdict_stack.exceptions import StartError
 from geoverdict_stack.ports import HOST, is_listening
 from geoverdict_stack.server import Server
+from geoverdict_stack.tls import make_certificates
+
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +69,13 @@ class KafkaServer(Server):
         heap_mb: int = 512,
         default_partitions: int = 4,
         sasl_port: int | None = None,
+        ssl_port: int | None = None,
     ) -> None:
         super().__init__(run_dir, start_timeout)
         self.port = port
         self.controller_port = controller_port
         self.sasl_port = sasl_port
+        self.ssl_port = ssl_port
         self.heap_mb = heap_mb
         self.default_partitions = default_partitions
         self.data_dir = self.home / "data"
@@ -87,39 +92,73 @@ class KafkaServer(Server):
         return f"{HOST}:{self.sasl_port}" if self.sasl_port else None
 
     @property
+    def ssl_bootstrap_servers(self) -> str | None:
+        """host:port of the SASL_SSL listener (PLAIN over TLS), when there is one."""
+        return f"{HOST}:{self.ssl_port}" if self.ssl_port else None
+
+    @property
     def sasl_file(self) -> Path:
-        """The SASL/PLAIN user and password of this run ({"username": ..., "password": ...})."""
+        """The SASL/PLAIN users and passwords of this run ({user: password})."""
         return self.home / "sasl-plain.json"
 
-    def sasl_credentials(self) -> tuple[str, str]:
-        """(username, password) for the SASL listener."""
-        data = json.loads(self.sasl_file.read_text())
-        return data["username"], data["password"]
+    @property
+    def tls_folder(self) -> Path:
+        """This run's CA (ca.pem, what clients trust) and server certificate."""
+        return self.home / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate a client of the SASL_SSL listener trusts."""
+        return self.tls_folder / "ca.pem"
+
+    def sasl_credentials(self, user: str = acls.CLIENT_USER) -> tuple[str, str]:
+        """(username, password) of `user` (admin, geoverdict or client) on the SASL listeners."""
+        return user, str(json.loads(self.sasl_file.read_text())[user])
 
     def ports(self) -> dict[str, int]:
         found = {"kafka": self.port, "kafka controller": self.controller_port}
         if self.sasl_port:
             found["kafka sasl"] = self.sasl_port
+        if self.ssl_port:
+            found["kafka sasl_ssl"] = self.ssl_port
         return found
 
     def _listeners(self) -> dict[str, str]:
         listeners = {"PLAINTEXT": f"{HOST}:{self.port}"}
         if self.sasl_port:
             listeners["SASL_PLAINTEXT"] = f"{HOST}:{self.sasl_port}"
+        if self.ssl_port:
+            listeners["SASL_SSL"] = f"{HOST}:{self.ssl_port}"
         return listeners
 
     def _sasl_properties(self) -> dict[str, str]:
-        """A SASL/PLAIN listener with one user, to test clients' security settings."""
-        if not self.sasl_port:
+        """SASL/PLAIN listeners (plain, and over TLS) for the admin, the consumer and a client,
+        with ACLs (acls.py) as the secure profile of docker-compose has them. The plaintext
+        listener's ANONYMOUS principal is a super user: this stack is for development."""
+        if not (self.sasl_port or self.ssl_port):
             return {}
-        user, password = self.sasl_credentials()
         module = "org.apache.kafka.common.security.plain.PlainLoginModule"
-        return {
+        users = json.loads(self.sasl_file.read_text())
+        jaas = (
+            f"{module} required "
+            + " ".join(f'user_{user}="{password}"' for user, password in sorted(users.items()))
+            + ";"
+        )
+        props = {
             "sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
-                f'{module} required user_{user}="{password}";'
-            ),
+            "authorizer.class.name": AUTHORIZER,
+            "super.users": f"User:ANONYMOUS;User:{acls.ADMIN_USER}",
         }
+        for listener in ("sasl_plaintext", "sasl_ssl"):
+            props[f"listener.name.{listener}.plain.sasl.jaas.config"] = jaas
+        if self.ssl_port:
+            props |= {
+                "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+                "listener.name.sasl_ssl.ssl.keystore.location": str(
+                    self.tls_folder / "server-keystore.pem"
+                ),
+            }
+        return props
 
     def properties(self) -> dict[str, str]:
         """The generated server.properties."""
@@ -157,10 +196,12 @@ class KafkaServer(Server):
     def prepare(self) -> None:
         libs = prerequisites.kafka_jars(fetch=True)
         prerequisites.java()
-        if self.sasl_port and not self.sasl_file.exists():
-            secret = {"username": "geoverdict", "password": secrets.token_urlsafe(18)}
-            self.sasl_file.write_text(json.dumps(secret))
+        if (self.sasl_port or self.ssl_port) and not self.sasl_file.exists():
+            users = (acls.ADMIN_USER, acls.CONSUMER_USER, acls.CLIENT_USER)
+            self.sasl_file.write_text(json.dumps({u: secrets.token_hex(16) for u in users}))
             self.sasl_file.chmod(0o600)
+        if self.ssl_port and not self.ca_file.exists():
+            make_certificates(self.tls_folder, (HOST, "localhost"))
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
         (self.home / "log4j2.yaml").write_text(LOG4J2_YAML)
         if (self.data_dir / "meta.properties").exists():

@@ -1,6 +1,6 @@
 """Files the stack ships inside its package (found with importlib.resources, not by path
-arithmetic): the Kafka jars' pom, TorchServe's configuration and log configuration. The
-TorchServe image (deploy/torchserve/Dockerfile) copies the same files."""
+arithmetic): the Kafka jars' pom, TorchServe's configuration and log configuration, Redis'
+users. The TorchServe image and docker-compose use the same files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 KAFKA_POM = "kafka-jars.pom.xml"
 TORCHSERVE_PROPERTIES = "torchserve.properties"
 TORCHSERVE_LOG_CONFIG = "torchserve-log4j2.xml"
+REDIS_USERS = "redis-users.acl"
 
 
 def text(name: str) -> str:

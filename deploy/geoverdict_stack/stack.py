@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from geoverdict_common.paths import model_store_dir, runs_dir
-from geoverdict_stack import ports, process
+from geoverdict_stack import acls, ports, process
 from geoverdict_stack.exceptions import NotRunningError, StackError
 from geoverdict_stack.kafka import KafkaServer, create_topics
 from geoverdict_stack.process import ProcessRecord
@@ -41,6 +41,7 @@ class StackConfig:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_sasl_port: int = 9094  # SASL_PLAINTEXT with PLAIN: clients' security settings
+    kafka_ssl_port: int = 9095  # SASL_SSL (PLAIN over TLS), with ACLs: the secure profile
     redis_port: int = 6379
     torchserve_inference_port: int = 8080
     torchserve_management_port: int = 8081
@@ -109,7 +110,7 @@ class Stack:
         self.kafka = KafkaServer(
             c.run_dir, c.kafka_port, c.kafka_controller_port,
             start_timeout=c.start_timeout_s, default_partitions=c.kafka_partitions,
-            sasl_port=c.kafka_sasl_port,
+            sasl_port=c.kafka_sasl_port, ssl_port=c.kafka_ssl_port,
         )  # fmt: skip
         self.redis = RedisServer(c.run_dir, c.redis_port, start_timeout=c.start_timeout_s)
         self.torchserve = TorchServeServer(
@@ -130,8 +131,14 @@ class Stack:
         return self.kafka.sasl_bootstrap_servers or ""
 
     @property
+    def kafka_ssl_bootstrap(self) -> str:
+        """Kafka's SASL_SSL listener (PLAIN over TLS, ACLs); trust kafka.ca_file, users in
+        kafka.sasl_credentials(user)."""
+        return self.kafka.ssl_bootstrap_servers or ""
+
+    @property
     def redis_url(self) -> str:
-        """Redis URL."""
+        """Redis URL for a consumer: the `geoverdict` user and its password included."""
         return self.redis.url
 
     @property
@@ -175,6 +182,11 @@ class Stack:
                 if server is self.kafka and self.config.kafka_topics:
                     topics = dict.fromkeys(self.config.kafka_topics, self.config.kafka_partitions)
                     create_topics(self.kafka_bootstrap, topics)
+                    if len(self.config.kafka_topics) == 3:  # input, verdicts, dead letters
+                        acls.apply(
+                            self.kafka_bootstrap,
+                            acls.grants(*self.config.kafka_topics, group="geoverdict"),
+                        )
         except BaseException:
             self.down()
             raise
@@ -191,7 +203,7 @@ class Stack:
         """Health of each configured server: its process is alive and it answers."""
         endpoints = {
             "kafka": self.kafka_bootstrap,
-            "redis": self.redis_url,
+            "redis": self.redis.address,
             "torchserve": self.torchserve.url("inference"),
         }
         rows = []

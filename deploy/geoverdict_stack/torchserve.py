@@ -107,6 +107,7 @@ class TorchServeServer(Server):
                 "grpc_inference_port": str(self.grpc_ports[0]),
                 "grpc_management_port": str(self.grpc_ports[1]),
                 "model_store": str(self.model_store),
+                "allowed_urls": f"file://{self.model_store.resolve()}/.*",
                 "load_models": ",".join(self.models) if self.models else "",
                 "enable_model_api": str(self.enable_model_api).lower(),
                 "disable_token_authorization": "false",

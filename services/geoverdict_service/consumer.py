@@ -281,8 +281,9 @@ class VerdictService:
             concurrency=ts.concurrency, timeout_s=ts.timeout_s, retries=ts.retries,
             observe=metrics.inference_latency.observe,
         )  # fmt: skip
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
         cache = PredictionCache(
-            settings.redis_url,
+            redis_url or None,  # empty: no cache
             settings.cache_ttl_s,
             timeout_s=settings.redis_timeout_s,
             on_error=lambda op: metrics.cache_errors.labels(operation=op).inc(),

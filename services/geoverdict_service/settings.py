@@ -150,7 +150,8 @@ class ServiceSettings(BaseSettings):
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     session_timeout_ms: int = Field(45_000, ge=6_000)
     # Redis prediction cache (fail open: the service goes on without it)
-    redis_url: str | None = "redis://localhost:6379/0"
+    # May hold the user and password (redis://geoverdict:PASSWORD@host:6379/0): a secret.
+    redis_url: SecretStr | None = SecretStr("redis://localhost:6379/0")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
     redis_timeout_s: float = Field(0.5, gt=0)
     # Predictions checked once kept in the process too (an LRU; about 13 KB each): 0 turns it off.

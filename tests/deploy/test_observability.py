@@ -77,7 +77,7 @@ def prometheus(
     create_topics(stack.kafka_bootstrap, {topics[k]: 2 for k in topics if k != "group_id"})
     prom_port, exporter_port = free_ports(2)
     exporter_proc = process.spawn(
-        "redis-exporter", [exporter, "-redis.addr", stack.redis_url,
+        "redis-exporter", [exporter, "-redis.addr", stack.redis.url_for("exporter"),
                            "-web.listen-address", f"127.0.0.1:{exporter_port}"],
         tmp / "exporter.log", tmp,
     )  # fmt: skip

@@ -19,6 +19,7 @@ from geoverdict_service.consumer import VerdictService
 from geoverdict_service.events import make_event
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.settings import ServiceSettings, load_service_settings
+from geoverdict_stack import acls
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
 
@@ -48,6 +49,14 @@ def topics(stack: Stack) -> dict[str, str]:
         stack.kafka_bootstrap,
         {names[k]: 4 for k in ("input_topic", "verdict_topic", "dead_letter_topic")},
     )
+    # The consumer's and a client's permissions on them, for the SASL listeners (ACLs).
+    acls.apply(
+        stack.kafka_bootstrap,
+        acls.grants(
+            names["input_topic"], names["verdict_topic"], names["dead_letter_topic"],
+            group=names["group_id"],
+        ),
+    )  # fmt: skip
     return names
 
 

@@ -25,26 +25,34 @@ needs_redis = pytest.mark.server
 
 
 @contextmanager
-def redis_server(run_dir: Path, port: int) -> Iterator[str]:
-    """A redis-server of this test on 127.0.0.1:`port`; yields its URL."""
+def redis_server(run_dir: Path, port: int) -> Iterator[RedisServer]:
+    """A redis-server of this test on 127.0.0.1:`port`, with the stack's users."""
     server = RedisServer(run_dir, port)
     record, _ = server.start()
     try:
-        yield server.url
+        yield server
     finally:
         process.stop(record)
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    with redis_server(tmp_path_factory.mktemp("redis"), free_ports(1)[0]) as url:
-        yield url
+    with redis_server(tmp_path_factory.mktemp("redis"), free_ports(1)[0]) as running:
+        yield running
+
+
+@pytest.fixture
+def redis_url(server: RedisServer) -> str:
+    """The consumer's URL: its user and password."""
+    return server.url
 
 
 @needs_redis
-def test_predictions_round_trip_with_a_ttl_under_their_model_version(redis_url: str) -> None:
+def test_predictions_round_trip_with_a_ttl_under_their_model_version(
+    server: RedisServer, redis_url: str
+) -> None:
     cache = PredictionCache(redis_url, ttl_s=600)
     key = cache_key(MODEL_VERSION, SHA)
     cache.set_many({key: confident_paris()})
@@ -52,7 +60,7 @@ def test_predictions_round_trip_with_a_ttl_under_their_model_version(redis_url: 
     assert cache.get_many([key, other_version, cache_key(MODEL_VERSION, "0" * 64)]) == [
         confident_paris(), None, None,
     ]  # fmt: skip
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(server.url_for("admin"))
     assert 0 < client.ttl(key) <= 600
     assert cache.available()
     cache.close()
@@ -60,10 +68,10 @@ def test_predictions_round_trip_with_a_ttl_under_their_model_version(redis_url: 
 
 
 @needs_redis
-def test_a_corrupt_entry_is_a_miss(redis_url: str) -> None:
+def test_a_corrupt_entry_is_a_miss(server: RedisServer, redis_url: str) -> None:
     cache = PredictionCache(redis_url, ttl_s=600)
     key = cache_key(MODEL_VERSION, "c0" * 32)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(server.url_for("admin"))
     client.set(key, b"{half a predic")
     assert cache.get_many([key]) == [None]
     cache.set_many({key: confident_paris()})  # the next store overwrites it
@@ -107,9 +115,10 @@ def test_the_cache_comes_back_when_redis_does(tmp_path: Path) -> None:
         pytest.skip("redis-server is not installed")
     port = free_ports(1)[0]
     errors: list[str] = []
-    cache = PredictionCache(
-        f"redis://127.0.0.1:{port}/0", ttl_s=600, retry_after_s=0.3, on_error=errors.append
-    )
+    later = RedisServer(tmp_path, port)
+    later.home.mkdir(parents=True)
+    later.prepare()  # its users and passwords, before it runs
+    cache = PredictionCache(later.url, ttl_s=600, retry_after_s=0.3, on_error=errors.append)
     key = cache_key(MODEL_VERSION, SHA)
     assert cache.get_many([key]) == [None]
     assert errors == ["get"]
@@ -131,3 +140,22 @@ def test_recent_predictions_keep_the_most_recently_used() -> None:
     off: RecentPredictions[int] = RecentPredictions(max_entries=0)
     off.put("a", 1)
     assert off.get("a") is None
+
+
+@needs_redis
+def test_only_the_consumer_s_keys_and_commands_are_open_to_it(server: RedisServer) -> None:
+    anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+    with pytest.raises(redis.AuthenticationError):  # no default user
+        anonymous.get("geoverdict:prediction:x")
+    consumer = redis.Redis.from_url(server.url)
+    consumer.set("geoverdict:prediction:v:ok", b"1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        consumer.set("someone-else:key", b"forged")  # outside its prefix
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        consumer.flushall()
+    exporter = redis.Redis.from_url(server.url_for("exporter"))
+    assert "redis_version" in exporter.info()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        exporter.get("geoverdict:prediction:v:ok")  # statistics, not predictions
+    for client in (anonymous, consumer, exporter):
+        client.close()

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,23 +32,35 @@ def clean_env(**values: str) -> dict[str, str]:
 
 
 def kafka_env(
-    stack: Stack, topics: dict[str, str], sasl: bool = False, **extra: str
+    stack: Stack,
+    topics: dict[str, str],
+    sasl: bool = False,
+    tls: bool = False,
+    user: str = "client",
+    **extra: str,
 ) -> dict[str, str]:
-    """The cluster named only by the environment (plaintext or SASL/PLAIN listener)."""
+    """The cluster named only by the environment: the plaintext listener, SASL/PLAIN, or
+    SASL/PLAIN over TLS (the secure profile), as `user` (client, geoverdict or admin)."""
     values = {
         "GEOVERDICT_KAFKA_INPUT_TOPIC": topics["input_topic"],
         "GEOVERDICT_KAFKA_VERDICT_TOPIC": topics["verdict_topic"],
         "GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC": topics["dead_letter_topic"],
         "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
     }
-    if sasl:
-        user, password = stack.kafka.sasl_credentials()
+    if sasl or tls:
+        name, password = stack.kafka.sasl_credentials(user)
         values |= {
             "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_sasl_bootstrap,
             "GEOVERDICT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
             "GEOVERDICT_KAFKA_SASL_MECHANISM": "PLAIN",
-            "GEOVERDICT_KAFKA_SASL_USERNAME": user,
+            "GEOVERDICT_KAFKA_SASL_USERNAME": name,
             "GEOVERDICT_KAFKA_SASL_PASSWORD": password,
+        }
+    if tls:
+        values |= {
+            "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_ssl_bootstrap,
+            "GEOVERDICT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "GEOVERDICT_KAFKA_SSL_CAFILE": str(stack.kafka.ca_file),
         }
     return clean_env(**(values | extra))
 
@@ -239,3 +252,72 @@ def _closed_port() -> int:
     port = int(probe.getsockname()[1])
     probe.close()
     return port
+
+
+def test_the_secure_profile_runs_end_to_end_over_sasl_ssl(
+    stack: Stack, fixture_model: str, topics: dict[str, str], tmp_path: Path
+) -> None:
+    # The consumer as user `geoverdict`, a client publishing as `client`, both over TLS.
+    consumer_env = kafka_env(
+        stack, topics, tls=True, user="geoverdict",
+        GEOVERDICT_GROUP_ID=topics["group_id"],
+        GEOVERDICT_REDIS_URL=stack.redis_url,
+        GEOVERDICT_TORCHSERVE_URL=stack.torchserve.url("inference"),
+        GEOVERDICT_TORCHSERVE_KEY_FILE=str(stack.torchserve_key_file),
+        GEOVERDICT_TORCHSERVE_MODEL_NAME=fixture_model,
+        GEOVERDICT_METRICS_PORT="0",
+    )  # fmt: skip
+    consumer = subprocess.Popen(
+        [*GEOVERDICT, "consume"], env=consumer_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        published = run(["publish", str(photo(tmp_path, 7))], kafka_env(stack, topics, tls=True))
+        assert published.returncode == 0, published.stderr
+        verdicts = collect(stack, topics["verdict_topic"], 1, timeout_s=60)
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        _, stderr = consumer.communicate(timeout=60)
+    assert len(verdicts) == 1, stderr[-2000:]
+    assert consumer.returncode == 0, stderr[-2000:]
+
+
+def test_acls_keep_each_user_to_its_role(stack: Stack, topics: dict[str, str]) -> None:
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from geoverdict_service.kafka_clients import make_producer
+    from geoverdict_service.settings import KafkaSettings
+
+    def settings(user: str) -> KafkaSettings:
+        name, password = stack.kafka.sasl_credentials(user)
+        return KafkaSettings(
+            bootstrap_servers=stack.kafka_ssl_bootstrap, security_protocol="SASL_SSL",
+            sasl_mechanism="PLAIN", sasl_username=name, sasl_password=password,
+            ssl_cafile=stack.kafka.ca_file, connect_timeout_s=10,
+        )  # fmt: skip
+
+    # The consumer's user may not publish images (nor forge them into the stream).
+    producer = make_producer(settings("geoverdict"), max_block_ms=10_000)
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(topics["input_topic"], b"forged").get(timeout=10)
+    finally:
+        producer.close(timeout=5)
+    # A client may not read the dead letters (they may hold others' images); the admin may.
+    publish_to = make_producer(settings("admin"))
+    publish_to.send(topics["dead_letter_topic"], b"a dead letter").get(timeout=10)
+    publish_to.close(timeout=5)
+    assert read_all(settings("admin"), topics["dead_letter_topic"]) == [b"a dead letter"]
+    assert read_all(settings("client"), topics["dead_letter_topic"]) == []
+
+
+def read_all(kafka: Any, topic: str) -> list[bytes]:
+    """What `kafka`'s user can read of `topic` in a few seconds (no group)."""
+    from geoverdict_service.kafka_clients import make_consumer
+
+    consumer = make_consumer(kafka, auto_offset_reset="earliest", consumer_timeout_ms=4000)
+    try:
+        consumer.subscribe([topic])
+        return [record.value for record in consumer]
+    finally:
+        consumer.close()

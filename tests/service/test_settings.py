@@ -118,6 +118,7 @@ def test_secrets_never_appear_in_text(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOVERDICT_KAFKA_SASL_MECHANISM", "PLAIN")
     monkeypatch.setenv("GEOVERDICT_KAFKA_SASL_USERNAME", "geoverdict")
     monkeypatch.setenv("GEOVERDICT_KAFKA_SASL_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GEOVERDICT_REDIS_URL", f"redis://geoverdict:{PASSWORD}@redis:6379/0")
     settings = load_service_settings(torchserve={"token": TOKEN})
     for text in (repr(settings), str(settings), settings.model_dump_json()):
         assert TOKEN not in text
