@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -98,6 +99,7 @@ def kafka_jars(fetch: bool = True) -> Path:
     stamp = libs / ".fetched"  # holds the digest of the pom the jars were fetched with
     wanted = resources.digest(resources.KAFKA_POM)
     if stamp.exists() and stamp.read_text().strip() == wanted:
+        verify_jars(libs)  # what runs is what was pinned, also when the cache was touched
         return libs
     if not fetch:
         raise PrerequisiteError("the Kafka jars are not fetched yet; run `geoverdict stack fetch`")
@@ -108,6 +110,7 @@ def kafka_jars(fetch: bool = True) -> Path:
     cmd = [
         mvn.path,
         "-q",
+        "--strict-checksums",  # Maven Central's own checksums, then ours below
         "-f",
         str(pom),
         "dependency:copy-dependencies",
@@ -121,8 +124,30 @@ def kafka_jars(fetch: bool = True) -> Path:
             "could not fetch the Kafka jars from Maven Central (is the network or a Maven "
             "mirror reachable? see ~/.m2/settings.xml): " + " | ".join(detail)
         )
+    verify_jars(libs)
     stamp.write_text(wanted + "\n")
     return libs
+
+
+def verify_jars(libs: Path) -> None:
+    """Every jar is one pinned in resources/kafka-jars.sha256, with that SHA-256, and none is
+    missing: a jar swapped in the cache or on the way from Maven is refused."""
+    pinned: dict[str, str] = {}
+    for line in resources.text(resources.KAFKA_JAR_HASHES).splitlines():
+        digest, _, name = line.partition("  ")
+        pinned[name.strip()] = digest.strip()
+    present = {path.name: path for path in libs.glob("*.jar")}
+    problems = [f"{name}: not pinned" for name in sorted(set(present) - set(pinned))]
+    problems += [f"{name}: missing" for name in sorted(set(pinned) - set(present))]
+    for name in sorted(set(present) & set(pinned)):
+        if hashlib.sha256(present[name].read_bytes()).hexdigest() != pinned[name]:
+            problems.append(f"{name}: SHA-256 differs from the pinned one")
+    if problems:
+        raise FetchError(
+            f"the Kafka jars in {libs} are not the pinned ones ({'; '.join(problems[:4])}): "
+            "delete the folder and run `geoverdict stack fetch`; if the pom changed on purpose, "
+            "update resources/kafka-jars.sha256"
+        )
 
 
 def check_all() -> list[Prerequisite]:

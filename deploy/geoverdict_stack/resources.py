@@ -9,6 +9,7 @@ import importlib.resources
 from pathlib import Path
 
 KAFKA_POM = "kafka-jars.pom.xml"
+KAFKA_JAR_HASHES = "kafka-jars.sha256"  # `sha256sum *.jar` of the fetched jars, pinned
 TORCHSERVE_PROPERTIES = "torchserve.properties"
 TORCHSERVE_LOG_CONFIG = "torchserve-log4j2.xml"
 REDIS_USERS = "redis-users.acl"
