@@ -4,9 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= service,train,dev
+# Every package and its SHA-256, for every extra (make lock regenerates it).
+LOCK ?= requirements/dev.lock
 
-.PHONY: setup demo test test-unit lint bench clean help helm
+.PHONY: setup demo test test-unit lint bench clean help helm lock
 .DEFAULT_GOAL := help
 
 help:
@@ -15,15 +16,24 @@ help:
 	@echo "make test-unit  the tests that need no server (no Java, Kafka or Redis), in a minute"
 	@echo "make bench  set up, then run the benchmarks into bench/ and docs/benchmarks.md"
 	@echo "make lint   ruff + mypy"
+	@echo "make lock   regenerate the hash-locked requirements after changing a dependency"
 	@echo "make clean  remove the virtual environment, caches and run folders"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+# Hash-checked: a package whose SHA-256 differs from the lock's is refused. The project itself
+# is built with the locked setuptools (no build isolation: nothing unpinned is fetched).
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# After changing a dependency (pyproject.toml, deploy/torchserve/requirements.in); needs PyPI.
+lock: | $(BIN)/python
+	test -x .cache/pip-tools/bin/python || $(PYTHON) -m venv .cache/pip-tools
+	.cache/pip-tools/bin/python -m pip install -q "pip-tools==7.6.2"
+	.cache/pip-tools/bin/python deploy/lock_requirements.py
 
 # `stack check` also fetches the Kafka jars from Maven Central once (cached in .cache/kafka).
 setup: $(VENV)/.installed

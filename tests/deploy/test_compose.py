@@ -164,7 +164,7 @@ def test_privacy_defaults_in_compose() -> None:
 
 def test_consumer_image_has_no_torch_and_no_training_code() -> None:
     dockerfile = (REPO_ROOT / "deploy" / "consumer" / "Dockerfile").read_text()
-    assert '".[service]"' in dockerfile
+    assert "pip install --require-hashes -r requirements/service.lock" in dockerfile
     assert "COPY training" not in dockerfile
     assert '! python -c "import torch"' in dockerfile
 

@@ -1,0 +1,80 @@
+"""`make lock`: the hash-locked requirements of every install path, made with pip-tools.
+
+- requirements/dev.lock: `make` set-up and CI (every extra);
+- requirements/service.lock: the consumer image (the `service` extra, no torch);
+- deploy/torchserve/requirements.lock: what the TorchServe image adds to its base image: the
+  handler's packages, without torch, torchvision and what only they need (the base image's own,
+  which must not be replaced), installed with --no-deps.
+
+Each is installed with `pip install --require-hashes`: a package whose hash differs from the
+one recorded here is refused. Run it after changing a dependency (pyproject.toml or
+deploy/torchserve/requirements.in); it needs the network (PyPI).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+COMPILE = ["-m", "piptools", "compile", "--quiet", "--generate-hashes", "--strip-extras",
+           "--no-emit-find-links", "--no-emit-index-url", "--resolver=backtracking"]  # fmt: skip
+BASE_IMAGE_PACKAGES = {"torch", "torchvision"}
+
+
+def _compile(python: str, output: Path, *args: str) -> None:
+    subprocess.run([python, *COMPILE, "--output-file", str(output), *args], check=True)
+
+
+def _blocks(text: str) -> tuple[str, dict[str, tuple[str, set[str]]]]:
+    """The header and, per package, its lines and what requires it (pip-compile's format)."""
+    lines = text.splitlines()
+    first = next(k for k, line in enumerate(lines) if line and not line.startswith("#"))
+    header, body = "\n".join(lines[:first]), "\n".join(lines[first:])
+    packages: dict[str, tuple[str, set[str]]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", body.strip()):
+        name = re.split(r"[=\[ ]", block, maxsplit=1)[0].lower()
+        vias = set(re.findall(r"#\s+(?:via )?([A-Za-z0-9_.-]+)\s*$", block, re.MULTILINE))
+        if re.search(r"#\s+(?:via )?-r ", block):
+            vias.add("(requested)")  # named in the .in file itself: never dropped
+        packages[name] = (block, {v.lower() for v in vias} - {"via"})
+    return header, packages
+
+
+def without_base_image(text: str) -> str:
+    """A lock without torch, torchvision and what only they (or other dropped ones) need."""
+    header, packages = _blocks(text)
+    dropped = set(BASE_IMAGE_PACKAGES)
+    changed = True
+    while changed:
+        changed = False
+        for name, (_, vias) in packages.items():
+            if name not in dropped and vias and vias <= dropped:
+                dropped.add(name)
+                changed = True
+    kept = [block for name, (block, _) in packages.items() if name not in dropped]
+    note = (
+        "# torch, torchvision and what only they need come with the TorchServe base image and "
+        "are left out\n# (deploy/lock_requirements.py); install with --no-deps.\n"
+    )
+    return header + "\n" + note + "\n" + "\n".join(kept) + "\n"
+
+
+def main() -> int:
+    """Write the three lock files."""
+    python = sys.executable
+    extras = ["--extra", "service", "--extra", "train", "--extra", "dev"]
+    build = "requirements/build.in"  # setuptools and wheel, to build the project itself
+    _compile(python, Path("requirements/dev.lock"), "--allow-unsafe", *extras, "pyproject.toml",
+             build)  # fmt: skip
+    _compile(python, Path("requirements/service.lock"), "--allow-unsafe",
+             "--extra", "service", "pyproject.toml", build)  # fmt: skip
+    image = Path("deploy/torchserve/requirements.lock")
+    _compile(python, image, "--allow-unsafe", "deploy/torchserve/requirements.in")
+    image.write_text(without_base_image(image.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
