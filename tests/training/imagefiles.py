@@ -28,3 +28,8 @@ def write_photos(folder: Path, names: list[str], size: tuple[int, int] = (40, 32
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(jpeg_bytes(size, (20 * k % 256, 100, 200)))
+
+
+def thin_png(width: int, height: int = 4) -> bytes:
+    """A plain PNG of a few hundred bytes whose short-side resize would be enormous."""
+    return encoded(Image.new("RGB", (width, height), (120, 130, 140)), "PNG", optimize=True)

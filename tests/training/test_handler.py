@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -136,3 +139,48 @@ def test_the_handler_answers_with_the_archives_temperatures(
         (uncalibrated,) = _answer(plain, photo)
         assert reply["model_version"] == read_bundle(hot_archive).version != plain.version
         assert reply["confidence"]["top1"] < uncalibrated["confidence"]["top1"] - 0.01
+
+
+_THIN_IMAGES = """
+import json, resource, sys, time
+from types import SimpleNamespace
+import torch
+from geoverdict_training.handler import GeoverdictHandler
+from tests.training.imagefiles import jpeg_bytes, thin_png
+
+handler = GeoverdictHandler()
+handler.initialize(SimpleNamespace(
+    system_properties={"model_dir": sys.argv[1], "gpu_id": None}, model_yaml_config={},
+))
+answer = lambda *bodies: handler.postprocess(handler.inference(handler.preprocess(
+    [{"body": body} for body in bodies]
+)))
+answer(jpeg_bytes((640, 480)))  # warm-up: allocator, kernels
+data_kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmData")).split()[1])
+# A regression must fail this test, not take the machine's memory: 1 GiB more, then MemoryError.
+resource.setrlimit(resource.RLIMIT_DATA, ((data_kb + 2**20) * 1024, resource.RLIM_INFINITY))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+replies = answer(thin_png(20_000), thin_png(200_000))
+seconds = time.perf_counter() - started
+grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps({"codes": [r["error"]["code"] for r in replies], "seconds": seconds,
+                  "grown_mb": grown_mb}))
+"""
+
+
+def test_thin_images_are_refused_in_bounded_time_and_memory(
+    tiny_archive: Path, tmp_path: Path
+) -> None:
+    # 327 bytes of 20000x4 PNG took 2.2 s and 1 GB in a worker (200000x4: 20 GB, MemoryError),
+    # scaled up to the input's short side; now refused from the header.
+    with zipfile.ZipFile(tiny_archive) as archive:
+        archive.extractall(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _THIN_IMAGES, str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["codes"] == ["too_many_pixels", "too_many_pixels"]
+    assert result["seconds"] < 0.5
+    assert result["grown_mb"] < 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,8 +14,15 @@ from PIL import Image
 
 from geoverdict_training import images
 from geoverdict_training.exceptions import ImageError
-from geoverdict_training.images import decode_image, eval_transform, load_image, train_transform
-from tests.training.imagefiles import encoded, jpeg_bytes
+from geoverdict_training.images import (
+    ImageLimits,
+    decode_image,
+    eval_transform,
+    load_image,
+    read_header,
+    train_transform,
+)
+from tests.training.imagefiles import encoded, jpeg_bytes, thin_png
 
 
 def _noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
@@ -22,9 +30,9 @@ def _noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def _code(data: bytes, **options: int) -> str:
+def _code(data: bytes, **limits: Any) -> str:
     with pytest.raises(ImageError) as caught:
-        decode_image(data, **options)
+        decode_image(data, limits=ImageLimits(**limits))
     return caught.value.code
 
 
@@ -94,14 +102,48 @@ def test_truncated_png_is_refused() -> None:
     [
         (b"", {}, images.EMPTY),
         (b"not an image at all", {}, images.UNDECODABLE),
+        (b"x", {}, images.UNDECODABLE),
         (b"\xff\xd8\xff" + bytes(100), {}, images.UNDECODABLE),
         (jpeg_bytes(), {"max_bytes": 10}, images.TOO_LARGE),
         (jpeg_bytes((64, 48)), {"max_pixels": 64 * 48 - 1}, images.TOO_MANY_PIXELS),
+        (jpeg_bytes((64, 4)), {"max_aspect": 15.9}, images.TOO_MANY_PIXELS),
+        (jpeg_bytes((64, 48)), {"formats": ("PNG",)}, images.UNSUPPORTED),
+        (encoded(Image.new("RGB", (8, 8)), "TIFF"), {}, images.UNSUPPORTED),
+        (encoded(Image.new("RGB", (16, 16)), "ICO"), {}, images.UNSUPPORTED),
     ],
 )
-def test_errors_carry_stable_codes(data: bytes, options: dict[str, int], code: str) -> None:
+def test_errors_carry_stable_codes(data: bytes, options: dict[str, Any], code: str) -> None:
     assert _code(data, **options) == code
     assert code in images.ERROR_CODES
+
+
+@pytest.mark.parametrize("width", [20_000, 200_000])
+def test_a_thin_image_is_refused_from_its_header(width: int) -> None:
+    data = thin_png(width)
+    assert len(data) < 3000
+    with pytest.raises(ImageError) as caught:
+        read_header(data)
+    assert caught.value.code == images.TOO_MANY_PIXELS
+    assert f"{width}x4" in str(caught.value) and "aspect ratio" in str(caught.value)
+
+
+def test_a_panorama_within_the_aspect_limit_is_decoded() -> None:
+    image = decode_image(thin_png(64 * 16, 64), min_side=None)
+    assert image.size == (1024, 64)
+
+
+def test_the_default_pixel_limit_is_below_pillows_and_admits_48_megapixel_photos() -> None:
+    limit = images.DEFAULT_LIMITS.max_pixels
+    assert 8064 * 6048 <= limit < (Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def test_the_header_tells_size_format_and_orientation_without_decoding() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    header = read_header(encoded(_noise((64, 32)), "JPEG", exif=exif.tobytes()))
+    assert (header.format, header.width, header.height, header.orientation) == ("JPEG", 64, 32, 6)
+    assert header.displayed_size == (32, 64)
+    assert header.image.tile  # the decoder still to run: no pixel decoded
 
 
 @pytest.mark.parametrize("limit", [2000, 1000])  # warning above the limit, error above twice it

@@ -32,7 +32,7 @@ from geoverdict_training.calibration import Calibration
 from geoverdict_training.cells import Partition
 from geoverdict_training.checkpoint import load_checkpoint
 from geoverdict_training.exceptions import CheckpointError, ConfigError
-from geoverdict_training.images import eval_transform, five_crop_transform
+from geoverdict_training.images import InputSpec, eval_transform, five_crop_transform
 from geoverdict_training.model import GeoModel, ModelSpec
 from geoverdict_training.predictor import Predictor
 from geoverdict_training.scene_names import scene_names
@@ -98,27 +98,40 @@ class ModelBundle:
         """metadata.json's content, the model version included."""
         return {**self._metadata(), "model_version": self.version}
 
-    def model(self, device: torch.device | str = "cpu") -> GeoModel:
-        """The network with these weights, in eval mode."""
+    def model(self, device: torch.device | str = "cpu", channels_last: bool = False) -> GeoModel:
+        """The network with these weights, in eval mode; `channels_last` (NHWC, faster for
+        convolutions on a GPU's tensor cores) wants its inputs in that layout too."""
         model = GeoModel(self.spec, pretrained=False)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:
             raise CheckpointError(f"the weights do not fit the model spec: {exc}") from exc
-        return model.to(device).eval()
+        model = model.to(device).eval()
+        return model.to(memory_format=torch.channels_last) if channels_last else model
 
-    def predictor(self, device: torch.device | str = "cpu") -> Predictor:
+    def predictor(
+        self, device: torch.device | str = "cpu", channels_last: bool = False
+    ) -> Predictor:
         """Images -> probabilities with this model."""
         return Predictor(
-            self.model(device), self.partitions, self.ancestors, self.spec.scenes, self.calibration
+            self.model(device, channels_last),
+            self.partitions,
+            self.ancestors,
+            self.spec.scenes,
+            self.calibration,
         )
+
+    def input_spec(self) -> InputSpec:
+        """The input the model was trained for: crop, resize and normalisation."""
+        info = backbone_info(self.spec.backbone)
+        return InputSpec(self.input_size, self.resize, info.mean, info.std)
 
     def transform(self, five_crop: bool = False) -> Callable[[Image.Image], torch.Tensor]:
         """The evaluation transform the model was trained for: resize, centre crop, normalise;
         with `five_crop`, the four corner crops and the centre one (5, 3, H, W)."""
-        info = backbone_info(self.spec.backbone)
+        spec = self.input_spec()
         make = five_crop_transform if five_crop else eval_transform
-        return make(self.input_size, self.resize, mean=info.mean, std=info.std)
+        return make(spec.size, spec.resize, mean=spec.mean, std=spec.std)
 
 
 def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:

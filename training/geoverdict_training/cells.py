@@ -101,7 +101,7 @@ class Partition:
         """S2 token of each class."""
         return s2.to_tokens(self.cell_ids)
 
-    @property
+    @cached_property
     def levels(self) -> npt.NDArray[np.int64]:
         """S2 level of each class."""
         return s2.levels(self.cell_ids)

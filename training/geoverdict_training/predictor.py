@@ -89,6 +89,19 @@ class Predictor:
             return self._from_probabilities(calibrated)
         return self.from_logits(self.model(images))
 
+    @torch.no_grad()
+    def logits(
+        self, images: torch.Tensor, autocast: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
+        """(B, 3, H, W) -> the model's raw logits (head -> (B, n)) in fp32. With `autocast`
+        (bf16 on a GPU) only the forward pass runs in it: calibration, the softmax and the
+        hierarchical product then run in fp32 (from_logits)."""
+        if autocast is None:
+            return dict(self.model(images))
+        with torch.autocast(images.device.type, dtype=autocast):
+            logits = self.model(images)
+        return {head: z.float() for head, z in logits.items()}
+
     def from_logits(self, logits: Mapping[str, torch.Tensor]) -> Output:
         """Probabilities from the model's raw logits (head -> (B, n)), calibrated."""
         scaled = self.calibration.scale(logits)

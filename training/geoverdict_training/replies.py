@@ -15,26 +15,23 @@ thousands of km, never 0.
 
 from __future__ import annotations
 
-import io
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from geoverdict_common.exif import gps_from_exif
 from geoverdict_training.cells import Partition
-from geoverdict_training.images import ERROR_CODES, UNREADABLE
+from geoverdict_training.images import ERROR_CODES, UNREADABLE, ImageHeader, read_header
 
-# The contract's error codes: the image decoder's, plus two of the handler's own.
-UNSUPPORTED = "unsupported"  # a request that is not image bytes (e.g. a JSON body)
+# The contract's error codes: the image decoder's (`unsupported` is also a request that is not
+# image bytes, e.g. a JSON body), plus the handler's own.
 INTERNAL = "internal"  # a bug or resource failure while answering this image
-REPLY_ERROR_CODES = (*(c for c in ERROR_CODES if c != UNREADABLE), UNSUPPORTED, INTERNAL)
+REPLY_ERROR_CODES = (*(c for c in ERROR_CODES if c != UNREADABLE), INTERNAL)
 _EPS = 1e-9  # 0.4 + 0.2 + 0.3 sums to 0.8999999999999999: a mass reached up to rounding counts
-_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
-_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -48,15 +45,12 @@ class ImageFacts:
     decode_ms: float
 
 
-def image_facts(data: bytes, decode_ms: float) -> ImageFacts:
-    """Size as displayed, format and GPS position, from the headers of an image (already
+def image_facts(source: bytes | ImageHeader, decode_ms: float) -> ImageFacts:
+    """Size as displayed, format and GPS position, from the header of an image (already
     decoded once, so known to open)."""
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        exif = image.getexif()
-        if exif.get(_ORIENTATION) in _SWAPS_SIDES:
-            width, height = height, width
-        return ImageFacts(width, height, image.format, gps_from_exif(exif), decode_ms)
+    header = source if isinstance(source, ImageHeader) else read_header(source)
+    width, height = header.displayed_size
+    return ImageFacts(width, height, header.format, gps_from_exif(header.exif), decode_ms)
 
 
 @dataclass(frozen=True)
@@ -75,14 +69,31 @@ def error_reply(model_version: str, code: str, message: str) -> dict[str, Any]:
     return {"model_version": model_version, "error": {"code": code, "message": message}}
 
 
+@functools.lru_cache(maxsize=8)
+def _cell_fields(fine: Partition) -> list[tuple[str, int, float, float, float]]:
+    """(token, level, lat, lon, radius_km) of every class as Python values, made once per
+    partition: a reply lists up to 100 cells, and numpy scalars cost per conversion."""
+    return list(
+        zip(
+            fine.tokens,
+            fine.levels.tolist(),
+            fine.lat_mean.tolist(),
+            fine.lon_mean.tolist(),
+            fine.radius_km.tolist(),
+            strict=True,
+        )
+    )
+
+
 def _cell(fine: Partition, k: int, probability: float) -> dict[str, Any]:
+    token, level, lat, lon, radius = _cell_fields(fine)[k]
     return {
-        "token": fine.tokens[k],
-        "level": int(fine.levels[k]),
-        "lat": float(fine.lat_mean[k]),
-        "lon": float(fine.lon_mean[k]),
+        "token": token,
+        "level": level,
+        "lat": lat,
+        "lon": lon,
         "probability": float(probability),
-        "radius_km": float(fine.radius_km[k]),
+        "radius_km": radius,
     }
 
 
