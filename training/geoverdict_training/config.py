@@ -24,6 +24,7 @@ from geoverdict_training.model import SCENE_CLASSES
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+DECODERS = ("auto", "pillow", "device")
 
 
 @dataclass
@@ -67,6 +68,14 @@ class TrainConfig:
     max_steps: int = 1000  # optimizer steps
     precision: str = "auto"  # autocast on GPU: bf16 where supported, else fp16; CPU: fp32
     device: str = "auto"
+    # Where training photos are decoded and augmented. "pillow": in the loader's workers (the
+    # CPU path); "device": batched on the training device, the workers only read bytes
+    # (device_batches.py); "auto": "device" on a GPU, "pillow" on a CPU.
+    decode: str = "auto"
+    channels_last: bool = True  # NHWC model and batches on a GPU (tensor cores); no effect on CPU
+    # torch.compile the network. Off until `geoverdict bench --device cuda` shows it pays for
+    # its compile time on the run's GPU (not measured yet).
+    compile: bool = False
     # --- bookkeeping
     out_dir: str = "runs/default"
     eval_every: int = 500  # steps between validations (0: only at the end)
@@ -97,6 +106,7 @@ class TrainConfig:
         _require("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
         _require("precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}")
         _require("device", self.device in DEVICES, f"must be one of {DEVICES}")
+        _require("decode", self.decode in DECODERS, f"must be one of {DECODERS}")
         _require("manifest", bool(self.manifest), "is required")
         _require("images", bool(self.images or self.shards), "is required (or shards)")
         unknown = [s for s in self.scenes if s not in SCENE_CLASSES]

@@ -1,13 +1,15 @@
 """torch datasets of labelled photos: a manifest over an image folder, or streamed msgpack shards.
 
 Both yield `(image, labels)` with `image` a (3, H, W) float tensor from the given transform
-((5, 3, H, W) with images.five_crop_transform) and
+((5, 3, H, W) with images.five_crop_transform), or without a transform the photo's encoded bytes
+(the loader's workers then only read files; device_batches.py decodes on the GPU), and
 `labels` a dict of tensors keyed by the model's head names: one int64 scalar per partition
 (e.g. "cells_50_5000", -1 where the photo has no class) and per scene head ("scene_s3",
 "scene_s16", "scene_s365", -1 where absent), "coords", (2,) float32 latitude and longitude, and
 "row", the photo's int64 row in the manifest (so predictions map back to photos past skips).
 A photo that cannot be decoded yields `Skipped(reason, image_id)` instead; `collate` drops those
-and counts them in the batch, so a training loop can report them in one summary line.
+and counts them in the batch, so a training loop can report them in one summary line
+(`collate_encoded` likewise for bytes).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from geoverdict_training import shards
 from geoverdict_training.exceptions import ConfigError, DataFileError, ImageError
-from geoverdict_training.images import decode_image, load_image
+from geoverdict_training.images import decode_image, load_image, read_file
 from geoverdict_training.labels import Labels
 from geoverdict_training.manifest import Manifest
 
@@ -37,6 +39,7 @@ COORDS = "coords"
 ROW = "row"
 Transform = Callable[[Image.Image], torch.Tensor]
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
+EncodedSample = tuple[bytes, dict[str, torch.Tensor]]
 
 
 class Skipped(NamedTuple):
@@ -59,6 +62,19 @@ class Batch(NamedTuple):
         return int(self.images.shape[0])
 
 
+class EncodedBatch(NamedTuple):
+    """Collated photos still encoded, as loader workers that only read files hand them over."""
+
+    data: list[bytes]
+    labels: dict[str, torch.Tensor]  # each (B, ...)
+    skipped: dict[str, int]
+
+    @property
+    def size(self) -> int:
+        """Photos in the batch."""
+        return len(self.data)
+
+
 class _Targets:
     """Labels of a manifest's rows as tensors."""
 
@@ -77,15 +93,16 @@ class _Targets:
         return {head: column[row] for head, column in self.columns.items()}
 
 
-class ImageFolderDataset(Dataset[Sample | Skipped]):
-    """Photos of a manifest read from an image folder (rows without a file already dropped)."""
+class ImageFolderDataset(Dataset[Sample | EncodedSample | Skipped]):
+    """Photos of a manifest read from an image folder (rows without a file already dropped);
+    without a transform, their bytes."""
 
     def __init__(
         self,
         manifest: Manifest,
         labels: Labels,
         image_dir: Path,
-        transform: Transform,
+        transform: Transform | None,
         *,
         min_side: int = 256,
     ) -> None:
@@ -98,10 +115,13 @@ class ImageFolderDataset(Dataset[Sample | Skipped]):
     def __len__(self) -> int:
         return len(self.manifest)
 
-    def __getitem__(self, index: int) -> Sample | Skipped:
+    def __getitem__(self, index: int) -> Sample | EncodedSample | Skipped:
         image_id = self.manifest.image_ids[index]
+        path = self.image_dir / image_id
         try:
-            image = load_image(self.image_dir / image_id, min_side=self.min_side)
+            if self.transform is None:
+                return read_file(path), self.targets[index]
+            image = load_image(path, min_side=self.min_side)
         except ImageError as exc:
             log.debug("skipping %s: %s", image_id, exc)
             return Skipped(f"image {exc.code}", image_id)
@@ -114,7 +134,7 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class ShardDataset(IterableDataset[Sample | Skipped]):
+class ShardDataset(IterableDataset[Sample | EncodedSample | Skipped]):
     """Streams MP-16-style shards with a shuffle buffer; labels come from the manifest by id.
 
     Shards are split between distributed ranks and then between a loader's workers, so each
@@ -128,7 +148,7 @@ class ShardDataset(IterableDataset[Sample | Skipped]):
         shard_paths: Sequence[Path],
         manifest: Manifest,
         labels: Labels,
-        transform: Transform,
+        transform: Transform | None,
         *,
         shuffle: bool = True,
         buffer_size: int = 4096,
@@ -199,11 +219,14 @@ class ShardDataset(IterableDataset[Sample | Skipped]):
         rng.shuffle(buffer)
         yield from buffer
 
-    def __iter__(self) -> Iterator[Sample | Skipped]:
+    def __iter__(self) -> Iterator[Sample | EncodedSample | Skipped]:
         paths = self.my_shards()
         for item in self._shuffled(paths):
             if isinstance(item, Skipped):
                 yield item
+                continue
+            if self.transform is None:
+                yield item.image, self.targets[self.rows[item.image_id]]
                 continue
             try:
                 image = decode_image(item.image, min_side=self.min_side)
@@ -214,6 +237,10 @@ class ShardDataset(IterableDataset[Sample | Skipped]):
             yield self.transform(image), self.targets[self.rows[item.image_id]]
 
 
+def _stack_labels(targets: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([target[key] for target in targets]) for key in targets[0]}
+
+
 def collate(items: Sequence[Sample | Skipped]) -> Batch:
     """Stack the samples of a batch, leaving out and counting the skipped photos."""
     samples = [item for item in items if not isinstance(item, Skipped)]
@@ -221,5 +248,14 @@ def collate(items: Sequence[Sample | Skipped]) -> Batch:
     if not samples:
         return Batch(torch.empty(0), {}, dict(skipped))
     images = torch.stack([image for image, _ in samples])
-    labels = {key: torch.stack([target[key] for _, target in samples]) for key in samples[0][1]}
-    return Batch(images, labels, dict(skipped))
+    return Batch(images, _stack_labels([target for _, target in samples]), dict(skipped))
+
+
+def collate_encoded(items: Sequence[EncodedSample | Skipped]) -> EncodedBatch:
+    """The bytes and stacked labels of a batch, leaving out and counting the skipped photos."""
+    samples = [item for item in items if not isinstance(item, Skipped)]
+    skipped = Counter(item.reason for item in items if isinstance(item, Skipped))
+    if not samples:
+        return EncodedBatch([], {}, dict(skipped))
+    labels = _stack_labels([target for _, target in samples])
+    return EncodedBatch([data for data, _ in samples], labels, dict(skipped))

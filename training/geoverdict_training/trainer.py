@@ -22,7 +22,7 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,8 @@ from geoverdict_training.checkpoint import (
     set_rng_state,
 )
 from geoverdict_training.config import TrainConfig
-from geoverdict_training.datasets import Batch, ShardDataset, collate
+from geoverdict_training.datasets import Batch, EncodedBatch, ShardDataset, collate, collate_encoded
+from geoverdict_training.device_batches import DeviceBatches
 from geoverdict_training.distributed import Process
 from geoverdict_training.evaluation import evaluate_coordinates
 from geoverdict_training.exceptions import CheckpointError, ConfigError
@@ -62,6 +63,7 @@ from geoverdict_training.training_data import (
     Photos,
     TrainingData,
     eval_dataset,
+    input_spec,
     prepare,
     train_dataset,
 )
@@ -149,6 +151,11 @@ def _autocast(
     return torch.autocast(device.type, dtype=dtype)
 
 
+def decodes_on_device(config: TrainConfig, device: torch.device) -> bool:
+    """Whether training photos are decoded on the device (config `decode`)."""
+    return config.decode == "device" or (config.decode == "auto" and device.type == "cuda")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's generators."""
     random.seed(seed)
@@ -157,12 +164,21 @@ def seed_everything(seed: int) -> None:
 
 
 class EpochBatches:
-    """Endless batches, epoch after epoch; knows where in its epoch it is (for checkpoints)."""
+    """Endless batches, epoch after epoch; knows where in its epoch it is (for checkpoints).
+    With `decode` (device_batches.DeviceBatches), the loader's encoded batches are decoded
+    first."""
 
-    def __init__(self, loader: DataLoader[Any], sampler: ResumableSampler | None, batch_size: int):
+    def __init__(
+        self,
+        loader: DataLoader[Any],
+        sampler: ResumableSampler | None,
+        batch_size: int,
+        decode: Callable[[EncodedBatch], Batch] | None = None,
+    ):
         self.loader = loader
         self.sampler = sampler
         self.batch_size = batch_size
+        self.decode = decode
         self.epoch = 0
         self.samples = 0  # this rank's samples consumed in the current epoch
         self.skips = Skips("training images")
@@ -178,11 +194,12 @@ class EpochBatches:
                     dataset.set_epoch(self.epoch)
                 to_skip = self.samples // self.batch_size
             produced = False
-            for batch in self.loader:
+            for loaded in self.loader:
                 produced = True
                 if to_skip:
                     to_skip -= 1
                     continue
+                batch = loaded if self.decode is None else self.decode(loaded)
                 self.samples += self.batch_size
                 self.skips.seen += batch.size + sum(batch.skipped.values())
                 for reason, n in batch.skipped.items():
@@ -198,7 +215,7 @@ class EpochBatches:
 
 
 def _loader(
-    config: TrainConfig, dataset: Photos, process: Process, *, train: bool
+    config: TrainConfig, dataset: Photos, process: Process, *, train: bool, encoded: bool = False
 ) -> tuple[DataLoader[Any], ResumableSampler | None]:
     streamed = isinstance(dataset, IterableDataset)
     sampler = None
@@ -214,7 +231,7 @@ def _loader(
         batch_size=config.batch_size,
         sampler=sampler,
         num_workers=config.workers,
-        collate_fn=collate,
+        collate_fn=collate_encoded if encoded else collate,
         pin_memory=process.device.type == "cuda",
         drop_last=train,
         generator=torch.Generator().manual_seed(config.seed + process.rank),
@@ -369,14 +386,19 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
     # --- model, optimizer, schedule
     model = GeoModel(model_spec(config, data.partitions), config.pretrained and resumed is None)
     model.to(device)
+    channels_last = config.channels_last and device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     frozen_norms = freeze(model, config)
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer)
     dtype = autocast_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    dataset = train_dataset(config, data)
-    loader, sampler = _loader(config, dataset, process, train=True)
-    batches = EpochBatches(loader, sampler, config.batch_size)
+    on_device = decodes_on_device(config, device)
+    dataset = train_dataset(config, data, encoded=on_device)
+    loader, sampler = _loader(config, dataset, process, train=True, encoded=on_device)
+    decode = DeviceBatches(device, input_spec(config)) if on_device else None
+    batches = EpochBatches(loader, sampler, config.batch_size, decode)
     step = 0
     if resumed is not None and resume_path is not None:
         _restore(resumed, model, optimizer, scheduler, scaler, resume_path)
@@ -390,6 +412,8 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
     if process.distributed:
         ids = [process.local_rank] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
+    if config.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
 
     # --- the loop
     result = TrainResult(step=step, out_dir=out, checkpoint=None, skips=batches.skips)
@@ -409,6 +433,8 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
         for micro in range(config.grad_accum):
             batch = next(stream)
             x = batch.images.to(device, non_blocking=True)  # (B, 3, H, W)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)  # NHWC in memory
             targets = {k: v.to(device, non_blocking=True) for k, v in batch.labels.items()}
             last = micro == config.grad_accum - 1
             sync = contextlib.nullcontext() if last or not process.distributed else net.no_sync()  # type: ignore[operator]

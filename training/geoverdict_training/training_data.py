@@ -14,16 +14,22 @@ from torch.utils.data import Dataset, IterableDataset
 from geoverdict_training.backbones import backbone_info
 from geoverdict_training.cells import Partition, build_partitions
 from geoverdict_training.config import TrainConfig
-from geoverdict_training.datasets import ImageFolderDataset, Sample, ShardDataset, Skipped
+from geoverdict_training.datasets import (
+    EncodedSample,
+    ImageFolderDataset,
+    Sample,
+    ShardDataset,
+    Skipped,
+)
 from geoverdict_training.exceptions import ConfigError
 from geoverdict_training.hierarchy import Hierarchy, build_hierarchy
-from geoverdict_training.images import eval_transform, train_transform
+from geoverdict_training.images import InputSpec, eval_transform, train_transform
 from geoverdict_training.labels import Labels, build_labels
 from geoverdict_training.manifest import Manifest, read_manifest
 from geoverdict_training.shards import list_shards
 from geoverdict_training.splits import split_by_author
 
-Photos = Dataset[Sample | Skipped]
+Photos = Dataset[Sample | Skipped] | Dataset[Sample | EncodedSample | Skipped]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,10 +87,17 @@ def prepare(config: TrainConfig, partitions: Sequence[Partition] | None = None) 
     )
 
 
-def train_dataset(config: TrainConfig, data: TrainingData) -> Photos:
-    """Augmented training photos, from the image folder or streamed from shards."""
+def input_spec(config: TrainConfig) -> InputSpec:
+    """The model input of a run: crop, resize and the backbone's normalisation."""
     info = backbone_info(config.backbone)
-    transform = train_transform(config.input_size, mean=info.mean, std=info.std)
+    return InputSpec(config.input_size, config.resize, info.mean, info.std)
+
+
+def train_dataset(config: TrainConfig, data: TrainingData, encoded: bool = False) -> Photos:
+    """Augmented training photos, from the image folder or streamed from shards; `encoded`:
+    their bytes, for a device to decode and augment (device_batches.py)."""
+    spec = input_spec(config)
+    transform = None if encoded else train_transform(spec.size, mean=spec.mean, std=spec.std)
     if config.shards:
         return ShardDataset(
             list_shards(Path(config.shards)), data.train, data.train_labels, transform,
@@ -99,8 +112,8 @@ def eval_dataset(
     config: TrainConfig, manifest: Manifest, labels: Labels, images: str | None = None
 ) -> Photos:
     """Photos for validation or evaluation: resize and centre crop, no augmentation."""
-    info = backbone_info(config.backbone)
-    transform = eval_transform(config.input_size, config.resize, mean=info.mean, std=info.std)
+    spec = input_spec(config)
+    transform = eval_transform(spec.size, spec.resize, mean=spec.mean, std=spec.std)
     folder = images or config.val_images or config.images
     if config.shards and not (images or config.val_images):
         return ShardDataset(
