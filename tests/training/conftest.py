@@ -12,13 +12,9 @@ import pytest
 from geoverdict_training.bundle import read_bundle
 from geoverdict_training.calibration import Calibration
 from geoverdict_training.config import TrainConfig
-from geoverdict_training.export import (
-    ServingConfig,
-    export_archive,
-    model_config_of,
-    rewrite_archive,
-)
+from geoverdict_training.export import export_archive, model_config_of, rewrite_archive
 from geoverdict_training.images import decode_image
+from geoverdict_training.serving import ServingConfig
 from geoverdict_training.trainer import TrainResult, train
 from tests.training.synthetic import tiny_config, write_collection
 

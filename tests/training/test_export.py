@@ -17,18 +17,12 @@ from geoverdict_stack.stack import Stack
 from geoverdict_training.bundle import read_bundle
 from geoverdict_training.config import TrainConfig
 from geoverdict_training.exceptions import ExportError
-from geoverdict_training.export import ServingConfig, export_archive
+from geoverdict_training.export import export_archive
 from geoverdict_training.trainer import train
 from tests.stack_fixtures import register_model
 from tests.training.conftest import in_process_cells
 from tests.training.imagefiles import jpeg_bytes
 from tests.training.synthetic import tiny_config, write_collection
-
-
-def test_serving_settings_are_checked() -> None:
-    with pytest.raises(ExportError, match="batch_size must be >= 1"):
-        ServingConfig(batch_size=0)
-    assert "maxWorkers: 2" in ServingConfig(min_workers=1, max_workers=2).to_yaml()
 
 
 def test_a_scene_only_model_is_not_exported(tmp_path: Path) -> None:

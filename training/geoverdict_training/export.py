@@ -19,57 +19,17 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from geoverdict_common import archives
 from geoverdict_training.bundle import ModelBundle, bundle_from_checkpoint, write_bundle
 from geoverdict_training.exceptions import ExportError
-from geoverdict_training.images import SERVING_MAX_BYTES
+from geoverdict_training.serving import ServingConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 HANDLER = PACKAGE_DIR / "handler.py"
 # The handler's imports: the model code and what it shares with the service (EXIF reading).
 ARCHIVE_PACKAGES = ("geoverdict_training", "geoverdict_common")
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """TorchServe's per-model settings, written into the archive's model-config.yaml."""
-
-    # With one torch thread per worker, small batches win on CPU (2 cores, images/s by batch
-    # size 1/4/8/16: 60/64/57/46, docs/benchmarks.md); raise it on a GPU.
-    batch_size: int = 4
-    max_batch_delay_ms: int = 50
-    # On CPU, one worker per core with one torch thread each beats one worker with all cores:
-    # one worker decodes while the other computes (2 cores: 60 against 50 images/s).
-    min_workers: int = 2
-    max_workers: int = 2
-    response_timeout_s: int = 60
-    max_image_bytes: int = SERVING_MAX_BYTES
-
-    def __post_init__(self) -> None:
-        for key in ("batch_size", "min_workers", "max_workers", "response_timeout_s"):
-            if getattr(self, key) < 1:
-                raise ExportError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.max_batch_delay_ms < 0 or self.max_workers < self.min_workers:
-            raise ExportError("max_batch_delay must be >= 0 and max_workers >= min_workers")
-
-    def to_yaml(self) -> str:
-        """model-config.yaml: TorchServe's keys, then the handler's own section."""
-        return yaml.safe_dump(
-            {
-                "batchSize": self.batch_size,
-                "maxBatchDelay": self.max_batch_delay_ms,
-                "minWorkers": self.min_workers,
-                "maxWorkers": self.max_workers,
-                "responseTimeout": self.response_timeout_s,
-                "handler": {"max_image_bytes": self.max_image_bytes},
-            },
-            sort_keys=False,
-        )
 
 
 def _package_dir(name: str) -> Path:

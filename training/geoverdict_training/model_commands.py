@@ -94,7 +94,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from geoverdict_training.export import ServingConfig, export_archive  # noqa: PLC0415
+    from geoverdict_training.export import export_archive  # noqa: PLC0415
+    from geoverdict_training.serving import ServingConfig  # noqa: PLC0415
 
     serving = ServingConfig(args.batch_size, args.max_batch_delay, args.workers, args.workers)
     archive, version = export_archive(args.checkpoint, args.name, args.out, serving)
