@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,15 +17,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the benchmarks",
         description="Without a benchmark name: the whole suite (raw, handler, torchserve, "
         "pipeline, cached, naive, partitioning) into bench/results.json, bench/throughput.png "
-        "and docs/benchmarks.md.",
+        "and docs/benchmarks.md. With --device: the model, the handler and training on that "
+        "device only (no Java, no Kafka) into bench/results-gpu.json and the GPU section of "
+        "docs/benchmarks.md.",
     )
     bench.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     bench.add_argument("--photos", type=Path, help="photos folder (default: the dev photos)")
     bench.add_argument("--events", type=_positive_int, default=600, help="events per stream run")
     bench.add_argument("--batch-size", type=_positive_int, default=4, help="TorchServe batch size")
     bench.add_argument(
-        "--batch-sizes", type=_positive_int, nargs="+", default=[1, 4, 8, 16],
-        help="batch sizes for raw and TorchServe sweeps",
+        "--batch-sizes", type=_positive_int, nargs="+",
+        help="batch sizes for the raw (and TorchServe) sweeps (default 1 4 8 16; with "
+        "--device 32 64 128 256 512)",
     )  # fmt: skip
     bench.add_argument(
         "--concurrency", type=_positive_int, nargs="+", default=[1, 8, 16, 32, 48],
@@ -36,6 +40,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--out", type=Path, help="output folder (default bench/)")
     bench.add_argument("--docs", type=Path, help="markdown file for the table (default docs/)")
     bench.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    bench.add_argument(
+        "--device", metavar="DEVICE",
+        help="measure only the model, the handler and training on DEVICE (cuda, cuda:1, cpu)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--tiny", action="store_true", help="with --device: every path in seconds (tests)"
+    )
+    bench.add_argument(
+        "--compile", action="store_true",
+        help="with --device: also time training through torch.compile (minutes more)",
+    )  # fmt: skip
     bench.set_defaults(func=_all)
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     partitioning = sub.add_parser(
@@ -101,12 +116,38 @@ def _training(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(args: argparse.Namespace) -> int:
+    """`bench --device`: imports nothing of the service or the stack (no Java, no Kafka)."""
+    from geoverdict.bench.device import DeviceBenchOptions, results_name, run  # noqa: PLC0415
+
+    chosen: dict[str, Any] = {"device": args.device, "model": args.model,
+                                 "photos": args.photos, "compile": args.compile}  # fmt: skip
+    if args.batch_sizes:
+        chosen["batch_sizes"] = tuple(args.batch_sizes)
+    if args.out:
+        chosen["out"] = args.out
+    if args.no_docs:
+        chosen["docs"] = None
+    elif args.docs:
+        chosen["docs"] = args.docs
+    make = DeviceBenchOptions.tiny if args.tiny else DeviceBenchOptions
+    options = make(**chosen)
+    results = run(options)
+    print(f"model alone {results['raw_images_per_s']}, handler {results['handler_images_per_s']} "
+          f"(Pillow {results['handler_pillow_images_per_s']}) images/s; results in "
+          f"{options.out / results_name(results)}")  # fmt: skip
+    return 0
+
+
 def _all(args: argparse.Namespace) -> int:
+    if args.device:
+        return _device(args)
     from geoverdict.bench.suite import BenchOptions, run  # noqa: PLC0415
 
     options = BenchOptions(
         model=args.model, photos=args.photos, events=args.events, batch_size=args.batch_size,
-        batch_sizes=tuple(args.batch_sizes), concurrencies=tuple(args.concurrency),
+        batch_sizes=tuple(args.batch_sizes or (1, 4, 8, 16)),
+        concurrencies=tuple(args.concurrency),
         naive_events=args.naive_events, cached_repeats=args.cached_repeats,
         partition_points=args.partition_points,
     )  # fmt: skip

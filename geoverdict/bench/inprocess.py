@@ -50,16 +50,23 @@ class _Context(SimpleNamespace):
     """What the handler reads from TorchServe's context, for use without TorchServe."""
 
 
-def handler_throughput(archive: Path, images: Sequence[bytes], batch_size: int) -> float:
-    """Images/s of the handler's preprocess + inference + postprocess, in this process."""
+def handler_throughput(
+    archive: Path,
+    images: Sequence[bytes],
+    batch_size: int,
+    gpu_id: int | None = None,
+    decode: str = "auto",
+) -> float:
+    """Images/s of the handler's preprocess + inference + postprocess, in this process; on GPU
+    `gpu_id` when given, decoding as the handler setting `decode` says."""
     from geoverdict_training.handler import GeoverdictHandler  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="geoverdict-bench-") as tmp:
         with zipfile.ZipFile(archive) as mar:
             mar.extractall(tmp)
         context = _Context(
-            system_properties={"model_dir": tmp, "gpu_id": None},
-            model_yaml_config={"maxWorkers": 1},
+            system_properties={"model_dir": tmp, "gpu_id": gpu_id},
+            model_yaml_config={"maxWorkers": 1, "handler": {"decode": decode}},
             manifest={},
         )
         handler = GeoverdictHandler()
@@ -74,5 +81,5 @@ def handler_throughput(archive: Path, images: Sequence[bytes], batch_size: int) 
             run(batches[0])  # warm-up
             started = time.perf_counter()
             for batch in batches:
-                run(batch)
+                run(batch)  # replies are Python objects: the device's work is done
             return round(len(requests) / (time.perf_counter() - started), 2)

@@ -103,13 +103,18 @@ def write(results: dict[str, Any], out: Path, docs: Path | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / "throughput.png")
-    if docs is None:
-        return
-    block = f"{BEGIN}\n{table(results)}\n\n![throughput](../bench/throughput.png)\n{END}"
+    if docs is not None:
+        write_block(docs, BEGIN, END, f"{table(results)}\n\n![throughput](../bench/throughput.png)")
+
+
+def write_block(docs: Path, begin: str, end: str, content: str) -> None:
+    """Put `content` between the markers `begin` and `end` of the markdown file `docs` (at its
+    end when they are not there yet); the prose around them stays."""
+    block = f"{begin}\n{content}\n{end}"
     text = docs.read_text() if docs.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     docs.parent.mkdir(parents=True, exist_ok=True)

@@ -56,13 +56,13 @@ def _portable(path: Path) -> str:
 
 def machine() -> dict[str, Any]:
     """What ran the benchmark."""
-    import psutil  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no psutil on GPU boxes
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "memory_gb": round(memory / 2**30, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -14,8 +14,19 @@ from typing import Any
 DEMO_HEADS = (("cells_5_200", 38), ("cells_5_100", 49), ("cells_5_50", 75))
 
 
-def _timed_steps(model: Any, optimizer: Any, batches: Any, steps: int) -> float:
-    """Images per second over `steps` steps after one warm-up step."""
+def timed_steps(
+    model: Any,
+    optimizer: Any,
+    batches: Any,
+    steps: int,
+    *,
+    autocast: Any = None,
+    channels_last: bool = False,
+) -> float:
+    """Images per second over `steps` optimizer steps after one warm-up step; batches and the
+    model on the same device, the forward pass in `autocast` (a torch dtype) when given."""
+    import contextlib  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
 
     from geoverdict_training.losses import multitask_loss  # noqa: PLC0415
@@ -23,17 +34,36 @@ def _timed_steps(model: Any, optimizer: Any, batches: Any, steps: int) -> float:
     count, started = 0, 0.0
     for k, batch in enumerate(batches):
         if k == 1:
+            _synchronize(batch.images.device)
             count, started = 0, time.perf_counter()
-        logits = model(batch.images)
-        loss, _ = multitask_loss(logits, batch.labels)
+        images = batch.images
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)  # NHWC
+        labels = {name: value.to(images.device) for name, value in batch.labels.items()}
+        precision = (
+            torch.autocast(images.device.type, dtype=autocast)
+            if autocast is not None
+            else contextlib.nullcontext()
+        )
+        with precision:
+            logits = model(images)
+            loss, _ = multitask_loss(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         count += batch.size
         if k == steps:
+            _synchronize(images.device)
             break
-    torch.cuda.synchronize() if torch.cuda.is_available() else None
     return count / (time.perf_counter() - started)
+
+
+def _synchronize(device: Any) -> None:
+    """Wait for the device's queued work (a GPU runs asynchronously)."""
+    import torch  # noqa: PLC0415
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def run(
@@ -91,8 +121,8 @@ def run(
         "steps": steps,
         "workers": workers,
         "threads": torch.get_num_threads(),
-        "random_tensors_images_per_s": _timed_steps(model, optimizer, random_batches(), steps),
-        "real_photos_images_per_s": _timed_steps(model, optimizer, iter(loader), steps),
+        "random_tensors_images_per_s": timed_steps(model, optimizer, random_batches(), steps),
+        "real_photos_images_per_s": timed_steps(model, optimizer, iter(loader), steps),
     }
 
 
