@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="allow registering models over TorchServe's management API (off by default)",
     )  # fmt: skip
     up.add_argument("--timeout", type=float, default=120.0, help="start timeout per server, s")
+    up.add_argument(
+        "--gpus", type=int, default=0, metavar="N",
+        help="serve the models on N GPUs with the GPU batch size, delay and workers per GPU "
+        "(docs/operations.md, GPU serving)",
+    )  # fmt: skip
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop every process the stack started")
@@ -90,12 +95,26 @@ def _up(args: argparse.Namespace) -> int:
         options["model_store"] = args.model_store.resolve()
     config = StackConfig.with_free_ports(**options) if args.free_ports else StackConfig(**options)  # type: ignore[arg-type]
     stack = Stack(config)
+    if args.gpus:
+        stack.torchserve.overrides.update(_gpu_properties(config.models, args.gpus))
     stack.up()
     print(format_status(stack.status()))
     if "torchserve" in config.services:
         print(f"TorchServe keys: {stack.torchserve_key_file}")
     print(f"run folder: {config.run_dir}  (stop with `geoverdict stack down`)")
     return 0
+
+
+def _gpu_properties(models: tuple[str, ...], gpus: int) -> dict[str, str]:
+    """TorchServe's GPU entries for the models to load (geoverdict_training.serving: the same
+    ones the GPU image appends to its configuration)."""
+    from geoverdict_training.exceptions import TrainingError  # noqa: PLC0415
+    from geoverdict_training.serving import gpu_properties, model_archives  # noqa: PLC0415
+
+    try:
+        return gpu_properties(model_archives(models), gpus)
+    except TrainingError as exc:
+        raise StackError(f"--gpus: {exc}") from exc
 
 
 def _down(args: argparse.Namespace) -> int:
