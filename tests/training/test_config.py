@@ -56,6 +56,7 @@ def test_a_value_of_the_wrong_type_is_an_error_naming_the_key(key: str, value: o
         ("scenes", ["s4"], "distinct names"),
         ("resize", 100, "must be >= input_size"),
         ("val_fraction", 1.0, r"must be in \[0, 1\)"),
+        ("decode", "gpu", "must be one of"),
     ],
 )
 def test_a_value_out_of_range_is_an_error_naming_the_key(

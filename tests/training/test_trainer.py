@@ -14,7 +14,7 @@ from geoverdict_training.checkpoint import load_checkpoint
 from geoverdict_training.config import TrainConfig
 from geoverdict_training.exceptions import CheckpointError, ConfigError
 from geoverdict_training.manifest import read_manifest
-from geoverdict_training.trainer import train
+from geoverdict_training.trainer import decodes_on_device, train
 from tests.training.conftest import TinyRun
 from tests.training.synthetic import tiny_config, write_collection
 
@@ -146,3 +146,16 @@ def test_calibrate_false_leaves_the_model_uncalibrated(tmp_path: Path) -> None:
     assert result.checkpoint is not None
     assert "calibration" not in load_checkpoint(result.checkpoint)
     assert "calibration" not in [r for r in result.history if r["split"] == "val"][-1]
+
+
+@pytest.mark.parametrize(
+    ("decode", "device", "on_device"),
+    [("auto", "cuda", True), ("auto", "cpu", False), ("pillow", "cuda", False),
+     ("device", "cpu", True)],
+)  # fmt: skip
+def test_photos_are_decoded_on_a_gpu_unless_told_otherwise(
+    decode: str, device: str, on_device: bool
+) -> None:
+    config = TrainConfig.from_dict({"manifest": "m.csv", "images": "i", "decode": decode})
+    assert decodes_on_device(config, torch.device(device)) is on_device
+    assert config.compile is False  # not measured on a GPU yet: off
