@@ -116,20 +116,28 @@ def _training(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The output folder and docs file the options say, where they say one."""
+    outputs: dict[str, Any] = {}
+    if args.out:
+        outputs["out"] = args.out
+    if args.no_docs:
+        outputs["docs"] = None
+    elif args.docs:
+        outputs["docs"] = args.docs
+    return outputs
+
+
 def _device(args: argparse.Namespace) -> int:
     """`bench --device`: imports nothing of the service or the stack (no Java, no Kafka)."""
     from geoverdict.bench.device import DeviceBenchOptions, results_name, run  # noqa: PLC0415
 
-    chosen: dict[str, Any] = {"device": args.device, "model": args.model,
-                                 "photos": args.photos, "compile": args.compile}  # fmt: skip
+    chosen: dict[str, Any] = {
+        "device": args.device, "model": args.model, "photos": args.photos,
+        "compile": args.compile, **_outputs(args),
+    }  # fmt: skip
     if args.batch_sizes:
         chosen["batch_sizes"] = tuple(args.batch_sizes)
-    if args.out:
-        chosen["out"] = args.out
-    if args.no_docs:
-        chosen["docs"] = None
-    elif args.docs:
-        chosen["docs"] = args.docs
     make = DeviceBenchOptions.tiny if args.tiny else DeviceBenchOptions
     options = make(**chosen)
     results = run(options)
@@ -151,15 +159,9 @@ def _all(args: argparse.Namespace) -> int:
         naive_events=args.naive_events, cached_repeats=args.cached_repeats,
         partition_points=args.partition_points,
     )  # fmt: skip
-    overrides: dict[str, object] = {}
-    if args.out:
-        overrides["out"] = args.out
-    if args.no_docs:
-        overrides["docs"] = None
-    elif args.docs:
-        overrides["docs"] = args.docs
+    overrides = _outputs(args)
     if overrides:
-        options = dataclasses.replace(options, **overrides)  # type: ignore[arg-type]
+        options = dataclasses.replace(options, **overrides)
     results = run(options)
     print(f"efficiency {results['efficiency']}, pipeline/naive {results['pipeline_vs_naive']}x; "
           f"results in {options.out / 'results.json'}")  # fmt: skip
