@@ -132,6 +132,14 @@ def test_a_panorama_within_the_aspect_limit_is_decoded() -> None:
     assert image.size == (1024, 64)
 
 
+def test_training_data_may_be_tiff_but_the_handler_opens_no_tiff() -> None:
+    data = encoded(_noise((16, 8)), "TIFF")
+    assert decode_image(data, min_side=None).size == (16, 8)
+    with pytest.raises(ImageError) as caught:
+        read_header(data, images.SERVING_LIMITS)
+    assert caught.value.code == images.UNSUPPORTED
+
+
 def test_the_default_pixel_limit_is_below_pillows_and_admits_48_megapixel_photos() -> None:
     limit = images.DEFAULT_LIMITS.max_pixels
     assert 8064 * 6048 <= limit < (Image.MAX_IMAGE_PIXELS or 89_478_485)

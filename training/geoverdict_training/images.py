@@ -48,8 +48,11 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # Long side over short side. Stitched panoramas reach about 8:1; 16:1 bounds what a short-side
 # resize can make of an image to 16 x resize^2 pixels (1 Mpx at 256).
 DEFAULT_MAX_ASPECT = 16.0
-# What photos are posted as. TIFF, PSD, EPS, ICO and Pillow's other decoders stay closed.
+# What photos are posted as: the handler opens nothing else (TIFF, PSD, EPS, ICO and Pillow's
+# other decoders stay closed to strangers' bytes). Training data, the operator's own photos,
+# may also be TIFF (exif.py lists .tif files).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF")
+DATA_FORMATS = (*ALLOWED_FORMATS, "TIFF")
 RGB = tuple[float, float, float]
 TRAIN_SCALE = (0.66, 1.0)  # random resized crops: share of the photo's area (the seed paper's)
 IMAGENET_MEAN: RGB = (0.485, 0.456, 0.406)
@@ -83,8 +86,8 @@ class ImageLimits:
     formats: tuple[str, ...] = ALLOWED_FORMATS
 
 
-DEFAULT_LIMITS = ImageLimits()
-SERVING_LIMITS = ImageLimits(max_bytes=SERVING_MAX_BYTES)
+DEFAULT_LIMITS = ImageLimits(formats=DATA_FORMATS)  # training data and tools
+SERVING_LIMITS = ImageLimits(max_bytes=SERVING_MAX_BYTES)  # the handler (settings may change it)
 
 
 @dataclass(frozen=True)
