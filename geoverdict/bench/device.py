@@ -123,8 +123,11 @@ def model_sweep(
     bundle = read_bundle(archive)
     size = bundle.input_size
     points = []
+    predictors = {
+        layout: bundle.predictor(device, channels_last=layout) for layout in (False, True)
+    }
     for precision in PRECISIONS:
-        predictor = bundle.predictor(device, channels_last=precision.channels_last)
+        predictor = predictors[precision.channels_last]
         for batch_size in options.batch_sizes:
             x = torch.randn(batch_size, 3, size, size, device=device)  # (B, 3, S, S)
             if precision.channels_last:
@@ -213,8 +216,8 @@ def train_throughput(
     }  # fmt: skip
     runs = [("", False)] + ([("compiled_", True)] if options.compile else [])
     for prefix, compiled in runs:
+        model, optimizer = model_and_optimizer(compiled)  # both sources train the same model
         for source, batches in (("photos", photo_batches), ("random_tensors", random_batches)):
-            model, optimizer = model_and_optimizer(compiled)
             started = time.perf_counter()
             rate = timed_steps(
                 model, optimizer, batches(), options.train_steps,
