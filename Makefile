@@ -13,7 +13,8 @@ LOCK ?= requirements/dev.lock
 help:
 	@echo "make demo   set up, then run the demo (stack, consumer, verdicts)"
 	@echo "make test   set up, lint, then run every test (integration tests start real servers)"
-	@echo "make test-unit  the tests that need no server (no Java, Kafka or Redis), in a minute"
+	@echo "make test-unit  the tests that need no server (no Java, Kafka or Redis) in a minute,"
+	@echo "                but for three slow end-to-end runs (make test runs them)"
 	@echo "make bench  set up, then run the benchmarks into bench/ and docs/benchmarks.md"
 	@echo "make lint   ruff + mypy"
 	@echo "make lock   regenerate the hash-locked requirements after changing a dependency"
@@ -51,7 +52,7 @@ test: setup helm lint
 # Two workers stealing work (the tiny model the training tests share is trained once), one
 # torch thread each: tiny tensors run faster without threads fighting over the cores.
 test-unit: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(BIN)/pytest -m "not integration and not server" -p no:cacheprovider \
+	OMP_NUM_THREADS=1 $(BIN)/pytest -m "not integration and not server and not slow" -p no:cacheprovider \
 		-n 2 --dist worksteal
 
 demo: setup

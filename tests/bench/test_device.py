@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from geoverdict.bench import device
 from tests.repo import REPO_ROOT
 
@@ -36,6 +38,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_the_device_bench_runs_every_path_without_kafka_the_service_or_the_stack(
     tmp_path: Path,
 ) -> None:

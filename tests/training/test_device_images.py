@@ -158,6 +158,7 @@ def _cells(handler: GeoverdictHandler, bodies: list[bytes]) -> np.ndarray:
     return np.stack([item["result"][0] for item in items])  # (B, n_fine)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_the_device_path_answers_as_the_pillow_path_on_the_development_photos(
     shared_data: Path, tmp_path: Path

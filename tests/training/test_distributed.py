@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from geoverdict_training.checkpoint import load_checkpoint
 from geoverdict_training.distributed import setup
 from tests.training.synthetic import tiny_config, write_collection
@@ -18,6 +20,7 @@ def test_without_torchrun_a_process_trains_alone() -> None:
     assert not process.distributed
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_trains_one_model(tmp_path: Path) -> None:
     write_collection(tmp_path)  # 64 photos, 48 for training: 24 per process, 3 batches of 8
     config = tiny_config(tmp_path, max_steps=4, grad_accum=2, workers=1, checkpoint_every=2)
