@@ -199,3 +199,16 @@ def test_the_secure_profile_grants_what_the_local_stack_enforces() -> None:
     assert "EXTERNAL:SASL_SSL" in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
     assert local.ports()["kafka sasl_ssl"] == 4  # the local stack has the same listener kind
     assert secure["consumer"]["environment"]["GEOVERDICT_KAFKA_SASL_USERNAME"] == acls.CONSUMER_USER
+
+
+def test_torchserve_loads_models_from_its_store_only() -> None:
+    from geoverdict_stack import resources
+    from geoverdict_stack.torchserve import TorchServeServer, read_properties
+
+    image = read_properties(resources.text(resources.TORCHSERVE_PROPERTIES))
+    assert image["allowed_urls"] == "file:///home/model-server/model-store/.*"
+    assert image["enable_model_api"] == "false"
+    assert image["disable_token_authorization"] == "false"
+    store = Path("/srv/store")
+    local = TorchServeServer(Path("/nonexistent"), 1, 2, 3, store).properties()
+    assert local["allowed_urls"] == f"file://{store.resolve()}/.*"  # the same rule, its store
