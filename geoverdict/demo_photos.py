@@ -104,7 +104,7 @@ def validation_photos(archive: Path, limit: int) -> list[DemoPhoto]:
     from geoverdict_training.splits import split_by_author  # noqa: PLC0415
 
     dev = shared_data_dir() / "im2gps3k-dev"
-    images = _existing(str(config.get("val_images") or config.get("images") or ""), dev / "images")
+    images = _existing(str(config.get("val_images") or config.get("images") or ""), dev)
     if config.get("val_manifest"):
         manifest_path = _existing(str(config["val_manifest"]), dev)
         if manifest_path is None or images is None:

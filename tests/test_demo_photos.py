@@ -70,3 +70,15 @@ def test_the_summary_gives_this_runs_accuracy_confidence_and_false_flags() -> No
     assert "33.3% within 25 km, 33.3% within 200 km, 66.7% within 750 km" in summary
     assert "mean confidence of the best cell: 40.0%" in summary
     assert "flagged on 1 of 3 true claims (33.3%)" in summary
+
+
+@pytest.mark.shared_data
+def test_the_validation_photos_are_found_from_elsewhere_through_the_shared_data_setting(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The archive records paths relative to where it was trained (../shared/data/...): from
+    # another working directory, GEOVERDICT_SHARED_DATA says where the photos are.
+    archive = demo_archive()
+    monkeypatch.setenv("GEOVERDICT_SHARED_DATA", str(shared_data))
+    monkeypatch.chdir(tmp_path)
+    assert len(validation_photos(archive, limit=1000)) >= 100
