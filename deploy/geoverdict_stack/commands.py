@@ -1,9 +1,10 @@
-"""`geoverdict stack up | down | status | check | fetch | certs`."""
+"""`geoverdict stack up | down | status | env | check | fetch | certs`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fetch = sub.add_parser("fetch", help="fetch the Kafka jars from Maven Central (cached)")
     fetch.set_defaults(func=_fetch)
 
+    env = sub.add_parser(
+        "env",
+        help="print the GEOVERDICT_* settings that point the service's commands at this stack",
+        description='eval "$(geoverdict stack env)" then run consume, publish, watch.',
+    )
+    _run_dir_option(env)
+    env.set_defaults(func=_env)
+
     certs = sub.add_parser(
         "certs",
         help="make a CA and Kafka's TLS certificate (docker-compose.secure.yml mounts them)",
@@ -99,9 +108,18 @@ def _up(args: argparse.Namespace) -> int:
         stack.torchserve.overrides.update(_gpu_properties(config.models, args.gpus))
     stack.up()
     print(format_status(stack.status()))
-    if "torchserve" in config.services:
-        print(f"TorchServe keys: {stack.torchserve_key_file}")
     print(f"run folder: {config.run_dir}  (stop with `geoverdict stack down`)")
+    env = " --run-dir " + shlex.quote(str(config.run_dir)) if args.run_dir else ""
+    print(f'settings for consume, publish and watch: eval "$(geoverdict stack env{env})"')
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    from geoverdict_stack.stack import Stack  # noqa: PLC0415
+
+    stack = Stack.attach(args.run_dir)
+    for name, value in stack.client_environment().items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 

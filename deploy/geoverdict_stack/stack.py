@@ -150,6 +150,19 @@ class Stack:
         """The current TorchServe keys by role (inference, management, API)."""
         return read_keys(self.torchserve.key_file)
 
+    def client_environment(self) -> dict[str, str]:
+        """The GEOVERDICT_* settings that point consume, publish and watch at this stack (the
+        consumer's Redis user and TorchServe's inference key alone)."""
+        env = {}
+        if "kafka" in self.config.services:
+            env["GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
+        if "redis" in self.config.services:
+            env["GEOVERDICT_REDIS_URL"] = self.redis_url
+        if "torchserve" in self.config.services:
+            env["GEOVERDICT_TORCHSERVE_URL"] = self.torchserve.url("inference")
+            env["GEOVERDICT_TORCHSERVE_KEY_FILE"] = str(self.torchserve_key_file.resolve())
+        return env
+
     def servers(self) -> list[Server]:
         """The configured servers in start order."""
         by_name: dict[str, Server] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from geoverdict_stack.exceptions import PortInUseError, StartError
 from geoverdict_stack.ports import free_ports
@@ -53,6 +55,21 @@ def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         assert set(rows) == {"kafka", "redis", "torchserve"}
         assert all(row["healthy"] for row in rows.values())
         assert len(pids) >= 3
+        # `eval "$(geoverdict stack env)"`: what the service's commands need, and no more.
+        env = subprocess.run(
+            [*CLI, "stack", "env", "--run-dir", str(run_dir)],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        exported = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in env.splitlines()
+        )
+        assert set(exported) == {
+            "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS", "GEOVERDICT_REDIS_URL",
+            "GEOVERDICT_TORCHSERVE_URL", "GEOVERDICT_TORCHSERVE_KEY_FILE",
+        }  # fmt: skip
+        assert redis.Redis.from_url(exported["GEOVERDICT_REDIS_URL"]).ping()
+        keys = json.loads(Path(exported["GEOVERDICT_TORCHSERVE_KEY_FILE"]).read_text())
+        assert set(keys) == {"inference"}  # never the management or token-rotation keys
     finally:
         down = subprocess.run(
             [*CLI, "stack", "down", "--run-dir", str(run_dir)],
