@@ -100,8 +100,8 @@ def validation_photos(archive: Path, limit: int) -> list[DemoPhoto]:
     config = training_config(archive)
     if not config or limit <= 0:
         return []
-    from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
-    from geoverdict_training.splits import split_by_author  # noqa: PLC0415
+    from geoverdict_training.data.manifest import read_manifest  # noqa: PLC0415
+    from geoverdict_training.data.splits import split_by_author  # noqa: PLC0415
 
     dev = shared_data_dir() / "im2gps3k-dev"
     images = _existing(str(config.get("val_images") or config.get("images") or ""), dev)

@@ -22,8 +22,8 @@ def demo_archive() -> Path:
 
 @pytest.mark.shared_data
 def test_the_demo_shows_only_photos_of_the_photographers_held_out(shared_data: Path) -> None:
-    from geoverdict_training.manifest import read_manifest
-    from geoverdict_training.splits import split_by_author
+    from geoverdict_training.data.manifest import read_manifest
+    from geoverdict_training.data.splits import split_by_author
 
     archive = demo_archive()
     config = training_config(archive)

@@ -118,7 +118,7 @@ def model_sweep(
     archive: Path, device: torch.device, options: DeviceBenchOptions
 ) -> list[dict[str, Any]]:
     """Images/s of the archive's model (forward + fp32 hierarchy) per precision and batch."""
-    from geoverdict_training.bundle import read_bundle  # noqa: PLC0415
+    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
 
     bundle = read_bundle(archive)
     size = bundle.input_size
@@ -155,7 +155,7 @@ def _encoded_batches(
 ) -> Iterator[Any]:
     """Endless encoded batches of the photos with random labels per head, read by loader
     workers."""
-    from geoverdict_training.datasets import collate_encoded  # noqa: PLC0415
+    from geoverdict_training.data.datasets import collate_encoded  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     samples = [
@@ -177,11 +177,11 @@ def train_throughput(
 ) -> dict[str, Any]:
     """Optimizer steps per second of one backbone: with photos decoded on the device, and on
     random tensors; bf16 and channels_last on a GPU."""
-    from geoverdict_training.backbones import backbone_info  # noqa: PLC0415
-    from geoverdict_training.datasets import Batch  # noqa: PLC0415
-    from geoverdict_training.device_batches import DeviceBatches  # noqa: PLC0415
-    from geoverdict_training.images import InputSpec  # noqa: PLC0415
-    from geoverdict_training.model import GeoModel, ModelSpec  # noqa: PLC0415
+    from geoverdict_training.data.datasets import Batch  # noqa: PLC0415
+    from geoverdict_training.images.decode import InputSpec  # noqa: PLC0415
+    from geoverdict_training.models.backbones import backbone_info  # noqa: PLC0415
+    from geoverdict_training.models.geo_model import GeoModel, ModelSpec  # noqa: PLC0415
+    from geoverdict_training.train.device_batches import DeviceBatches  # noqa: PLC0415
 
     gpu = device.type == "cuda"
     autocast = torch.bfloat16 if gpu else None

@@ -25,7 +25,7 @@ def raw_throughput(
     archive: Path, images: Sequence[bytes], batch_sizes: Sequence[int]
 ) -> dict[int, float]:
     """Images/s of the model alone (no decoding, no replies) at each batch size."""
-    from geoverdict_training.bundle import read_bundle  # noqa: PLC0415
+    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
 
     bundle = read_bundle(archive)
     predictor = bundle.predictor("cpu")
@@ -59,7 +59,7 @@ def handler_throughput(
 ) -> float:
     """Images/s of the handler's preprocess + inference + postprocess, in this process; on GPU
     `gpu_id` when given, decoding as the handler setting `decode` says."""
-    from geoverdict_training.handler import GeoverdictHandler  # noqa: PLC0415
+    from geoverdict_training.serving.handler import GeoverdictHandler  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="geoverdict-bench-") as tmp:
         with zipfile.ZipFile(archive) as mar:

@@ -57,9 +57,9 @@ def _s2sphere_loop(
 
 def run(n: int = 5_000_000, seed: int = 0) -> dict[str, Any]:
     """Time partitioning n random coordinates into the three default partitions."""
-    from geoverdict_training import s2  # noqa: PLC0415
-    from geoverdict_training.cells import DEFAULT_SPECS, build_partitions  # noqa: PLC0415
-    from geoverdict_training.labels import assign_classes  # noqa: PLC0415
+    from geoverdict_training.data.labels import assign_classes  # noqa: PLC0415
+    from geoverdict_training.geo import s2  # noqa: PLC0415
+    from geoverdict_training.geo.partitions import DEFAULT_SPECS, build_partitions  # noqa: PLC0415
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

@@ -29,7 +29,7 @@ def timed_steps(
 
     import torch  # noqa: PLC0415
 
-    from geoverdict_training.losses import multitask_loss  # noqa: PLC0415
+    from geoverdict_training.models.losses import multitask_loss  # noqa: PLC0415
 
     count, started = 0, 0.0
     for k, batch in enumerate(batches):
@@ -80,12 +80,12 @@ def run(
     import torch  # noqa: PLC0415
     from torch.utils.data import DataLoader  # noqa: PLC0415
 
-    from geoverdict_training.backbones import backbone_info  # noqa: PLC0415
-    from geoverdict_training.datasets import Batch, ImageFolderDataset, collate  # noqa: PLC0415
-    from geoverdict_training.images import train_transform  # noqa: PLC0415
-    from geoverdict_training.labels import Labels  # noqa: PLC0415
-    from geoverdict_training.manifest import read_manifest  # noqa: PLC0415
-    from geoverdict_training.model import GeoModel, ModelSpec  # noqa: PLC0415
+    from geoverdict_training.data.datasets import Batch, ImageFolderDataset, collate  # noqa: PLC0415
+    from geoverdict_training.data.labels import Labels  # noqa: PLC0415
+    from geoverdict_training.data.manifest import read_manifest  # noqa: PLC0415
+    from geoverdict_training.images.decode import train_transform  # noqa: PLC0415
+    from geoverdict_training.models.backbones import backbone_info  # noqa: PLC0415
+    from geoverdict_training.models.geo_model import GeoModel, ModelSpec  # noqa: PLC0415
 
     torch.manual_seed(0)
     model = GeoModel(ModelSpec(backbone, DEMO_HEADS)).train()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from geoverdict_common.serving import GPU_SERVING
 from geoverdict_stack.torchserve import read_properties
-from geoverdict_training.serving import GPU_SERVING
 from tests.repo import REPO_ROOT
 
 GPU = REPO_ROOT / "docker-compose.gpu.yml"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from geoverdict import cli
+from geoverdict_common.serving import GPU_SERVING
 from geoverdict_stack.stack import Stack
-from geoverdict_training.serving import GPU_SERVING
 
 
 class _StartedError(Exception):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from geoverdict_training.manifest import Manifest, write_manifest
+from geoverdict_training.data.manifest import Manifest, write_manifest
 from tests.training.imagefiles import encoded
 
 PLACES = [(48.85, 2.35), (40.71, -74.0), (35.68, 139.65), (-33.87, 151.21)]

@@ -1,0 +1,175 @@
+"""Serving settings: checked, written for GPUs as TorchServe reads them; and the demo archive
+in the real TorchServe (integration): a batch of what a public stream sends, each item answered
+on its own, server-side batches that really fill, a GPU configuration's batching applied."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from geoverdict_common import serving
+from geoverdict_common.serving import (
+    GPU_SERVING,
+    ServingConfig,
+    gpu_properties,
+    model_archives,
+    model_snapshot,
+)
+from geoverdict_service import contract
+from geoverdict_service.exceptions import BadImageError
+from geoverdict_service.inference import InferenceClient, TokenSource
+from geoverdict_stack.stack import Stack, StackConfig
+from geoverdict_training.exceptions import ExportError
+from tests import photos
+from tests.stack_fixtures import serve_demo_archive
+
+
+def test_serving_settings_are_checked() -> None:
+    with pytest.raises(ExportError, match="batch_size must be >= 1"):
+        ServingConfig(batch_size=0)
+    assert "maxWorkers: 2" in ServingConfig(min_workers=1, max_workers=2).to_yaml()
+
+
+def test_the_gpu_configuration_registers_every_archive_with_the_gpu_settings() -> None:
+    models = model_archives(["geoverdict=demo.mar", "other.mar"])
+    assert models == {"geoverdict": "demo.mar", "other": "other.mar"}
+    properties = gpu_properties(models, gpus=2)
+    assert properties["number_of_gpu"] == "2"
+    snapshot = json.loads(properties["model_snapshot"])
+    assert snapshot["modelCount"] == 2
+    (entry,) = snapshot["models"]["geoverdict"].values()
+    assert entry["marName"] == "demo.mar" and entry["defaultVersion"] is True
+    assert entry["batchSize"] == GPU_SERVING.batch_size
+    assert entry["maxBatchDelay"] == GPU_SERVING.max_batch_delay_ms
+    assert entry["minWorkers"] == entry["maxWorkers"] == 2 * GPU_SERVING.min_workers  # per GPU
+    with pytest.raises(ExportError, match="GPUs must be >= 1"):
+        gpu_properties(models, gpus=0)
+
+
+def test_the_gpu_image_gets_one_line_per_setting_for_its_model_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "geoverdict.mar").write_bytes(b"")
+    assert serving.main(["--model-store", str(tmp_path), "--gpus", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    properties = dict(line.split("=", 1) for line in lines)
+    assert set(properties) == {"number_of_gpu", "model_snapshot"}
+    assert json.loads(properties["model_snapshot"])["models"]["geoverdict"]["1.0"]["marName"] == (
+        "geoverdict.mar"
+    )
+    assert serving.main(["--model-store", str(tmp_path / "empty")]) == 2
+
+
+@pytest.mark.integration
+def test_a_gpu_configuration_serves_the_archive_with_its_own_batching(tmp_path: Path) -> None:
+    # The archive says batch 4, 50 ms, 2 workers; the snapshot wins (no GPU needed for that).
+    from geoverdict.demo import find_archive
+
+    archive = find_archive(None)
+    config = StackConfig.with_free_ports(
+        run_dir=tmp_path / "stack", services=("torchserve",), model_store=archive.parent,
+        models=(f"gpu-test={archive.name}",),
+    )  # fmt: skip
+    stack = Stack(config)
+    settings = ServingConfig(batch_size=8, max_batch_delay_ms=7, min_workers=1, max_workers=1)
+    stack.torchserve.overrides["model_snapshot"] = model_snapshot(
+        {"gpu-test": archive.name}, settings
+    )
+    with stack:
+        request = urllib.request.Request(
+            f"{stack.torchserve.url('management')}/models/gpu-test",
+            headers={"Authorization": f"Bearer {stack.torchserve_keys()['management']}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            (described,) = json.loads(resp.read())
+    assert (described["batchSize"], described["maxBatchDelay"]) == (8, 7)
+    assert (described["minWorkers"], described["maxWorkers"]) == (1, 1)
+
+
+@pytest.fixture(scope="module")
+def served(stack: Stack) -> str:
+    """The demo archive, registered with room for one big batch (16, 1 s delay)."""
+    return serve_demo_archive(stack, "serving-test", batch_size=16, max_batch_delay_ms=1000)
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack, served: str) -> InferenceClient:
+    return InferenceClient(
+        stack.torchserve.url("inference"), served,
+        TokenSource(key_file=stack.torchserve_key_file), concurrency=16, retries=1,
+    )  # fmt: skip
+
+
+def _dev_photos(shared_data: Path, count: int) -> list[bytes]:
+    images = sorted((shared_data / "im2gps3k-dev" / "images").glob("*.jpg"))[:count]
+    return [p.read_bytes() for p in images]
+
+
+@pytest.mark.integration
+def test_one_batch_of_hostile_and_unusual_images_is_answered_item_by_item(
+    client: InferenceClient, shared_data: Path
+) -> None:
+    good_a, good_b, base = _dev_photos(shared_data, 3)
+    upright, rotated = photos.exif_rotated_pair(base)
+    items = {
+        "good photo": good_a,
+        "another good photo": good_b,
+        "truncated JPEG": photos.truncated_jpeg(good_a),
+        "text file": b"Dear diary, today I took no photo at all.\n" * 10,
+        "PNG decompression bomb": photos.png_bomb(),
+        "CMYK JPEG": photos.cmyk_jpeg(good_b),
+        "palette PNG with transparency": photos.palette_png_with_transparency(good_a),
+        "16-bit PNG": photos.png16(good_b),
+        "HEIC": photos.heic(good_a),
+        "upright": upright,
+        "EXIF-rotated JPEG": rotated,
+    }
+    expected_errors = {
+        "truncated JPEG": "truncated",
+        "text file": "undecodable",
+        "PNG decompression bomb": "too_many_pixels",
+    }
+    replies = dict(zip(items, client.predict_many(list(items.values())), strict=True))
+    for name, reply in replies.items():
+        if name in expected_errors:
+            assert isinstance(reply, BadImageError), name
+            assert reply.code == expected_errors[name], (name, reply)
+            assert reply.model_version, name
+        else:
+            assert not isinstance(reply, BadImageError), (name, reply)
+            assert contract.check(contract.PREDICTION, reply) == [], name
+    # The rotated photo is the upright one once its EXIF orientation is applied.
+    a, b = replies["upright"], replies["EXIF-rotated JPEG"]
+    assert not isinstance(a, BadImageError) and not isinstance(b, BadImageError)
+    assert (b["image"]["width"], b["image"]["height"]) == (
+        a["image"]["width"],
+        a["image"]["height"],
+    )
+    assert b["best_guess"]["token"] == a["best_guess"]["token"]
+    assert b["best_guess"]["probability"] == pytest.approx(a["best_guess"]["probability"], abs=0.03)
+    # Every good item came from the same model.
+    versions = {r.model_version if isinstance(r, BadImageError) else r["model_version"]
+                for r in replies.values()}  # fmt: skip
+    assert len(versions) == 1
+
+
+@pytest.mark.integration
+def test_concurrent_requests_fill_server_side_batches(
+    stack: Stack, client: InferenceClient, served: str, shared_data: Path
+) -> None:
+    images = _dev_photos(shared_data, 32)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(client.predict, images))
+    with urllib.request.urlopen(stack.torchserve.url("metrics") + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    sizes = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("BatchSize{") and f'ModelName="{served}"' in line
+    ]
+    assert sizes, "the handler reports no BatchSize metric"
+    assert max(sizes) > 1

@@ -1,0 +1,1 @@
+"""Labelled photos: manifests, labels, shards, splits by photographer, torch datasets."""

@@ -1,0 +1,113 @@
+"""A model evaluated on labelled photos, as `geoverdict evaluate --model` reports it.
+
+Accuracy at the literature's thresholds (evaluation.py), the calibration of the top-1 answer
+(reliability.py: ECE, bins, NLL) with the model's own temperatures, and on request the reply
+the TorchServe handler would give for each photo, beside the photo's true position: the
+service's location_mismatch flag is measured on those.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geoverdict_training.data.manifest import Manifest
+from geoverdict_training.evaluation.accuracy import Evaluation, evaluate_coordinates
+from geoverdict_training.evaluation.calibration_report import held_out, measure
+from geoverdict_training.evaluation.reliability import Reliability, reliability, top1_cell_hits
+from geoverdict_training.exceptions import ConfigError, DataFileError
+from geoverdict_training.inference.calibration import Calibration
+from geoverdict_training.inference.predictor import Predictions, predict_manifest
+from geoverdict_training.serving.bundle import ModelBundle
+from geoverdict_training.serving.replies import image_facts, prediction_reply
+from geoverdict_training.vocabulary import scene_names
+
+
+@dataclass(frozen=True, eq=False)
+class ModelEvaluation:
+    """What evaluating a model on photos gave."""
+
+    accuracy: Evaluation
+    calibration: Reliability  # with the model's temperatures (none: all T = 1)
+    uncalibrated: Reliability | None  # a calibrated model's answers with all T = 1, when asked
+    predictions: Predictions
+
+    def to_json(self) -> dict[str, Any]:
+        """evaluate --predictions' keys, plus "calibration" (Reliability.to_json)."""
+        return {**self.accuracy.to_json(), "calibration": self.calibration.to_json()}
+
+    def table(self) -> str:
+        """Plain text for people."""
+        return f"{self.accuracy.table()}\n{self.calibration.table()}"
+
+
+def evaluate_bundle(
+    bundle: ModelBundle,
+    manifest: Manifest,
+    images: Path,
+    *,
+    five_crop: bool = False,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool = True,
+    uncalibrated: bool = False,
+    keep_cells: bool = False,
+) -> ModelEvaluation:
+    """Evaluate a geo model on the manifest's photos under `images`. With `uncalibrated` (and
+    a calibrated model, one crop), also the reliability without its temperatures; with
+    `keep_cells`, every photo's distribution is kept (for write_replies)."""
+    if not bundle.partitions:
+        raise ConfigError(f"{bundle.name} is a scene-only model: it predicts no location")
+    predictor = bundle.predictor()
+    compare = uncalibrated and bundle.calibration is not None and not five_crop
+    predictions = predict_manifest(
+        predictor, bundle.transform(five_crop=five_crop), manifest, images,
+        min_side=bundle.resize, batch_size=batch_size, workers=workers, progress=progress,
+        keep_logits=compare, keep_cells=keep_cells,
+    )  # fmt: skip
+    if predictions.points is None or predictions.rows.size == 0:
+        raise DataFileError(f"no photo of the manifest could be predicted from {images}")
+    if predictions.best is None or predictions.top1 is None or predictions.p_true is None:
+        raise ConfigError("the model predicts no cells")
+    gt, points = predictions.gt, predictions.points
+    hits = top1_cell_hits(bundle.partitions[-1], predictions.best, gt[:, 0], gt[:, 1])
+    before = None
+    if compare:
+        held = held_out(predictor, predictions, manifest)
+        before = measure(predictor.with_calibration(Calibration()), held)
+    return ModelEvaluation(
+        accuracy=evaluate_coordinates(gt[:, 0], gt[:, 1], points[:, 0], points[:, 1]),
+        calibration=reliability(predictions.top1, hits, predictions.p_true),
+        uncalibrated=before,
+        predictions=predictions,
+    )
+
+
+def write_replies(
+    bundle: ModelBundle, result: ModelEvaluation, manifest: Manifest, images: Path, path: Path
+) -> int:
+    """Write one JSON line per predicted photo: `{"id", "lat", "lon", "reply"}`, the reply as
+    the handler builds it (prediction.schema.json; timings 0: not measured here). Returns the
+    number of lines."""
+    predictions = result.predictions
+    if predictions.cells is None:
+        raise ConfigError("writing replies needs the cells: evaluate with keep_cells")
+    fine, names = bundle.partitions[-1], scene_names()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            for k, row in enumerate(predictions.rows):
+                image_id = manifest.image_ids[int(row)]
+                facts = image_facts((images / image_id).read_bytes(), 0.0)
+                scenes = {name: p[k] for name, p in predictions.scenes.items()}
+                reply = prediction_reply(
+                    bundle.version, fine, predictions.cells[k], scenes, names, facts, 0.0
+                )
+                lat, lon = (float(v) for v in predictions.gt[k])
+                out.write(json.dumps({"id": image_id, "lat": lat, "lon": lon, "reply": reply}))
+                out.write("\n")
+    except OSError as exc:
+        raise DataFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return int(predictions.rows.size)

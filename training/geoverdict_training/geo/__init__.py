@@ -1,0 +1,1 @@
+"""Where on Earth: S2 cells, adaptive partitions of photo coordinates, their files and hierarchy."""

@@ -1,0 +1,1 @@
+"""From logits to probabilities: the hierarchical product, temperature scaling, the predictor."""

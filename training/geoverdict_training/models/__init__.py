@@ -1,0 +1,1 @@
+"""The network: the backbone registry, the multitask geo model, its loss."""

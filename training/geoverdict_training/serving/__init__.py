@@ -1,0 +1,1 @@
+"""A trained model as a model server runs it: the bundle, the archive, replies, the handler."""
