@@ -13,7 +13,7 @@ from types import ModuleType
 # import time, so the service image (no torch) can run the CLI.
 COMMAND_MODULES = (
     "geoverdict_stack.commands",
-    "geoverdict_training.commands.data",
+    "geoverdict_training.commands",
     "geoverdict.bench.commands",
     "geoverdict_service.commands",
     "geoverdict.demo",

@@ -94,7 +94,7 @@ def false_claims(
     photos: Sequence[Photo], min_km: float, seed: int = 0
 ) -> list[tuple[float, float]]:
     """For each photo, another photo's position at least `min_km` away (seeded choice)."""
-    from geoverdict_service.geo import haversine_km  # noqa: PLC0415
+    from geoverdict_common.distances import haversine_km  # noqa: PLC0415
 
     rng = random.Random(seed)
     claims = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from geoverdict.mismatch import Photo, false_claims, load, measure, roc_auc
-from geoverdict_service.geo import haversine_km
+from geoverdict_common.distances import haversine_km
 from tests.service import samples
 
 CITIES = [samples.PARIS, samples.NEW_YORK, samples.TOKYO, samples.SYDNEY, (-33.9, 18.4),

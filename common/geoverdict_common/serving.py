@@ -28,8 +28,9 @@ from typing import Any
 
 import yaml
 
-from geoverdict_training.exceptions import ExportError
-from geoverdict_training.images.decode import SERVING_MAX_BYTES
+from geoverdict_common.exceptions import ServingConfigError
+
+SERVING_MAX_BYTES = 20 * 1024 * 1024  # the model handler's default limit per image
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class ServingConfig:
     def __post_init__(self) -> None:
         for key in ("batch_size", "min_workers", "max_workers", "response_timeout_s"):
             if getattr(self, key) < 1:
-                raise ExportError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ServingConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.max_batch_delay_ms < 0 or self.max_workers < self.min_workers:
-            raise ExportError("max_batch_delay must be >= 0 and max_workers >= min_workers")
+            raise ServingConfigError("max_batch_delay must be >= 0 and max_workers >= min_workers")
 
     def to_yaml(self) -> str:
         """model-config.yaml: TorchServe's keys, then the handler's own section."""
@@ -109,9 +110,9 @@ def gpu_properties(
     """config.properties entries serving `models` (name -> archive file) on `gpus` GPUs with
     `serving`'s settings per GPU (TorchServe spreads a model's workers over the GPUs)."""
     if gpus < 1:
-        raise ExportError(f"the number of GPUs must be >= 1, got {gpus}")
+        raise ServingConfigError(f"the number of GPUs must be >= 1, got {gpus}")
     if not models:
-        raise ExportError("no model to serve on the GPU: name at least one archive")
+        raise ServingConfigError("no model to serve on the GPU: name at least one archive")
     total = replace(
         serving, min_workers=serving.min_workers * gpus, max_workers=serving.max_workers * gpus
     )
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     archives = sorted(path.name for path in args.model_store.glob("*.mar"))
     try:
         properties = gpu_properties(model_archives(archives), args.gpus)
-    except ExportError as exc:
+    except ServingConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("# GPU serving (geoverdict_common.serving, docs/operations.md)")

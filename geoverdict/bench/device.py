@@ -178,7 +178,7 @@ def train_throughput(
     """Optimizer steps per second of one backbone: with photos decoded on the device, and on
     random tensors; bf16 and channels_last on a GPU."""
     from geoverdict_training.data.datasets import Batch  # noqa: PLC0415
-    from geoverdict_training.images.decode import InputSpec  # noqa: PLC0415
+    from geoverdict_training.images.transforms import InputSpec  # noqa: PLC0415
     from geoverdict_training.models.backbones import backbone_info  # noqa: PLC0415
     from geoverdict_training.models.geo_model import GeoModel, ModelSpec  # noqa: PLC0415
     from geoverdict_training.train.device_batches import DeviceBatches  # noqa: PLC0415

@@ -83,7 +83,7 @@ def run(
     from geoverdict_training.data.datasets import Batch, ImageFolderDataset, collate  # noqa: PLC0415
     from geoverdict_training.data.labels import Labels  # noqa: PLC0415
     from geoverdict_training.data.manifest import read_manifest  # noqa: PLC0415
-    from geoverdict_training.images.decode import train_transform  # noqa: PLC0415
+    from geoverdict_training.images.transforms import train_transform  # noqa: PLC0415
     from geoverdict_training.models.backbones import backbone_info  # noqa: PLC0415
     from geoverdict_training.models.geo_model import GeoModel, ModelSpec  # noqa: PLC0415
 

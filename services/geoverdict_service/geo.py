@@ -12,25 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from geoverdict_common.distances import EARTH_RADIUS_KM, haversine_km
 from geoverdict_service.contract_types import Place
 
 log = logging.getLogger(__name__)
 
-EARTH_RADIUS_KM = 6371.0
 KM_PER_DEGREE = math.pi * EARTH_RADIUS_KM / 180.0
 # S2's minimum edge metric: no edge of any level-L cell is shorter than this / 2**L (about
 # 6,007 km; the average edge is 9,297 km and the longest 10,862 km).
 S2_MIN_EDGE_KM = 2 * math.sqrt(2) / 3 * EARTH_RADIUS_KM
 # S2's maximum diagonal metric (quadratic projection): no level-L cell spans more than this / 2**L.
 S2_MAX_DIAG_KM = 2.438654594434021 * EARTH_RADIUS_KM
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km (haversine, R = 6371 km)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def cell_radius_km(cell: Mapping[str, Any]) -> float:
@@ -62,14 +54,9 @@ def masses_within(
     if not cells:
         return [0.0] * len(limits_km)
     p = np.array([c["probability"] for c in cells], dtype=np.float64)  # (n,)
-    points = np.radians(np.array([(c["lat"], c["lon"]) for c in cells], dtype=np.float64))
+    points = np.array([(c["lat"], c["lon"]) for c in cells], dtype=np.float64)  # (n, 2)
     radius = np.array([cell_radius_km(c) for c in cells], dtype=np.float64)  # (n,)
-    lat0, lon0 = math.radians(lat), math.radians(lon)
-    a = (
-        np.sin((points[:, 0] - lat0) / 2) ** 2
-        + math.cos(lat0) * np.cos(points[:, 0]) * np.sin((points[:, 1] - lon0) / 2) ** 2
-    )
-    distance = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))  # (n,)
+    distance = haversine_km(lat, lon, points[:, 0], points[:, 1])  # (n,)
     masses = []
     for limit in limits_km:
         # share_within, for every cell at once (a point cell is all inside or all outside).

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from geoverdict_common.distances import haversine_km
 from geoverdict_service.contract_types import BestGuess, Cell, Consistency, Prediction, Verdict
 from geoverdict_service.events import Claim, ImageEvent
 from geoverdict_service.geo import (
     PlaceNames,
     cell_radius_km,
     coarsen,
-    haversine_km,
     masses_within,
     parent_token,
     s2_level_for,
@@ -48,7 +48,7 @@ def consistency(prediction: Prediction, claim: Claim, policy: VerdictPolicy) -> 
     """
     cells = prediction["cells"]
     best = prediction["best_guess"]
-    distance = haversine_km(claim.lat, claim.lon, best["lat"], best["lon"])
+    distance = float(haversine_km(claim.lat, claim.lon, best["lat"], best["lon"]))
     within_25, within_200, near_threshold = masses_within(
         cells, claim.lat, claim.lon, (25.0, 200.0, policy.mismatch_threshold_km)
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from geoverdict_common import serving
+from geoverdict_common.exceptions import ServingConfigError
 from geoverdict_common.serving import (
     GPU_SERVING,
     ServingConfig,
@@ -23,13 +24,12 @@ from geoverdict_service import contract
 from geoverdict_service.exceptions import BadImageError
 from geoverdict_service.inference import InferenceClient, TokenSource
 from geoverdict_stack.stack import Stack, StackConfig
-from geoverdict_training.exceptions import ExportError
 from tests import photos
 from tests.stack_fixtures import serve_demo_archive
 
 
 def test_serving_settings_are_checked() -> None:
-    with pytest.raises(ExportError, match="batch_size must be >= 1"):
+    with pytest.raises(ServingConfigError, match="batch_size must be >= 1"):
         ServingConfig(batch_size=0)
     assert "maxWorkers: 2" in ServingConfig(min_workers=1, max_workers=2).to_yaml()
 
@@ -46,7 +46,7 @@ def test_the_gpu_configuration_registers_every_archive_with_the_gpu_settings() -
     assert entry["batchSize"] == GPU_SERVING.batch_size
     assert entry["maxBatchDelay"] == GPU_SERVING.max_batch_delay_ms
     assert entry["minWorkers"] == entry["maxWorkers"] == 2 * GPU_SERVING.min_workers  # per GPU
-    with pytest.raises(ExportError, match="GPUs must be >= 1"):
+    with pytest.raises(ServingConfigError, match="GPUs must be >= 1"):
         gpu_properties(models, gpus=0)
 
 

@@ -8,11 +8,11 @@ import random
 import pytest
 import s2sphere
 
+from geoverdict_common.distances import haversine_km
 from geoverdict_service.geo import (
     PlaceNames,
     cell_radius_km,
     coarsen,
-    haversine_km,
     mass_within,
     parent_token,
     s2_level_for,

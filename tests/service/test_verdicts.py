@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import s2sphere
 
+from geoverdict_common.distances import haversine_km
 from geoverdict_service import contract
 from geoverdict_service.contract_types import Prediction
 from geoverdict_service.events import Claim, ImageEvent, make_event, parse_event
-from geoverdict_service.geo import PlaceNames, coarsen, haversine_km, s2_level_for
+from geoverdict_service.geo import PlaceNames, coarsen, s2_level_for
 from geoverdict_service.verdicts import VerdictPolicy, build_verdict, consistency
 from tests.service.samples import (
     MODEL_VERSION,

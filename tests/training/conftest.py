@@ -12,9 +12,10 @@ import pytest
 from geoverdict_common.serving import ServingConfig
 from geoverdict_training.images.decode import decode_image
 from geoverdict_training.inference.calibration import Calibration
-from geoverdict_training.serving.archive import export_archive, model_config_of, rewrite_archive
+from geoverdict_training.serving.archive import model_config_of, rewrite_archive
 from geoverdict_training.serving.bundle import read_bundle
 from geoverdict_training.train.config import TrainConfig
+from geoverdict_training.train.export import export_archive
 from geoverdict_training.train.trainer import TrainResult, train
 from tests.training.synthetic import tiny_config, write_collection
 

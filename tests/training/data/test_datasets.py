@@ -21,7 +21,7 @@ from geoverdict_training.data.labels import Labels
 from geoverdict_training.data.manifest import Manifest
 from geoverdict_training.data.shards import list_shards, write_shards
 from geoverdict_training.exceptions import ConfigError
-from geoverdict_training.images.decode import eval_transform
+from geoverdict_training.images.transforms import eval_transform
 from tests.training.imagefiles import write_photos
 
 TRANSFORM = eval_transform(size=8, resize=8)

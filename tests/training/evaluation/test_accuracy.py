@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geoverdict_common.distances import EARTH_RADIUS_KM, haversine_km
 from geoverdict_training.evaluation.accuracy import (
-    EARTH_RADIUS_KM,
     THRESHOLDS_KM,
     evaluate_coordinates,
     evaluate_distances,
-    haversine_km,
     read_predictions_csv,
 )
 from geoverdict_training.exceptions import DataFileError

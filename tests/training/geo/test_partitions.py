@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import s2sphere
 
+from geoverdict_common.distances import haversine_km
 from geoverdict_training.data.labels import assign_classes
-from geoverdict_training.evaluation.accuracy import haversine_km
 from geoverdict_training.exceptions import ConfigError
 from geoverdict_training.geo import s2
 from geoverdict_training.geo.partitions import (

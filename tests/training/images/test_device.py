@@ -3,9 +3,7 @@ answers; whatever the device cannot take is decoded by Pillow, photo by photo.""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from PIL import Image
 from geoverdict_common.paths import model_store_dir
 from geoverdict_training.exceptions import ImageError
 from geoverdict_training.images import device as device_images
-from geoverdict_training.images.decode import InputSpec, decode_image, eval_transform
+from geoverdict_training.images.decode import decode_image
 from geoverdict_training.images.device import (
     DecodedImage,
     centre_crop,
@@ -23,7 +21,8 @@ from geoverdict_training.images.device import (
     model_input,
     random_crop,
 )
-from geoverdict_training.serving.handler import GeoverdictHandler
+from geoverdict_training.images.transforms import InputSpec, eval_transform
+from geoverdict_training.serving.responder import Responder, ResponderOptions
 from tests.training.imagefiles import encoded, thin_png
 
 CPU = torch.device("cpu")
@@ -142,38 +141,31 @@ def test_random_crops_are_square_and_sometimes_flipped() -> None:
 AGREEMENT_STEP = 20
 
 
-def _handler(model_dir: Path, decode: str) -> GeoverdictHandler:
-    handler = GeoverdictHandler()
-    handler.initialize(
-        SimpleNamespace(
-            system_properties={"model_dir": str(model_dir), "gpu_id": None},
-            model_yaml_config={"handler": {"decode": decode}},
-        )
+def _responder(archive: Path, decode: str) -> Responder:
+    return Responder.from_archive(
+        archive, options=ResponderOptions.from_mapping({"decode": decode})
     )
-    return handler
 
 
-def _cells(handler: GeoverdictHandler, bodies: list[bytes]) -> np.ndarray:
-    items = handler.inference(handler.preprocess([{"body": body} for body in bodies]))
-    return np.stack([item["result"][0] for item in items])  # (B, n_fine)
+def _cells(responder: Responder, bodies: list[bytes]) -> np.ndarray:
+    items = responder.infer(responder.prepare(bodies))
+    return np.stack([item.result[0] for item in items if item.result is not None])  # (B, n_fine)
 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_the_device_path_answers_as_the_pillow_path_on_the_development_photos(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path,
 ) -> None:
     archive = model_store_dir() / "geoverdict.mar"
     if not archive.is_file():
         pytest.skip("the demo archive model_store/geoverdict.mar is not here")
-    with zipfile.ZipFile(archive) as mar:
-        mar.extractall(tmp_path)
     photos = sorted((shared_data / "im2gps3k-dev" / "images").glob("*.jpg"))[::AGREEMENT_STEP]
     bodies = [photo.read_bytes() for photo in photos]
-    pillow_handler, device_handler = _handler(tmp_path, "pillow"), _handler(tmp_path, "device")
+    on_pillow, on_device = _responder(archive, "pillow"), _responder(archive, "device")
     batches = [bodies[k : k + 50] for k in range(0, len(bodies), 50)]
-    pillow = np.concatenate([_cells(pillow_handler, batch) for batch in batches])
-    device = np.concatenate([_cells(device_handler, batch) for batch in batches])
+    pillow = np.concatenate([_cells(on_pillow, batch) for batch in batches])
+    device = np.concatenate([_cells(on_device, batch) for batch in batches])
     assert len(photos) == pillow.shape[0] == device.shape[0] == 100
     assert (pillow.argmax(axis=1) == device.argmax(axis=1)).mean() >= 0.99
     assert np.abs(pillow - device).max() <= 0.02

@@ -13,7 +13,8 @@ import torch
 
 from geoverdict_training.exceptions import CheckpointError
 from geoverdict_training.inference.calibration import Calibration
-from geoverdict_training.serving.bundle import bundle_from_checkpoint, read_bundle, write_bundle
+from geoverdict_training.serving.bundle import read_bundle, write_bundle
+from geoverdict_training.train.export import bundle_from_checkpoint
 from tests.training.conftest import TinyRun
 
 
@@ -42,6 +43,10 @@ def test_the_archive_holds_what_serving_needs(tiny_archive: Path) -> None:
     assert {"weights.pt", "metadata.json", "model-config.yaml", "handler.py"} <= names
     assert {"geoverdict_training/models/geo_model.py", "geoverdict_common/exif.py"} <= names
     assert "geoverdict_training/places365_categories.txt" in names
+    # The serving layers only: no training loop, dataset or evaluation code rides along.
+    layers = {name.split("/")[1] for name in names if name.startswith("geoverdict_training/")}
+    assert {"serving", "inference", "models", "images", "geo"} <= layers
+    assert not layers & {"train", "data", "evaluation", "commands"}
     assert metadata["model_version"] == read_bundle(tiny_archive).version
     fine = metadata["partitions"][-1]
     assert {"tokens", "levels", "lat_mean", "lon_mean"} <= set(fine)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from geoverdict_training.data.datasets import EncodedBatch
-from geoverdict_training.images.decode import InputSpec
+from geoverdict_training.images.transforms import InputSpec
 from geoverdict_training.train.config import TrainConfig
 from geoverdict_training.train.device_batches import DeviceBatches
 from geoverdict_training.train.trainer import train

@@ -15,9 +15,9 @@ import pytest
 from geoverdict_service.contract import PREDICTION, errors
 from geoverdict_stack.stack import Stack
 from geoverdict_training.exceptions import ExportError
-from geoverdict_training.serving.archive import export_archive
 from geoverdict_training.serving.bundle import read_bundle
 from geoverdict_training.train.config import TrainConfig
+from geoverdict_training.train.export import export_archive
 from geoverdict_training.train.trainer import train
 from tests.stack_fixtures import register_model
 from tests.training.conftest import in_process_cells

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from geoverdict_training.data.manifest import read_manifest, write_manifest
-from geoverdict_training.serving.bundle import bundle_from_checkpoint
+from geoverdict_training.train.export import bundle_from_checkpoint
 from geoverdict_training.train.propagation import propagate_scenes
 from tests.training.conftest import TinyRun
 

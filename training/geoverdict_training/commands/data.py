@@ -1,5 +1,4 @@
-"""`geoverdict partition | evaluate | data`: the training data commands (and, through
-model_commands, `train | export | scenes`).
+"""`geoverdict partition | evaluate | data`: the data and evaluation commands.
 
 Only argument parsing lives here; numpy and the work are imported inside each command, so that
 `geoverdict --help` stays fast and never imports torch.
@@ -14,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geoverdict_training.commands import model as model_commands
-from geoverdict_training.exceptions import ConfigError, DataFileError, TrainingError
+from geoverdict_training.exceptions import ConfigError, DataFileError
 from geoverdict_training.vocabulary import DEFAULT_PARTITIONS
 
 if TYPE_CHECKING:
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
     from geoverdict_training.geo.partitions import PartitionSpec
 
 # The CLI prints these as one line on stderr and exits 2 (a user's input, not a bug).
-USER_ERRORS: tuple[type[Exception], ...] = (TrainingError,)
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +118,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     split.add_argument("--images", type=Path, help="keep only photos whose file is here")
     split.set_defaults(func=_split)
 
-    model_commands.register(subparsers)
-
 
 def _partition(args: argparse.Namespace) -> int:
     from geoverdict_training.data.manifest import read_manifest  # noqa: PLC0415
@@ -164,11 +159,11 @@ def _evaluate_model(args: argparse.Namespace) -> ModelEvaluation:
     from geoverdict_training.data.manifest import read_manifest  # noqa: PLC0415
     from geoverdict_training.evaluation.model_report import evaluate_bundle, write_replies  # noqa: PLC0415
     from geoverdict_training.evaluation.reliability import plot_reliability  # noqa: PLC0415
-    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
+    from geoverdict_training.train.export import load_bundle  # noqa: PLC0415
 
     if args.manifest is None or args.images is None:
         raise ConfigError("evaluate --model needs --manifest and --images")
-    bundle = read_bundle(args.model)
+    bundle = load_bundle(args.model)
     manifest = read_manifest(args.manifest).with_existing_files(args.images)
     print(manifest.skips.summary(), file=sys.stderr)
     result = evaluate_bundle(

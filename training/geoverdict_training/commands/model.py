@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from geoverdict_common.serving import ServingConfig  # noqa: PLC0415
-    from geoverdict_training.serving.archive import export_archive  # noqa: PLC0415
+    from geoverdict_training.train.export import export_archive  # noqa: PLC0415
 
     serving = ServingConfig(args.batch_size, args.max_batch_delay, args.workers, args.workers)
     archive, version = export_archive(args.checkpoint, args.name, args.out, serving)
@@ -106,7 +106,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from geoverdict_training.data.manifest import read_manifest  # noqa: PLC0415
-    from geoverdict_training.evaluation.calibration_report import calibrate_archive  # noqa: PLC0415
+    from geoverdict_training.evaluation.recalibration import calibrate_archive  # noqa: PLC0415
     from geoverdict_training.exceptions import ConfigError  # noqa: PLC0415
 
     if args.model.suffix != ".mar" or not args.model.is_file():
@@ -124,13 +124,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _propagate(args: argparse.Namespace) -> int:
     from geoverdict_training.data.manifest import read_manifest, write_manifest  # noqa: PLC0415
-    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
+    from geoverdict_training.train.export import load_bundle  # noqa: PLC0415
     from geoverdict_training.train.propagation import propagate_scenes  # noqa: PLC0415
 
     manifest = read_manifest(args.manifest)
     print(manifest.skips.summary())
     completed, report = propagate_scenes(
-        read_bundle(args.model), manifest, args.images, args.batch_size, args.workers
+        load_bundle(args.model), manifest, args.images, args.batch_size, args.workers
     )
     write_manifest(completed, args.out)
     print(report.summary())

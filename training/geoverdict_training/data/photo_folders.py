@@ -14,9 +14,9 @@ import numpy as np
 
 from geoverdict_common.exif import gps_position
 from geoverdict_training.data.manifest import Manifest, valid_coordinates
-from geoverdict_training.vocabulary import SCENE_COLUMNS
 from geoverdict_training.data.skips import Skips
 from geoverdict_training.images import decode as images  # noqa: F401 (registers the HEIF opener)
+from geoverdict_training.vocabulary import SCENE_COLUMNS
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif"}

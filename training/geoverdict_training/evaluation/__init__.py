@@ -1,1 +1,1 @@
-"""How good a model is: accuracy at the literature's thresholds, reliability, calibration reports."""
+"""How good a model is: accuracy at the literature's thresholds, reliability, calibration."""

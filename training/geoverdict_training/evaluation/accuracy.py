@@ -16,23 +16,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from geoverdict_common.distances import haversine_km
 from geoverdict_training.exceptions import DataFileError
 
-EARTH_RADIUS_KM = 6371.0
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 THRESHOLD_NAMES = ("street", "city", "region", "country", "continent")
 PREDICTION_COLUMNS = ("img_id", "gt_lat", "predicted_lat", "gt_long", "predicted_long")
-
-
-def haversine_km(
-    lat1: npt.ArrayLike, lon1: npt.ArrayLike, lat2: npt.ArrayLike, lon2: npt.ArrayLike
-) -> npt.NDArray[np.float64]:
-    """Great-circle distance in km between points given in degrees (haversine, R = 6371 km)."""
-    phi1, phi2 = np.radians(lat1), np.radians(lat2)
-    d_phi = phi2 - phi1
-    d_lambda = np.radians(np.asarray(lon2, dtype=np.float64) - np.asarray(lon1, dtype=np.float64))
-    a = np.sin(d_phi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(d_lambda / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 """Fitting a model's temperatures on held-out photos, and measuring what that bought.
 
-`geoverdict train` (at its end, on its validation photographers) and `geoverdict calibrate` (on
-the photos it is given, rewriting the archive: new temperatures, new model version) both fit
-through `fit_report`: the temperatures (calibration.py), and
-the reliability (reliability.py) before and after. Measuring on the photos the temperatures
+`geoverdict train` (at its end, on its validation photographers) and `geoverdict calibrate`
+(recalibration.py) both fit through `fit_report`: the temperatures (inference/calibration.py),
+and the reliability (reliability.py) before and after. Measuring on the photos the temperatures
 were fitted on flatters them, if only a little (one number per head learned from 300 photos), so
 the report also cross-fits: the photographers are split into two halves, temperatures fitted on
 one half are measured on the other and the other way round, and the pooled held-out answers
@@ -12,9 +11,7 @@ give the honest ECE.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +21,11 @@ import torch
 from geoverdict_training.data.labels import build_labels
 from geoverdict_training.data.manifest import Manifest
 from geoverdict_training.data.splits import split_by_author
+from geoverdict_training.evaluation.predictions import Predictions
 from geoverdict_training.evaluation.reliability import Reliability, reliability, top1_cell_hits
-from geoverdict_training.exceptions import ConfigError, DataFileError
+from geoverdict_training.exceptions import ConfigError
 from geoverdict_training.inference.calibration import Calibration, fit_calibration, nll
-from geoverdict_training.inference.predictor import Predictions, Predictor, predict_manifest
-from geoverdict_training.serving.archive import model_config_of, rewrite_archive
-from geoverdict_training.serving.bundle import ModelBundle, read_bundle
+from geoverdict_training.inference.predictor import Predictor
 
 CROSS_FIT_SEED = 0
 
@@ -198,40 +194,3 @@ def fit_report(predictor: Predictor, held: HeldOut) -> CalibrationReport:
         cross_fitted=cross_fitted(predictor, held),
         head_nll=head_nll,
     )
-
-
-def calibrate_bundle(
-    bundle: ModelBundle,
-    manifest: Manifest,
-    images: Path,
-    *,
-    batch_size: int = 32,
-    workers: int = 2,
-    progress: bool = True,
-) -> tuple[ModelBundle, CalibrationReport]:
-    """The bundle with temperatures refitted on `manifest`'s photos under `images`."""
-    if not bundle.partitions:
-        raise ConfigError(f"{bundle.name} is a scene-only model: it answers no cells")
-    predictor = bundle.predictor().with_calibration(Calibration())
-    predictions = predict_manifest(
-        predictor, bundle.transform(), manifest, images, min_side=bundle.resize,
-        batch_size=batch_size, workers=workers, progress=progress, keep_logits=True,
-    )  # fmt: skip
-    if predictions.rows.size == 0:
-        raise DataFileError(f"no photo under {images} could be predicted")
-    report = fit_report(predictor, held_out(predictor, predictions, manifest))
-    calibrated = dataclasses.replace(
-        bundle, calibration=report.calibration, calibration_report=report.to_json()
-    )
-    return calibrated, report
-
-
-def calibrate_archive(
-    archive: Path, manifest: Manifest, images: Path, out: Path | None = None, **options: Any
-) -> tuple[Path, str, CalibrationReport]:
-    """Refit an archive's temperatures (calibrate_bundle's options) and write it to `out`
-    (default: over itself); returns the archive, its new model version and the report."""
-    bundle = read_bundle(archive)
-    calibrated, report = calibrate_bundle(bundle, manifest, images, **options)
-    written = rewrite_archive(calibrated, model_config_of(archive), out or archive)
-    return written, calibrated.version, report

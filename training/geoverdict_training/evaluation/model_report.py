@@ -16,10 +16,10 @@ from typing import Any
 from geoverdict_training.data.manifest import Manifest
 from geoverdict_training.evaluation.accuracy import Evaluation, evaluate_coordinates
 from geoverdict_training.evaluation.calibration_report import held_out, measure
+from geoverdict_training.evaluation.predictions import Predictions, predict_manifest
 from geoverdict_training.evaluation.reliability import Reliability, reliability, top1_cell_hits
 from geoverdict_training.exceptions import ConfigError, DataFileError
 from geoverdict_training.inference.calibration import Calibration
-from geoverdict_training.inference.predictor import Predictions, predict_manifest
 from geoverdict_training.serving.bundle import ModelBundle
 from geoverdict_training.serving.replies import image_facts, prediction_reply
 from geoverdict_training.vocabulary import scene_names

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geoverdict_training.evaluation.accuracy import haversine_km
+from geoverdict_common.distances import haversine_km
 from geoverdict_training.exceptions import ConfigError, DataFileError
 from geoverdict_training.geo import s2
 

@@ -1,1 +1,1 @@
-"""From bytes to model inputs: header checks and limits, decoding, transforms, batched device decoding."""
+"""From bytes to model inputs: header checks and limits, decoding, transforms, device decoding."""

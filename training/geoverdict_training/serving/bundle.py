@@ -29,12 +29,11 @@ from PIL import Image
 
 from geoverdict_training.exceptions import CheckpointError, ConfigError
 from geoverdict_training.geo.partitions import Partition
-from geoverdict_training.images.decode import InputSpec, eval_transform, five_crop_transform
+from geoverdict_training.images.transforms import InputSpec, eval_transform, five_crop_transform
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.backbones import backbone_info
 from geoverdict_training.models.geo_model import GeoModel, ModelSpec
-from geoverdict_training.train.checkpoint import load_checkpoint
 from geoverdict_training.vocabulary import scene_names
 
 FORMAT = "geoverdict-model-1"
@@ -134,32 +133,7 @@ class ModelBundle:
         return make(spec.size, spec.resize, mean=spec.mean, std=spec.std)
 
 
-def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:
-    """The bundle of a training checkpoint (optimizer state and the like left behind)."""
-    state = load_checkpoint(path)
-    config = state["config"]
-    try:
-        spec = ModelSpec.from_dict(state["spec"])
-        partitions = tuple(Partition.from_dict(p) for p in state["partitions"])
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
-    ancestors = np.asarray(state["ancestors"], dtype=np.int64) if partitions else None
-    calibration, report = _calibration(state.get("calibration"), str(path))
-    return ModelBundle(
-        name=name,
-        spec=spec,
-        state_dict=dict(state["model"]),
-        partitions=partitions,
-        ancestors=ancestors,
-        input_size=int(config["input_size"]),
-        resize=int(config["resize"]),
-        training={"step": int(state["step"]), "config": config},
-        calibration=calibration,
-        calibration_report=report,
-    )
-
-
-def _calibration(
+def stored_calibration(
     data: Mapping[str, Any] | None, source: str
 ) -> tuple[Calibration | None, dict[str, Any]]:
     """The temperatures and fitting report stored in a checkpoint or metadata.json, if any."""
@@ -191,7 +165,7 @@ def _from_files(weights: bytes, metadata: bytes, source: str) -> ModelBundle:
     try:
         partitions = tuple(Partition.from_dict(p) for p in meta["partitions"])
         hierarchy = meta["hierarchy"]
-        calibration, report = _calibration(meta.get("calibration"), source)
+        calibration, report = stored_calibration(meta.get("calibration"), source)
         bundle = ModelBundle(
             name=str(meta["name"]),
             spec=ModelSpec.from_dict(meta["spec"]),
@@ -215,7 +189,7 @@ def _from_files(weights: bytes, metadata: bytes, source: str) -> ModelBundle:
 
 
 def read_bundle(path: Path) -> ModelBundle:
-    """A bundle from a .mar archive, a folder holding its files, or a training checkpoint."""
+    """A bundle from a .mar archive or a folder holding its files."""
     if path.is_dir():
         try:
             weights = (path / WEIGHTS_FILE).read_bytes()
@@ -231,4 +205,7 @@ def read_bundle(path: Path) -> ModelBundle:
                 )
         except (KeyError, zipfile.BadZipFile) as exc:
             raise CheckpointError(f"{path}: not a geoverdict model archive: {exc}") from exc
-    return bundle_from_checkpoint(path)
+    raise CheckpointError(
+        f"{path}: not a model archive (.mar) or a folder of its files; a training checkpoint "
+        "is read by geoverdict_training.train.export.load_bundle"
+    )

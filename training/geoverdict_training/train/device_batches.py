@@ -16,7 +16,6 @@ import torch
 
 from geoverdict_training.data.datasets import Batch, EncodedBatch
 from geoverdict_training.exceptions import ImageError
-from geoverdict_training.images.decode import TRAIN_SCALE, InputSpec, train_transform
 from geoverdict_training.images.device import (
     DecodedImage,
     crop_all,
@@ -24,6 +23,7 @@ from geoverdict_training.images.device import (
     model_input,
     random_crop,
 )
+from geoverdict_training.images.transforms import TRAIN_SCALE, InputSpec, train_transform
 
 
 class DeviceBatches:

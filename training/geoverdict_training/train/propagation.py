@@ -15,8 +15,8 @@ import numpy as np
 
 from geoverdict_training.data.manifest import Manifest
 from geoverdict_training.data.skips import Skips
+from geoverdict_training.evaluation.predictions import predict_manifest
 from geoverdict_training.exceptions import ConfigError
-from geoverdict_training.inference.predictor import predict_manifest
 from geoverdict_training.serving.bundle import ModelBundle
 from geoverdict_training.vocabulary import SCENE_SETS
 

@@ -25,7 +25,7 @@ from geoverdict_training.data.splits import split_by_author
 from geoverdict_training.exceptions import ConfigError
 from geoverdict_training.geo.hierarchy import Hierarchy, build_hierarchy
 from geoverdict_training.geo.partitions import Partition, build_partitions
-from geoverdict_training.images.decode import InputSpec, eval_transform, train_transform
+from geoverdict_training.images.transforms import InputSpec, eval_transform, train_transform
 from geoverdict_training.models.backbones import backbone_info
 from geoverdict_training.train.config import TrainConfig
 

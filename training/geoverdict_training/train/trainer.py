@@ -45,11 +45,12 @@ from geoverdict_training.data.manifest import write_manifest
 from geoverdict_training.data.skips import Skips
 from geoverdict_training.evaluation.accuracy import evaluate_coordinates
 from geoverdict_training.evaluation.calibration_report import fit_report, held_out
+from geoverdict_training.evaluation.predictions import predict_loader
 from geoverdict_training.exceptions import CheckpointError, ConfigError
 from geoverdict_training.geo.partition_files import write_cells_csv
 from geoverdict_training.geo.partitions import Partition
 from geoverdict_training.inference.calibration import Calibration
-from geoverdict_training.inference.predictor import Predictor, predict_loader
+from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.geo_model import GeoModel, ModelSpec
 from geoverdict_training.models.losses import multitask_loss
 from geoverdict_training.train import distributed
