@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from geoverdict_service.backoff import delay
 from geoverdict_service.exceptions import FetchError
 
 MAX_REDIRECTS = 3
@@ -151,8 +152,8 @@ def fetch_image(url: str, policy: FetchPolicy) -> bytes:
         except FetchError as exc:
             if exc.reason not in ("fetch_failed", "fetch_timeout") or attempt >= policy.retries:
                 raise
+        time.sleep(delay(attempt, policy.backoff_s))
         attempt += 1
-        time.sleep(policy.backoff_s * 2 ** (attempt - 1))
 
 
 def _split(url: str) -> tuple[SplitResult, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from geoverdict_service.backoff import delay
 from geoverdict_service.exceptions import BadImageError, ConfigError, InferenceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class InferenceClient:
                 raise InferenceUnavailableError(
                     f"TorchServe unavailable after {attempt + 1} attempts: {last_problem}"
                 )
-            time.sleep(self._backoff(attempt))
+            time.sleep(delay(attempt, self.backoff_s, self.max_backoff_s, jitter=True))
             attempt += 1
 
     def healthy(self) -> bool:
@@ -231,10 +231,6 @@ class InferenceClient:
                 model_version=str(version) if version is not None else None,
             )
         return reply
-
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.max_backoff_s, self.backoff_s * (2**attempt))
-        return float(delay * (0.5 + random.random() / 2))  # jitter: spread retries of many threads
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
