@@ -21,6 +21,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from geoverdict_service.exceptions import BadImageError, InferenceUnavailableError
 from geoverdict_service.metrics import Metrics
+from geoverdict_service.pipeline.items import Item
 from geoverdict_service.settings import KafkaSettings, ServiceSettings, TorchServeSettings
 from tests.service import samples
 
@@ -51,6 +52,16 @@ def record(
         INPUT, partition, -1, offset, 1_700_000_000_000, 0, key, value, [], None,
         len(key or b""), len(value or b""), 0,
     )  # fmt: skip
+
+
+def item(partition: int, offset: int, image: bytes | None = None) -> Item:
+    """A polled record's item as intake leaves it: its image at hand and hashed."""
+    return Item(
+        TopicPartition(INPUT, partition),
+        record(partition, offset, b"{}"),
+        image=image,
+        sha256=hashlib.sha256(image).hexdigest() if image is not None else "",
+    )
 
 
 class FakeConsumer:
@@ -264,6 +275,16 @@ class FakeCache:
         return None
 
 
+class BrokenCache(FakeCache):
+    """A cache whose client raises what nobody foresaw: the loop must fail open around it."""
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        raise RuntimeError("connection pool exploded")
+
+    def set_many(self, items: dict[str, Any]) -> None:
+        raise RuntimeError("connection pool exploded")
+
+
 @dataclass
 class Parts:
     """A service and the fakes it was built from."""
@@ -284,7 +305,7 @@ def build(
     **setting_overrides: Any,
 ) -> tuple[Any, Parts]:
     """A VerdictService on fakes, subscribed and knowing its model version."""
-    from geoverdict_service.consumer import VerdictService, _Rebalance
+    from geoverdict_service.consumer import VerdictService
 
     parts = Parts(
         consumer or FakeConsumer(),
@@ -303,8 +324,8 @@ def build(
         places=None,
         fetch=fetch,
     )
-    service.consumer.subscribe([INPUT], listener=_Rebalance(service))
-    service._learn_model_version(parts.inference.model_version())
+    service.subscribe()
+    service.predictions.learn_model_version(parts.inference.model_version())
     return service, parts
 
 

@@ -22,6 +22,7 @@ from tests.service.fakes import (
     DEAD,
     INPUT,
     VERDICTS,
+    BrokenCache,
     FakeCache,
     FakeConsumer,
     FakeInference,
@@ -70,8 +71,7 @@ def test_an_outage_mid_batch_commits_up_to_the_first_owed_record_of_each_partiti
     assert parts.producer.on(DEAD) == []  # an outage is never the event's fault
 
     parts.inference.unavailable = False
-    service._resume_at = 0.0
-    service._maybe_resume()
+    service.pauser.maybe_resume(now=service.pauser.resume_at)  # the backoff has passed
     step(service, parts)
     assert consumer.committed == {tp(0): 4, tp(1): 2}
     assert len(parts.producer.on(VERDICTS)) == 6
@@ -100,13 +100,6 @@ def test_the_same_photo_twice_in_a_batch_is_inferred_once() -> None:
 
 
 def test_a_cache_that_raises_is_a_miss_and_verdicts_still_flow() -> None:
-    class BrokenCache(FakeCache):
-        def get_many(self, keys: object) -> list[object]:
-            raise RuntimeError("connection pool exploded")
-
-        def set_many(self, items: object) -> None:
-            raise RuntimeError("connection pool exploded")
-
     consumer = FakeConsumer(partitions=1)
     consumer.append(0, event(jpeg(1)))
     service, parts = build(consumer=consumer, cache=BrokenCache())

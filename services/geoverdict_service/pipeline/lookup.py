@@ -1,0 +1,87 @@
+"""The two-level cache in front of the model: predictions kept in this process, then Redis.
+
+An entry is used only when it meets the prediction contract and is of the model version now
+served; anything else is a miss. Both levels fail open: a cache that raises is a miss, never a
+lost record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from geoverdict_service import contract
+from geoverdict_service.cache import RecentPredictions, cache_key
+from geoverdict_service.contract_types import Prediction
+from geoverdict_service.exceptions import BadEventError
+from geoverdict_service.metrics import Metrics
+from geoverdict_service.pipeline.items import Item
+from geoverdict_service.pipeline.parts import Cache
+
+log = logging.getLogger(__name__)
+
+
+class Lookup:
+    """Answers items from the cache before the model is asked; stores the model's answers."""
+
+    def __init__(self, cache: Cache, metrics: Metrics, local_entries: int) -> None:
+        self._cache = cache
+        self._metrics = metrics
+        self._recent: RecentPredictions[Prediction] = RecentPredictions(
+            local_entries if cache.enabled else 0
+        )
+
+    def find(self, items: list[Item], model_version: str | None) -> None:
+        """Give each item that needs an inference its cached prediction, where there is one."""
+        wanted = [i for i in items if i.needs_inference]
+        if not self._cache.enabled:
+            return
+        if not wanted or model_version is None:
+            self._metrics.cache_requests.labels(result="miss").inc(len(wanted))
+            return
+        t0 = time.perf_counter()
+        keys = {id(i): cache_key(model_version, i.sha256) for i in wanted}
+        for item in wanted:  # checked predictions kept in this process first
+            item.prediction = self._recent.get(keys[id(item)])
+            item.cache_hit = item.prediction is not None
+        remote = [i for i in wanted if not i.cache_hit]
+        try:
+            found = self._cache.get_many([keys[id(i)] for i in remote]) if remote else []
+        except Exception:  # the cache fails open, whatever it raises
+            log.exception("the cache failed unexpectedly: every lookup is a miss")
+            self._metrics.cache_errors.labels(operation="get").inc()
+            found = [None] * len(remote)
+        for item, entry in zip(remote, found, strict=True):
+            if entry is None:
+                continue
+            try:
+                prediction = contract.checked_prediction(entry)
+                if prediction["model_version"] != model_version:
+                    raise BadEventError("cache entry of another model version", "invalid")
+            except BadEventError:
+                # A corrupt or forged entry is a miss; the model's answer overwrites it.
+                self._metrics.cache_errors.labels(operation="invalid").inc()
+                continue
+            item.prediction, item.cache_hit = prediction, True
+            self._recent.put(keys[id(item)], prediction)
+        elapsed = round((time.perf_counter() - t0) * 1000, 3)
+        hits = sum(1 for i in wanted if i.cache_hit)
+        for item in wanted:
+            item.timings_ms["cache"] = elapsed
+        self._metrics.cache_requests.labels(result="hit").inc(hits)
+        self._metrics.cache_requests.labels(result="miss").inc(len(wanted) - hits)
+
+    def store(self, items: list[Item]) -> None:
+        """Keep the model's fresh answers in both levels (not what came from the cache)."""
+        fresh = {
+            cache_key(i.prediction["model_version"], i.sha256): i.prediction
+            for i in items
+            if i.prediction is not None and not i.cache_hit and i.failure is None
+        }
+        for key, prediction in fresh.items():
+            self._recent.put(key, prediction)
+        try:
+            self._cache.set_many(dict(fresh))
+        except Exception:  # the cache fails open, whatever it raises
+            log.exception("the cache failed unexpectedly while storing")
+            self._metrics.cache_errors.labels(operation="set").inc()
