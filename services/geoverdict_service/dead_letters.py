@@ -55,10 +55,6 @@ class DeadLetter:
         """The `reason` header (also the metric label)."""
         return dict(self.headers)["reason"].decode()
 
-    def size(self) -> int:
-        """An upper bound of its size on the wire, as the broker counts it."""
-        return record_size(self.key, self.value, self.headers)
-
 
 def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
     """An upper bound of a record's size once produced."""

@@ -34,16 +34,6 @@ def cell_radius_km(cell: Mapping[str, Any]) -> float:
     return S2_MAX_DIAG_KM / 2 ** int(cell["level"])
 
 
-def share_within(distance_km: float, radius_km: float, limit_km: float) -> float:
-    """The share of a cell, taken as a disc of `radius_km` whose centre is `distance_km` from a
-    point, that lies within `limit_km` of that point: 1 inside, 0 outside, linear across."""
-    if distance_km + radius_km <= limit_km:
-        return 1.0
-    if distance_km - radius_km >= limit_km or radius_km <= 0:
-        return 0.0
-    return (limit_km - (distance_km - radius_km)) / (2.0 * radius_km)
-
-
 def masses_within(
     cells: Sequence[Mapping[str, Any]], lat: float, lon: float, limits_km: Sequence[float]
 ) -> list[float]:
@@ -59,18 +49,12 @@ def masses_within(
     distance = haversine_km(lat, lon, points[:, 0], points[:, 1])  # (n,)
     masses = []
     for limit in limits_km:
-        # share_within, for every cell at once (a point cell is all inside or all outside).
+        # The share of each cell, taken as a disc of its radius around its point, that lies
+        # within the limit: 1 inside, 0 outside, linear across (a point cell: all or nothing).
         wide = np.clip((limit - (distance - radius)) / np.maximum(2 * radius, 1e-12), 0.0, 1.0)
         share = np.where(radius > 0, wide, (distance <= limit).astype(np.float64))
         masses.append(float(np.dot(p, share)))
     return masses
-
-
-def mass_within(
-    cells: Sequence[Mapping[str, Any]], lat: float, lon: float, radius_km: float
-) -> float:
-    """The probability that the photo was taken within `radius_km` of (lat, lon)."""
-    return masses_within(cells, lat, lon, [radius_km])[0]
 
 
 def coarsen(lat: float, lon: float, precision_km: float) -> tuple[float, float]:

@@ -24,7 +24,6 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.client_async import KafkaClient
 from kafka.errors import (
     IllegalSaslStateError,
-    KafkaError,
     NoBrokersAvailable,
     SaslAuthenticationFailedError,
     UnsupportedSaslMechanismError,
@@ -247,8 +246,3 @@ def _missing_topics(kafka: KafkaSettings, missing: Mapping[str, str], client: Ka
         f"Kafka at {kafka.bootstrap_servers}: {'; '.join(parts)}: create it (geoverdict stack "
         "up and docker compose create the default topics) or fix the setting"
     )
-
-
-def describe(exc: KafkaError) -> str:
-    """One line for a Kafka error raised after start-up."""
-    return f"{type(exc).__name__}: {_short(exc)}"

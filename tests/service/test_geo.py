@@ -13,10 +13,9 @@ from geoverdict_service.geo import (
     PlaceNames,
     cell_radius_km,
     coarsen,
-    mass_within,
+    masses_within,
     parent_token,
     s2_level_for,
-    share_within,
 )
 from tests.service.samples import NEW_YORK, PARIS, SYDNEY, TOKYO, cell
 
@@ -42,20 +41,21 @@ def test_mass_within_sums_the_cells_near_a_point() -> None:
         cell(48.9, 2.5, 0.2) | {"radius_km": 0.0},
         cell(*TOKYO, 0.3) | {"radius_km": 0.0},
     ]
-    assert mass_within(cells, *PARIS, 1.0) == pytest.approx(0.5)
-    assert mass_within(cells, *PARIS, 25.0) == pytest.approx(0.7)
-    assert mass_within(cells, *SYDNEY, 100.0) == 0.0
-    assert mass_within(cells, *PARIS, 20_100.0) == pytest.approx(1.0)
+    assert masses_within(cells, *PARIS, [1.0, 25.0, 20_100.0]) == pytest.approx([0.5, 0.7, 1.0])
+    assert masses_within(cells, *SYDNEY, [100.0]) == [0.0]
+    assert masses_within([], *PARIS, [25.0, 200.0]) == [0.0, 0.0]
 
 
 def test_a_wide_cell_counts_by_the_share_of_it_inside_the_circle() -> None:
     wide = [cell(*PARIS, 1.0) | {"radius_km": 1000.0}]
-    assert mass_within(wide, *PARIS, 1000.0) == pytest.approx(1.0)
-    assert mass_within(wide, *PARIS, 500.0) == pytest.approx(0.75)  # (500 + 1000) / 2000
+    # (500 + 1000) / 2000 of it lies within 500 km of its point.
+    assert masses_within(wide, *PARIS, [1000.0, 500.0]) == pytest.approx([1.0, 0.75])
     # 1,500 km from its point, a 750 km circle reaches 250 km into the cell: an eighth of it.
     east = (PARIS[0], PARIS[1] + 1500 / (111.195 * 0.6579))
-    assert mass_within(wide, *east, 750.0) == pytest.approx(0.125, abs=0.01)
-    assert share_within(3000.0, 1000.0, 750.0) == 0.0
+    assert masses_within(wide, *east, [750.0]) == pytest.approx([0.125], abs=0.01)
+    # About 3,000 km away, a 750 km circle ends well before the cell's near edge.
+    far = (PARIS[0], PARIS[1] + 3000 / (111.195 * 0.6579))
+    assert masses_within(wide, *far, [750.0]) == [0.0]
 
 
 def test_a_cell_without_a_radius_counts_as_wide_as_its_level_allows() -> None:
