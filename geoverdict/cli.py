@@ -12,6 +12,7 @@ from types import ModuleType
 # Each module registers its subcommands with `register(subparsers)`; none imports torch at
 # import time, so the service image (no torch) can run the CLI.
 COMMAND_MODULES = (
+    "geoverdict.locate",
     "geoverdict_stack.commands",
     "geoverdict_training.commands",
     "geoverdict.bench.commands",

@@ -2,8 +2,10 @@
 
 `KafkaSettings` (`GEOVERDICT_KAFKA_*`: servers, security, topics, limits) is shared by every
 command that talks to Kafka (consume, publish, watch, demo, bench); `TorchServeSettings`
-(`GEOVERDICT_TORCHSERVE_*`) only by those that call the model server; `ServiceSettings`
-(`GEOVERDICT_*`) is the consumer's, holding the other two. Each is frozen and validated at
+(`GEOVERDICT_TORCHSERVE_*`) only by those that call the model server; `VerdictSettings`
+(`GEOVERDICT_TOP_K`, the mismatch flag, the privacy floor) by those that build verdicts
+(consume, locate); `ServiceSettings` (`GEOVERDICT_*`) is the consumer's: the verdict settings
+and its own, holding the other two. Each is frozen and validated at
 start-up with one-line messages that name the environment variable; secrets are SecretStr and
 never appear in logs, `repr` or tracebacks.
 """
@@ -20,7 +22,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from geoverdict_service.exceptions import ConfigError
-from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM
+from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM, VerdictPolicy
 
 ENV_PREFIX = "GEOVERDICT_"
 # GEOVERDICT_* variables that are not settings of a process (tests, docker-compose).
@@ -136,7 +138,31 @@ class TorchServeSettings(BaseSettings):
         return self
 
 
-class ServiceSettings(BaseSettings):
+class VerdictSettings(BaseSettings):
+    """How predictions become verdicts: for `consume` and `locate` alike."""
+
+    model_config = _config(ENV_PREFIX)
+
+    # Verdicts
+    top_k: int = Field(5, ge=1, le=100)
+    mismatch_threshold_km: float = Field(MISMATCH_THRESHOLD_KM, gt=0)
+    mismatch_max_mass: float = Field(MISMATCH_MAX_MASS, ge=0, le=1)
+    # Privacy floor: every published point and every figure derived from a claim (often the
+    # photo's exact GPS) is no finer than this. 5 km hides a home to a town district, yet is
+    # five times finer than the finest check a verdict reports (25 km): see docs/privacy.md.
+    min_precision_km: float = Field(5.0, ge=0)
+
+    def policy(self) -> VerdictPolicy:
+        """The verdict code's view of these settings."""
+        return VerdictPolicy(
+            top_k=self.top_k,
+            mismatch_threshold_km=self.mismatch_threshold_km,
+            mismatch_max_mass=self.mismatch_max_mass,
+            min_precision_km=self.min_precision_km,
+        )
+
+
+class ServiceSettings(VerdictSettings):
     """Everything `geoverdict consume` can be told; see docs/operations.md for each."""
 
     model_config = _config(ENV_PREFIX)
@@ -165,14 +191,6 @@ class ServiceSettings(BaseSettings):
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     fetch_timeout_s: float = Field(10.0, gt=0)
     fetch_retries: int = Field(2, ge=0)
-    # Verdicts
-    top_k: int = Field(5, ge=1, le=100)
-    mismatch_threshold_km: float = Field(MISMATCH_THRESHOLD_KM, gt=0)
-    mismatch_max_mass: float = Field(MISMATCH_MAX_MASS, ge=0, le=1)
-    # Privacy floor: every published point and every figure derived from a claim (often the
-    # photo's exact GPS) is no finer than this. 5 km hides a home to a town district, yet is
-    # five times finer than the finest check a verdict reports (25 km): see docs/privacy.md.
-    min_precision_km: float = Field(5.0, ge=0)
     # "copy": a dead letter is the record as it came (replayable as it is); "reference": its
     # place, hash and size only, no image bytes or URL query kept for the topic's retention.
     dead_letter_payload: Literal["copy", "reference"] = "copy"
@@ -242,6 +260,12 @@ def load_torchserve_settings(**overrides: Any) -> TorchServeSettings:
     """TorchServe settings from the environment, with `overrides` taking precedence."""
     check_environment()
     return _load(TorchServeSettings, overrides)
+
+
+def load_verdict_settings(**overrides: Any) -> VerdictSettings:
+    """The verdict settings from the environment, with `overrides` taking precedence."""
+    check_environment()
+    return _load(VerdictSettings, overrides)
 
 
 def load_service_settings(

@@ -1,0 +1,248 @@
+"""`geoverdict locate PHOTO...`: where each photo was taken, answered in this process, without
+Kafka or a model server.
+
+A verdict here is built as the stream builds it: the archive's model answers through the same
+Responder as the model handler (limits, EXIF orientation, calibration, hierarchy, reply), the
+reply passes the same contract check, and the service's verdict code applies the same privacy
+floor and claim checks with the same settings (`GEOVERDICT_TOP_K`, `GEOVERDICT_MIN_PRECISION_KM`,
+the mismatch flag's). So a photo gets the top cells and probabilities here that a verdict from
+`geoverdict consume` gives it. A file that cannot be answered (unreadable, not an image, too
+large, corrupt) gets one line naming it and why, as the service's dead letter would, and the
+other photos are still answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geoverdict_common.paths import model_store_dir
+
+if TYPE_CHECKING:
+    from geoverdict_service.contract_types import Verdict
+    from geoverdict_service.geo import PlaceNames
+    from geoverdict_service.settings import VerdictSettings
+    from geoverdict_training.serving.responder import Responder
+
+DEFAULT_ARCHIVE = "geoverdict.mar"
+BATCH_SIZE = 8  # photos per forward pass
+
+
+class LocateError(Exception):
+    """The command cannot run: no model, or settings that do not hold."""
+
+
+@dataclass(frozen=True)
+class Located:
+    """One photo's answer: its verdict, or why it has none (the dead letter's reason)."""
+
+    path: Path
+    verdict: Verdict | None = None
+    reason: str | None = None  # a stable code: unreadable, undecodable, too_large, ...
+    message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON line: `{"photo", "verdict"}` or `{"photo", "error": {"code", "message"}}`."""
+        if self.verdict is not None:
+            return {"photo": str(self.path), "verdict": self.verdict}
+        return {"photo": str(self.path), "error": {"code": self.reason, "message": self.message}}
+
+
+def parse_claim(text: str) -> tuple[float, float]:
+    """`LAT,LON` in degrees."""
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"a claim is LAT,LON in degrees, got {text!r}") from exc
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise argparse.ArgumentTypeError(f"latitude in [-90, 90], longitude in [-180, 180]: {text}")
+    return lat, lon
+
+
+def load_responder(archive: Path | None, device: str = "auto") -> Responder:
+    """The model of `archive` (default: model_store/geoverdict.mar) on `device`."""
+    import torch  # noqa: PLC0415 (the command's import cost, not the CLI's)
+
+    from geoverdict_training.serving.responder import Responder  # noqa: PLC0415
+
+    path = archive if archive is not None else model_store_dir() / DEFAULT_ARCHIVE
+    if not path.exists():
+        hint = "give --model ARCHIVE.mar" if archive is None else "check the path"
+        raise LocateError(f"no model archive at {path}: {hint} (geoverdict export makes one)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Responder.from_archive(path, device)
+
+
+def locate(
+    paths: Sequence[Path],
+    responder: Responder,
+    settings: VerdictSettings,
+    *,
+    claim: tuple[float, float] | None = None,
+    places: PlaceNames | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[Located]:
+    """Each photo's verdict or failure, in order, answered `batch_size` photos at a time."""
+    for start in range(0, len(paths), batch_size):
+        batch = list(paths[start : start + batch_size])
+        started = time.perf_counter()
+        bodies = [_read(path) for path in batch]
+        readable = [body for body in bodies if isinstance(body, bytes)]
+        replies = iter(responder.answer(readable))
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        for path, body in zip(batch, bodies, strict=True):
+            if isinstance(body, bytes):
+                yield _verdict(path, body, next(replies), settings, claim, places, elapsed_ms)
+            else:
+                yield Located(path, reason="unreadable", message=f"unreadable: {body}")
+
+
+def _read(path: Path) -> bytes | str:
+    """The file's bytes, or why there are none."""
+    if path.is_dir():
+        return f"{path} is a folder: name the photos (e.g. {path}/*.jpg)"
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+
+
+def _verdict(
+    path: Path,
+    body: bytes,
+    reply: dict[str, Any],
+    settings: VerdictSettings,
+    claim: tuple[float, float] | None,
+    places: PlaceNames | None,
+    elapsed_ms: float,
+) -> Located:
+    """The service's path from a model reply to a verdict (pipeline/predictions.py and the
+    verdict building of the consumer): contract check, privacy floor, verdict."""
+    from geoverdict_service import contract  # noqa: PLC0415
+    from geoverdict_service.events import Claim, ImageEvent  # noqa: PLC0415
+    from geoverdict_service.exceptions import BadEventError  # noqa: PLC0415
+    from geoverdict_service.verdicts import build_verdict, private_prediction  # noqa: PLC0415
+
+    error = reply.get("error")
+    if error:
+        # The message starts with the code, as the dead letter's does: "undecodable: ..."
+        return Located(path, reason=str(error.get("code")), message=str(error.get("message")))
+    try:
+        prediction = contract.checked_prediction(reply)
+    except BadEventError as exc:
+        return Located(path, reason=exc.reason, message=str(exc))
+    prediction = private_prediction(prediction, settings.min_precision_km)
+    event = ImageEvent(
+        id=str(uuid.uuid4()),
+        source="geoverdict/locate",
+        post_id=path.name,
+        time=None,
+        image_bytes=body,
+        image_url=None,
+        claim=Claim(claim[0], claim[1], "event") if claim is not None else None,
+    )
+    verdict = build_verdict(
+        event, prediction, settings.policy(), places,
+        cache_hit=False, image_sha256=hashlib.sha256(body).hexdigest(),
+        timings_ms={"model": prediction.get("timings_ms", {}), "total": round(elapsed_ms, 3)},
+    )  # fmt: skip
+    return Located(path, verdict=verdict)
+
+
+# -- the command -----------------------------------------------------------------------------
+USER_ERRORS: tuple[type[Exception], ...] = (LocateError,)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `locate` command."""
+    parser = subparsers.add_parser(
+        "locate",
+        help="where was this photo taken? a verdict for local photos, no Kafka or server",
+        description="Answer local photos with the verdict the stream would give them (best "
+        "guess, top cells, confidence radii, scene, and the check of a claimed place), computed "
+        "in this process by the model archive. The verdict settings (GEOVERDICT_TOP_K, "
+        "GEOVERDICT_MIN_PRECISION_KM, GEOVERDICT_MISMATCH_*) apply as in `consume`.",
+    )
+    parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="image files")
+    parser.add_argument(
+        "--model", type=Path, help=f"model archive (default model_store/{DEFAULT_ARCHIVE})"
+    )
+    parser.add_argument(
+        "--claim", type=parse_claim, metavar="LAT,LON", help="the place the post claims"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per photo")
+    parser.add_argument("--device", default="auto", help="auto (a GPU if any), cpu, cuda:N")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="photos per pass")
+    parser.set_defaults(func=_locate)
+
+
+def _locate(args: argparse.Namespace) -> int:
+    from geoverdict_service.exceptions import ConfigError  # noqa: PLC0415
+    from geoverdict_service.geo import PlaceNames  # noqa: PLC0415
+    from geoverdict_service.settings import load_verdict_settings  # noqa: PLC0415
+
+    if args.batch_size < 1:
+        raise LocateError(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        settings = load_verdict_settings()
+    except ConfigError as exc:
+        raise LocateError(str(exc)) from exc
+    responder = load_responder(args.model, args.device)
+    answered = failed = 0
+    if not args.json:
+        print(_HEADER)
+    results = locate(
+        args.photos, responder, settings, claim=args.claim, places=PlaceNames(),
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    for result in results:
+        if result.verdict is None:
+            failed += 1
+            print(f"{result.path}: {result.message}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(result.to_json()))
+            continue
+        answered += 1
+        print(json.dumps(result.to_json()) if args.json else _row(result.path, result.verdict))
+    if not args.json:
+        print(f"{answered} answered, {failed} not ({responder.version})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+_HEADER = (
+    f"{'photo':<24} {'best guess':<16} {'place':<26} {'top cell':>8} {'50 % within':>11} "
+    f"{'90 % within':>11}  {'scene':<8} claim"
+)
+
+
+def _row(path: Path, verdict: Verdict) -> str:
+    """One photo's line of the table."""
+    location = verdict["location"]
+    best, confidence = location["best_guess"], location["confidence"]
+    place = best["place"]
+    where = f"{place['name']}, {place['country_code']}" if place else "-"
+    scene = verdict["scene"].get("s3")
+    checks = []
+    for check in verdict["consistency"]:
+        flag = "MISMATCH" if check["location_mismatch"] else "consistent"
+        checks.append(f"{check['claim_source']}: {check['distance_km']:,.0f} km off, {flag}")
+    point = f"{best['lat']:.2f}, {best['lon']:.2f}"
+    return (
+        f"{_short(path.name, 24):<24} {point:<16} {_short(where, 26):<26} "
+        f"{confidence['top1']:>8.1%} "
+        f"{confidence['radius_50_km']:>8,.0f} km {confidence['radius_90_km']:>8,.0f} km  "
+        f"{scene['label'] if scene else '-':<8} {'; '.join(checks) or '-'}"
+    )
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
