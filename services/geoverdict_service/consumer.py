@@ -46,7 +46,7 @@ from geoverdict_service.pipeline.pause import Pauser
 from geoverdict_service.pipeline.predictions import Predictions
 from geoverdict_service.settings import ServiceSettings
 from geoverdict_service.shutdown import GracefulShutdown
-from geoverdict_service.verdicts import VerdictPolicy, build_verdict
+from geoverdict_service.verdicts import build_verdict
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,7 @@ class VerdictService:
         self.cache = cache
         self.metrics = metrics = metrics or Metrics()
         self.places = places
-        self.policy = VerdictPolicy(
-            top_k=settings.top_k,
-            mismatch_threshold_km=settings.mismatch_threshold_km,
-            mismatch_max_mass=settings.mismatch_max_mass,
-            min_precision_km=settings.min_precision_km,
-        )
+        self.policy = settings.policy()
         fetch_policy = FetchPolicy(
             allowed_hosts=settings.fetch_allowed_hosts,
             allow_private=settings.fetch_allow_private,

@@ -200,6 +200,15 @@ class ServiceSettings(VerdictSettings):
     # SIGTERM: finish the batch, commit, close within this; past it the process exits anyway.
     shutdown_timeout_s: float = Field(30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _backoff_range(self) -> ServiceSettings:
+        if self.unavailable_max_backoff_s < self.unavailable_backoff_s:
+            raise ValueError(
+                "unavailable_max_backoff_s must be >= unavailable_backoff_s "
+                f"({self.unavailable_max_backoff_s} < {self.unavailable_backoff_s})"
+            )
+        return self
+
 
 Loaded = TypeVar("Loaded", bound=BaseSettings)
 

@@ -14,6 +14,7 @@ from geoverdict_service.settings import (
     load_kafka_settings,
     load_service_settings,
     load_torchserve_settings,
+    load_verdict_settings,
 )
 
 TOKEN = "ts-token-f00d"
@@ -152,3 +153,24 @@ def test_kafka_client_options_carry_security_settings() -> None:
     assert options["sasl_plain_password"] == PASSWORD
     assert options["ssl_cafile"] == "/etc/ca.pem"
     assert "ssl_certfile" not in options
+
+
+def test_a_backoff_cap_below_its_start_is_one_line_at_start_up() -> None:
+    message = str(
+        config_error(
+            torchserve={"token": TOKEN}, unavailable_backoff_s=5, unavailable_max_backoff_s=1
+        )
+    )
+    assert "unavailable_max_backoff_s must be >= unavailable_backoff_s" in message
+    assert "\n" not in message
+
+
+def test_locate_reads_the_verdict_settings_without_kafka_or_torchserve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GEOVERDICT_TOP_K", "3")
+    monkeypatch.setenv("GEOVERDICT_MIN_PRECISION_KM", "10")
+    policy = load_verdict_settings().policy()
+    assert (policy.top_k, policy.min_precision_km) == (3, 10.0)
+    # The consumer reads the same variables into the same policy.
+    assert load_service_settings(torchserve={"token": TOKEN}).policy() == policy
