@@ -1,6 +1,6 @@
 """A model evaluated on labelled photos, as `geoverdict evaluate --model` reports it.
 
-Accuracy at the literature's thresholds (evaluation.py), the calibration of the top-1 answer
+Accuracy at the literature's thresholds (accuracy.py), the calibration of the top-1 answer
 (reliability.py: ECE, bins, NLL) with the model's own temperatures, and on request the reply
 the TorchServe handler would give for each photo, beside the photo's true position: the
 service's location_mismatch flag is measured on those.

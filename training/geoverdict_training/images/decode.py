@@ -43,7 +43,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_ASPECT = 16.0
 # What photos are posted as: the handler opens nothing else (TIFF, PSD, EPS, ICO and Pillow's
 # other decoders stay closed to strangers' bytes). Training data, the operator's own photos,
-# may also be TIFF (exif.py lists .tif files).
+# may also be TIFF (data/photo_folders.py lists .tif files).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF")
 DATA_FORMATS = (*ALLOWED_FORMATS, "TIFF")
 _WHITE = (255, 255, 255, 255)

@@ -4,13 +4,13 @@ GPU) for the TorchServe handler and for training.
 Pillow decodes a photo on one CPU core in 2.6-2.8 ms, a GPU in 0.25 ms (issue 12, H200): with
 Pillow a GPU box runs out of cores long before its GPU is busy. Here the JPEG bytes of a batch go
 to `torchvision.io.decode_jpeg` in one call; the EXIF orientation, read from the header
-(images.read_header: Pillow parses headers without decoding pixels), is applied to the tensor;
+(decode.read_header: Pillow parses headers without decoding pixels), is applied to the tensor;
 resizing (antialiased), cropping and normalisation run on the device. Every limit of the Pillow
 path holds, since both read the same checked header first. Whatever the device is not given or
 cannot decode (PNG, HEIC, WebP, CMYK or 12-bit JPEG, any failure) is decoded by Pillow
-(images.decode_header), for that photo alone: one bad photo never costs the batch its device
-decode, and every photo answers as it would on the Pillow path (tests/training/
-test_device_images.py measures how closely on the development photos).
+(decode.decode_header), for that photo alone: one bad photo never costs the batch its device
+decode, and every photo answers as it would on the Pillow path (tests/training/images/
+test_device.py measures how closely on the development photos).
 
 Any torch device works, `cpu` included: that is how the tests run this path.
 
@@ -133,7 +133,7 @@ def decode_batch(
     min_side: int | None = 256,
 ) -> list[DecodedImage | ImageError]:
     """Every photo of a batch, decoded upright, or the error that refuses it; `min_side` is
-    the Pillow path's draft size (images.decode_header)."""
+    the Pillow path's draft size (decode.decode_header)."""
     results: list[DecodedImage | ImageError | None] = [None] * len(bodies)
     headers: dict[int, ImageHeader] = {}
     for k, body in enumerate(bodies):

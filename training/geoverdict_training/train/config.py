@@ -49,7 +49,7 @@ class TrainConfig:
     )
     scenes: list[str] = field(default_factory=lambda: list(SCENE_SETS))
     dropout: float = 0.0
-    # fit temperatures on the validation photos at the last step (calibration.py)
+    # fit temperatures on the validation photos at the last step (inference/calibration.py)
     calibrate: bool = True
     freeze_backbone: bool = False  # train the heads (and `trainable`) only
     trainable: list[str] = field(default_factory=list)  # backbone parameter prefixes kept trained
