@@ -17,7 +17,7 @@ COMMAND_MODULES = (
     "geoverdict_training.commands",
     "geoverdict.bench.commands",
     "geoverdict_service.commands",
-    "geoverdict.demo",
+    "geoverdict.demo.commands",
     "geoverdict.mismatch",
     "geoverdict.capacity",
 )

@@ -80,7 +80,7 @@ def fixture_model(stack: Stack) -> str:
 
 def serve_demo_archive(stack: Stack, name: str, batch_size: int, max_batch_delay_ms: int) -> str:
     """Register the committed demo archive of model_store/ under `name`; returns the name."""
-    from geoverdict.demo import find_archive
+    from geoverdict.demo.archive import find_archive
 
     link = stack.config.model_store / f"{name}.mar"
     if not link.exists():

@@ -72,7 +72,7 @@ def machine() -> dict[str, Any]:
 
 def load_photos(folder: Path | None, count: int) -> list[bytes]:
     """`count` photos (cycled if the folder has fewer), as the bytes a producer would send."""
-    from geoverdict.demo_photos import demo_photos  # noqa: PLC0415
+    from geoverdict.demo.photos import demo_photos  # noqa: PLC0415
 
     if folder is None:
         dev = shared_data_dir() / "im2gps3k-dev" / "images"
@@ -91,7 +91,7 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
 def run(options: BenchOptions) -> dict[str, Any]:
     """Run every stage; returns results.json's content (also written to disk)."""
     from geoverdict.bench import inprocess, partitioning, report, serving, streams  # noqa: PLC0415
-    from geoverdict.demo import find_archive  # noqa: PLC0415
+    from geoverdict.demo.archive import find_archive  # noqa: PLC0415
     from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
     from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415

@@ -67,7 +67,7 @@ def test_the_gpu_image_gets_one_line_per_setting_for_its_model_store(
 @pytest.mark.integration
 def test_a_gpu_configuration_serves_the_archive_with_its_own_batching(tmp_path: Path) -> None:
     # The archive says batch 4, 50 ms, 2 workers; the snapshot wins (no GPU needed for that).
-    from geoverdict.demo import find_archive
+    from geoverdict.demo.archive import find_archive
 
     archive = find_archive(None)
     config = StackConfig.with_free_ports(

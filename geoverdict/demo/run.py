@@ -17,44 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from geoverdict.demo_photos import demo_photos
-from geoverdict_common.paths import model_store_dir, runs_dir
+from geoverdict.demo.archive import find_archive
+from geoverdict.demo.photos import demo_photos
 
 MODEL_NAME = "geoverdict"
 PHOTO_LIMIT = 400  # the validation photographers' 300 photos and scikit-image's six
 THRESHOLDS_KM = (25, 200, 750, 2500)
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `demo` command."""
-    demo = subparsers.add_parser(
-        "demo",
-        help="run everything once: stack, consumer, photos in, verdicts out, stack down",
-        description=__doc__,
-    )
-    demo.add_argument("--images", type=Path, help="your own photos (a folder) instead of ours")
-    demo.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
-    demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
-    demo.add_argument("--limit", type=int, default=PHOTO_LIMIT, help="at most this many photos")
-    demo.set_defaults(func=run)
-
-
-def find_archive(explicit: Path | None) -> Path:
-    """The model archive to serve."""
-    from geoverdict_service.exceptions import ConfigError  # noqa: PLC0415
-
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(f"model archive {explicit} not found")
-        return explicit.resolve()
-    store = model_store_dir()
-    archives = sorted(store.glob("*.mar"))
-    if not archives:
-        raise ConfigError(
-            f"no model archive in {store}: run from the repository's root, give --model, "
-            "or build one with `geoverdict export`"
-        )
-    return max(archives, key=lambda p: p.stat().st_mtime)
 
 
 def accuracy_summary(verdicts: Sequence[Mapping[str, Any]]) -> str:
@@ -88,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    from geoverdict import verdict_map  # noqa: PLC0415
+    from geoverdict.demo import verdict_map  # noqa: PLC0415
     from geoverdict_service.consumer import VerdictService  # noqa: PLC0415
     from geoverdict_service.events import make_event  # noqa: PLC0415
     from geoverdict_service.kafka_clients import make_consumer, make_producer  # noqa: PLC0415

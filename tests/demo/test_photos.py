@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from geoverdict.demo import accuracy_summary
-from geoverdict.demo_photos import demo_photos, training_config, validation_photos
+from geoverdict.demo.photos import demo_photos, training_config, validation_photos
+from geoverdict.demo.run import accuracy_summary
 from tests.repo import REPO_ROOT
 
 

@@ -10,7 +10,7 @@ photos it learned. With `--images DIR`, the user's photos (their GPS EXIF as the
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.resources
 import io
 import json
 import zipfile
@@ -62,10 +62,10 @@ def user_photos(folder: Path, limit: int) -> list[DemoPhoto]:
 
 def skimage_photos() -> list[DemoPhoto]:
     """The photographs scikit-image ships (where it is installed)."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or spec.origin is None:
+    try:
+        folder = importlib.resources.files("skimage") / "data"
+    except ModuleNotFoundError:
         return []
-    folder = Path(spec.origin).parent / "data"
     return [
         DemoPhoto(name, inline_jpeg((folder / name).read_bytes()), None)
         for name in SKIMAGE_PHOTOS

