@@ -1,4 +1,4 @@
-"""Accuracy at the literature's thresholds, and the published GeoEstimation tables reproduced from their own files."""
+"""Accuracy at the literature's thresholds; the published GeoEstimation tables from their files."""
 
 from __future__ import annotations
 
