@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )  # fmt: skip
     up.add_argument(
         "--model", action="append", default=[], metavar="[NAME=]ARCHIVE.mar",
-        help="model archive (in --model-store) for TorchServe to load; repeatable",
+        help="model archive for TorchServe to load: a file of --model-store, or a path (its "
+        "folder's SHA256SUMS must list it); repeatable",
     )  # fmt: skip
     up.add_argument(
         "--model-store", type=Path, help="TorchServe model store (default model_store/)"
@@ -90,18 +91,23 @@ def _run_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from geoverdict_stack.stack import Stack, StackConfig, format_status  # noqa: PLC0415
+    from geoverdict_stack.stack import (  # noqa: PLC0415
+        Stack,
+        StackConfig,
+        format_status,
+        models_in_store,
+    )
 
+    models, store = models_in_store(args.model, args.model_store)
     options: dict[str, object] = {
         "services": tuple(args.services),
-        "models": tuple(args.model),
+        "models": models,
+        "model_store": store,
         "enable_model_api": args.enable_model_api,
         "start_timeout_s": args.timeout,
     }
     if args.run_dir:
         options["run_dir"] = args.run_dir.resolve()
-    if args.model_store:
-        options["model_store"] = args.model_store.resolve()
     config = StackConfig.with_free_ports(**options) if args.free_ports else StackConfig(**options)  # type: ignore[arg-type]
     stack = Stack(config)
     if args.gpus:

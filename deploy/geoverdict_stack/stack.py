@@ -87,6 +87,39 @@ class StackConfig:
         return cls(**data)
 
 
+def models_in_store(models: Sequence[str], store: Path | None) -> tuple[tuple[str, ...], Path]:
+    """`NAME=ARCHIVE` entries as the model server loads them (file names of one model store),
+    and that store. An archive given by a path is checked against the SHA256SUMS of the folder
+    it is in: that folder becomes the store when none is given; an archive outside the given
+    store (or archives in two folders) is refused with what to pass instead."""
+    entries: list[str] = []
+    folders: set[Path] = set()
+    for entry in models:
+        name, sep, archive = entry.partition("=")
+        if not sep:
+            name, archive = Path(entry).stem, entry
+        path = Path(archive)
+        if len(path.parts) > 1:  # a path, not a file name of the store
+            folders.add(path.expanduser().resolve().parent)
+        entries.append(f"{name}={path.name}")
+    chosen = store.resolve() if store is not None else None
+    if len(folders) > 1:
+        raise StackError(
+            f"--model: archives in {len(folders)} folders ({', '.join(sorted(map(str, folders)))});"
+            " put them in one model store and pass --model-store DIR"
+        )
+    if folders:
+        (folder,) = folders
+        if chosen is None:
+            chosen = folder
+        elif folder != chosen:
+            raise StackError(
+                f"--model: {folder} is not the model store {chosen}; pass --model-store {folder} "
+                "or name the archive by its file name in the store"
+            )
+    return tuple(entries), chosen if chosen is not None else model_store_dir()
+
+
 @dataclass(frozen=True)
 class ServiceStatus:
     """What `geoverdict stack status` shows for one server."""

@@ -50,3 +50,26 @@ def test_up_with_gpus_and_no_model_says_what_is_missing(
     argv = ["stack", "up", "--run-dir", str(tmp_path), "--free-ports", "--gpus", "1"]
     assert cli.main(argv) == 2
     assert "--gpus: no model to serve on the GPU" in capsys.readouterr().err
+
+
+def test_an_archive_given_by_its_path_is_loaded_from_its_own_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    archive = (tmp_path / "store" / "geoverdict.mar").resolve()
+    argv = ["stack", "up", "--run-dir", str(tmp_path / "run"), "--free-ports",
+            "--services", "torchserve", "--model", f"geoverdict={archive}"]  # fmt: skip
+    properties = _properties_at_up(monkeypatch, argv)
+    assert properties["load_models"] == "geoverdict=geoverdict.mar"
+    assert properties["model_store"] == str(archive.parent)  # its SHA256SUMS is the one checked
+
+
+def test_an_archive_outside_the_given_store_is_one_line_saying_what_to_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(Stack, "up", lambda stack: pytest.fail("started with a stray archive"))
+    elsewhere = tmp_path / "elsewhere" / "geoverdict.mar"
+    argv = ["stack", "up", "--run-dir", str(tmp_path), "--free-ports", "--services", "torchserve",
+            "--model-store", str(tmp_path / "store"), "--model", str(elsewhere)]  # fmt: skip
+    assert cli.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"pass --model-store {elsewhere.parent.resolve()}" in line
