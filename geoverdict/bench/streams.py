@@ -4,26 +4,21 @@ verdicts that come out."""
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 import psutil
 from kafka import KafkaProducer
-from tqdm import tqdm
 
+from geoverdict_service.collector import VerdictCollector
 from geoverdict_service.events import make_event
-from geoverdict_service.kafka_clients import make_consumer
-from geoverdict_service.settings import KafkaSettings
+from geoverdict_service.publisher import send_events
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
 
@@ -70,72 +65,6 @@ class Topics:
                                               self.dead: partitions})  # fmt: skip
 
 
-class VerdictCollector:
-    """Reads the verdict topic on a thread and notes when each event id was answered."""
-
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.answered: dict[str, float] = {}
-        self._consumer = make_consumer(
-            kafka, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=200
-        )
-        self._consumer.subscribe([topic])
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="collector")
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for message in self._consumer:
-                key = message.key.decode() if message.key else ""
-                value = json.loads(message.value)
-                produced = value.get("produced_at")
-                at = datetime.fromisoformat(produced).timestamp() if produced else time.time()
-                with self._lock:
-                    self.answered.setdefault(key, at)
-
-    def wait_for(self, ids: Sequence[str], timeout_s: float, desc: str) -> dict[str, float]:
-        """Answer times of `ids`, waiting at most `timeout_s` (progress bar)."""
-        deadline = time.monotonic() + timeout_s
-        with tqdm(total=len(ids), desc=desc, unit="verdict", leave=False) as bar:
-            done = 0
-            while time.monotonic() < deadline:
-                with self._lock:
-                    now_done = sum(1 for i in ids if i in self.answered)
-                bar.update(now_done - done)
-                done = now_done
-                if done == len(ids):
-                    break
-                time.sleep(0.05)
-        with self._lock:
-            return {i: self.answered[i] for i in ids if i in self.answered}
-
-    def close(self) -> None:
-        """Stop reading."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
-
-
-def publish(
-    producer: KafkaProducer, topic: str, images: Sequence[bytes], rate: float | None = None
-) -> dict[str, float]:
-    """One event per image (new ids); `rate` events/s paces them, None sends a burst.
-    Returns the events' send times by id."""
-    sent: dict[str, float] = {}
-    start = time.perf_counter()
-    for index, image in enumerate(images):
-        if rate:
-            delay = start + index / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        event = make_event(f"bench-{index}", image_bytes=image)
-        sent[event["id"]] = datetime.fromisoformat(event["time"]).timestamp()
-        producer.send(topic, key=event["id"].encode(), value=json.dumps(event).encode())
-    producer.flush()
-    return sent
-
-
 def measure(
     label: str,
     producer: KafkaProducer,
@@ -149,23 +78,23 @@ def measure(
     """Publish, wait for every verdict, and compute throughput and latency."""
     proc = psutil.Process(consumer_pid) if consumer_pid else None
     cpu_before = sum(proc.cpu_times()[:2]) if proc else 0.0
-    sent = publish(producer, topic, images, rate)
-    answered = collector.wait_for(list(sent), timeout_s, label)
-    latencies = [(answered[i] - sent[i]) * 1000 for i in answered]
-    first = min(sent.values())
-    last = max(answered.values()) if answered else time.time()
-    seconds = max(last - first, 1e-9)
+    events = (make_event(f"bench-{k}", image_bytes=image) for k, image in enumerate(images))
+    collected = collector.collect(
+        send_events(producer, topic, events, rate), timeout_s, progress=label
+    )
+    latencies = [seconds * 1000 for seconds in collected.latencies_s]
+    answered = len(collected.answers)
     cpu = None
     rss = None
     if proc is not None:
-        cpu = (sum(proc.cpu_times()[:2]) - cpu_before) / max(1, len(answered)) * 1000
+        cpu = (sum(proc.cpu_times()[:2]) - cpu_before) / max(1, answered) * 1000
         rss = proc.memory_info().rss / 2**20
     return StreamResult(
         label=label,
-        events=len(sent),
-        verdicts=len(answered),
-        seconds=round(seconds, 3),
-        events_per_s=round(len(answered) / seconds, 2),
+        events=len(collected.sent_at),
+        verdicts=answered,
+        seconds=round(collected.seconds, 3),
+        events_per_s=round(collected.per_s, 2),
         p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
         p95_ms=round(_percentile(latencies, 95), 1),
         p99_ms=round(_percentile(latencies, 99), 1),

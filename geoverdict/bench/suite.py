@@ -92,6 +92,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
     """Run every stage; returns results.json's content (also written to disk)."""
     from geoverdict.bench import inprocess, partitioning, report, serving, streams  # noqa: PLC0415
     from geoverdict.demo.archive import find_archive  # noqa: PLC0415
+    from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
     from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
     from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
@@ -146,7 +147,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
         kafka = load_kafka_settings(bootstrap_servers=stack.kafka_bootstrap)
         producer = make_producer(kafka, acks="all", linger_ms=5)
         topics = streams.Topics(stack)
-        collector = streams.VerdictCollector(kafka, topics.verdicts)
+        collector = VerdictCollector.from_settings(kafka, topics.verdicts)
         consumer = streams.consumer_process(
             stack, topics, MODEL_NAME,
             {"GEOVERDICT_TORCHSERVE_CONCURRENCY": str(options.consumer_concurrency)},
@@ -186,7 +187,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
             collector.close()
 
         naive_topics = streams.Topics(stack)
-        naive_collector = streams.VerdictCollector(kafka, naive_topics.verdicts)
+        naive_collector = VerdictCollector.from_settings(kafka, naive_topics.verdicts)
         naive_photos = photos[: options.naive_events]
         naive = streams.naive_process(stack, naive_topics, MODEL_NAME, len(naive_photos))
         try:

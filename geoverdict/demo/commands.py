@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geoverdict.demo.run import PHOTO_LIMIT
+from geoverdict.demo import run
+from geoverdict.demo.exceptions import DemoError
 from geoverdict_common.paths import runs_dir
+
+USER_ERRORS: tuple[type[Exception], ...] = (DemoError,)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `demo` command."""
-    from geoverdict.demo import run  # noqa: PLC0415
-
     demo = subparsers.add_parser(
         "demo",
         help="run everything once: stack, consumer, photos in, verdicts out, stack down",
@@ -21,5 +22,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--images", type=Path, help="your own photos (a folder) instead of ours")
     demo.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
-    demo.add_argument("--limit", type=int, default=PHOTO_LIMIT, help="at most this many photos")
-    demo.set_defaults(func=run.run)
+    demo.add_argument("--limit", type=int, default=run.PHOTO_LIMIT, help="at most this many photos")
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    options = run.DemoOptions(images=args.images, model=args.model, out=args.out, limit=args.limit)
+    return 0 if run.run(options).answered else 1

@@ -7,18 +7,25 @@ from collections.abc import Iterator
 from typing import Any
 
 from kafka import KafkaConsumer
+from kafka.consumer.fetcher import ConsumerRecord
+
+
+def records(consumer: KafkaConsumer) -> Iterator[tuple[ConsumerRecord, dict[str, Any]]]:
+    """Each record of a subscribed consumer with its decoded JSON object, until the consumer's
+    timeout; a value that is no JSON object is passed over."""
+    for record in consumer:
+        try:
+            value = json.loads(record.value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(value, dict):
+            yield record, value
 
 
 def verdicts(consumer: KafkaConsumer, max_count: int | None = None) -> Iterator[dict[str, Any]]:
     """Decoded verdicts from a subscribed consumer, until `max_count` or its timeout."""
-    count = 0
-    for message in consumer:
-        try:
-            verdict = json.loads(message.value)
-        except ValueError:
-            continue
+    for count, (_, verdict) in enumerate(records(consumer), start=1):
         yield verdict
-        count += 1
         if max_count is not None and count >= max_count:
             return
 

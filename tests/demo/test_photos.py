@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from geoverdict.demo.photos import demo_photos, training_config, validation_photos
-from geoverdict.demo.run import accuracy_summary
 from tests.repo import REPO_ROOT
 
 
@@ -51,25 +49,6 @@ def test_an_archive_that_does_not_say_how_it_was_trained_gets_no_development_pho
     assert validation_photos(archive, limit=100) == []
     photos = demo_photos(None, limit=100, archive=archive)
     assert all(p.claim is None for p in photos)  # scikit-image's photographs only
-
-
-def verdict(distance_km: float, mismatch: bool, top1: float) -> dict[str, Any]:
-    return {
-        "location": {"confidence": {"top1": top1}},
-        "consistency": [
-            {"claim_source": "event", "distance_km": distance_km, "location_mismatch": mismatch}
-        ],
-    }
-
-
-def test_the_summary_gives_this_runs_accuracy_confidence_and_false_flags() -> None:
-    verdicts = [verdict(10, False, 0.2), verdict(300, False, 0.4), verdict(5000, True, 0.6)]
-    verdicts.append({"location": {"confidence": {"top1": 0.9}}, "consistency": []})  # no claim
-    summary = accuracy_summary(verdicts)
-    assert "on 3 photos" in summary
-    assert "33.3% within 25 km, 33.3% within 200 km, 66.7% within 750 km" in summary
-    assert "mean confidence of the best cell: 40.0%" in summary
-    assert "flagged on 1 of 3 true claims (33.3%)" in summary
 
 
 @pytest.mark.shared_data

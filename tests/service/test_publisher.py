@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from kafka import KafkaProducer
 
-from geoverdict_service.events import parse_event
+from geoverdict_service.events import make_event, parse_event
 from geoverdict_service.exceptions import BadEventError
-from geoverdict_service.publisher import MAX_INLINE_BYTES, event_for, expand_sources, publish
+from geoverdict_service.publisher import (
+    MAX_INLINE_BYTES,
+    event_for,
+    event_time,
+    expand_sources,
+    publish,
+    send_events,
+)
 from tests.photos import NEW_YORK_GPS, SYDNEY_GPS, gps_photo
 
 KAFKA_MESSAGE_LIMIT = 1024 * 1024  # the broker's default message.max.bytes
@@ -144,3 +152,38 @@ def test_publish_sends_one_event_per_photo_keyed_by_its_id(tmp_path: Path) -> No
     )
     assert events["new_york"].claim is not None
     assert events["new_york"].claim.lon == pytest.approx(-74.006111)
+
+
+def test_published_events_carry_their_time_from_which_latency_is_measured(tmp_path: Path) -> None:
+    source = write(tmp_path / "plain.png", gps_photo(None, "PNG"))
+    producer = FakeProducer()
+    result = publish(cast(KafkaProducer, producer), "images", [source], progress=False)
+    (event_id,) = result.sent_at
+    assert event_id == result.event_ids[source]
+    event = json.loads(producer.sent[0][2])
+    assert result.sent_at[event_id] == event_time(event)
+
+
+def test_a_paced_stream_builds_each_event_when_its_turn_comes() -> None:
+    # 20 events/s: the fifth leaves 0.2 s after the first, and carries that time, not the
+    # time the run began (a latency measured from it would include the wait).
+    producer = FakeProducer()
+    started = time.time()
+    events = (make_event(f"p{k}", image_bytes=b"x") for k in range(5))
+    sent = send_events(cast(KafkaProducer, producer), "images", events, rate=20.0)
+    times = list(sent.values())
+    assert len(times) == 5 and producer.flushed
+    assert all(future.waited for future in producer.futures)
+    assert times[-1] - times[0] == pytest.approx(0.2, abs=0.08)
+    assert times[0] - started < 0.05
+
+
+def test_a_burst_is_not_held_back_and_a_rate_must_be_positive() -> None:
+    producer = FakeProducer()
+    events = [make_event(f"p{k}", image_bytes=b"x") for k in range(50)]
+    started = time.perf_counter()
+    sent = send_events(cast(KafkaProducer, producer), "images", events)
+    assert len(sent) == 50 and time.perf_counter() - started < 0.5
+    assert [key for _, key, _ in producer.sent] == [e["id"].encode() for e in events]
+    with pytest.raises(ValueError, match="must be > 0"):
+        send_events(cast(KafkaProducer, producer), "images", events, rate=0)
