@@ -182,6 +182,7 @@ def train_throughput(
     from geoverdict_training.models.backbones import backbone_info  # noqa: PLC0415
     from geoverdict_training.models.geo_model import GeoModel, ModelSpec  # noqa: PLC0415
     from geoverdict_training.train.device_batches import DeviceBatches  # noqa: PLC0415
+    from geoverdict_training.train.step import Stepper, grad_scaler  # noqa: PLC0415
 
     gpu = device.type == "cuda"
     autocast = torch.bfloat16 if gpu else None
@@ -190,13 +191,18 @@ def train_throughput(
     info = backbone_info(backbone)
     decode = DeviceBatches(device, InputSpec(size, size * 8 // 7, info.mean, info.std))
 
-    def model_and_optimizer(compiled: bool) -> tuple[Any, torch.optim.Optimizer]:
+    def stepper(compiled: bool) -> Stepper:
+        """The trainer's step (train/step.py) on a fresh model."""
         torch.manual_seed(0)
         model = GeoModel(spec, pretrained=False).to(device).train()
         if gpu:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-        return (torch.compile(model) if compiled else model), optimizer
+        net = torch.compile(model) if compiled else model
+        return Stepper(
+            net, optimizer, grad_scaler(device, autocast), device,  # type: ignore[arg-type]
+            autocast=autocast, channels_last=gpu,
+        )  # fmt: skip
 
     def random_batches() -> Iterator[Batch]:
         labels = {
@@ -216,13 +222,10 @@ def train_throughput(
     }  # fmt: skip
     runs = [("", False)] + ([("compiled_", True)] if options.compile else [])
     for prefix, compiled in runs:
-        model, optimizer = model_and_optimizer(compiled)  # both sources train the same model
+        step = stepper(compiled)  # both sources train the same model
         for source, batches in (("photos", photo_batches), ("random_tensors", random_batches)):
             started = time.perf_counter()
-            rate = timed_steps(
-                model, optimizer, batches(), options.train_steps,
-                autocast=autocast, channels_last=gpu,
-            )  # fmt: skip
+            rate = timed_steps(step, batches(), options.train_steps)
             result[f"{prefix}{source}_images_per_s"] = round(rate, 1)
             result[f"{prefix}{source}_seconds"] = round(time.perf_counter() - started, 1)
     print(f"training: {result}", flush=True)

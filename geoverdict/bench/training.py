@@ -1,4 +1,5 @@
-"""Training throughput (images/s): one full optimizer step (forward, backward, SGD) per batch.
+"""Training throughput (images/s): the trainer's optimizer step (forward, backward, SGD), one
+batch per step.
 
 Two numbers per backbone: with random tensors (the model alone) and with real photos through the
 DataLoader (JPEG decoding in draft mode, augmentation, collation included). The whole backbone
@@ -8,54 +9,28 @@ trains, as on a GPU; heads and partitions are the demo model's sizes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from geoverdict_training.data.datasets import Batch
+    from geoverdict_training.train.step import Stepper
 
 DEMO_HEADS = (("cells_5_200", 38), ("cells_5_100", 49), ("cells_5_50", 75))
 
 
-def timed_steps(
-    model: Any,
-    optimizer: Any,
-    batches: Any,
-    steps: int,
-    *,
-    autocast: Any = None,
-    channels_last: bool = False,
-) -> float:
-    """Images per second over `steps` optimizer steps after one warm-up step; batches and the
-    model on the same device, the forward pass in `autocast` (a torch dtype) when given."""
-    import contextlib  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415
-
-    from geoverdict_training.models.losses import multitask_loss  # noqa: PLC0415
-
-    count, started = 0, 0.0
-    for k, batch in enumerate(batches):
-        if k == 1:
-            _synchronize(batch.images.device)
-            count, started = 0, time.perf_counter()
-        images = batch.images
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)  # NHWC
-        labels = {name: value.to(images.device) for name, value in batch.labels.items()}
-        precision = (
-            torch.autocast(images.device.type, dtype=autocast)
-            if autocast is not None
-            else contextlib.nullcontext()
-        )
-        with precision:
-            logits = model(images)
-            loss, _ = multitask_loss(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        count += batch.size
-        if k == steps:
-            _synchronize(images.device)
-            break
-    return count / (time.perf_counter() - started)
+def timed_steps(stepper: Stepper, batches: Iterator[Batch], steps: int) -> float:
+    """Images per second over `steps` of the trainer's own optimizer steps (train/step.py)
+    after one warm-up step; the batches on the stepper's device or copied there."""
+    stepper(batches)
+    _synchronize(stepper.device)
+    started = time.perf_counter()
+    images = 0
+    for _ in range(steps):
+        images += stepper(batches).images
+    _synchronize(stepper.device)
+    return images / (time.perf_counter() - started)
 
 
 def _synchronize(device: Any) -> None:
@@ -86,13 +61,16 @@ def run(
     from geoverdict_training.images.transforms import train_transform  # noqa: PLC0415
     from geoverdict_training.models.backbones import backbone_info  # noqa: PLC0415
     from geoverdict_training.models.geo_model import GeoModel, ModelSpec  # noqa: PLC0415
+    from geoverdict_training.train.step import Stepper, grad_scaler  # noqa: PLC0415
 
     torch.manual_seed(0)
     model = GeoModel(ModelSpec(backbone, DEMO_HEADS)).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    cpu = torch.device("cpu")
+    stepper = Stepper(model, optimizer, grad_scaler(cpu, None), cpu)
     names = [name for name, _ in DEMO_HEADS]
 
-    def random_batches() -> Any:
+    def random_batches() -> Iterator[Batch]:
         while True:
             labels = {
                 name: torch.randint(0, n, (batch_size,)) for name, n in model.spec.heads.items()
@@ -121,9 +99,15 @@ def run(
         "steps": steps,
         "workers": workers,
         "threads": torch.get_num_threads(),
-        "random_tensors_images_per_s": timed_steps(model, optimizer, random_batches(), steps),
-        "real_photos_images_per_s": timed_steps(model, optimizer, iter(loader), steps),
+        "random_tensors_images_per_s": timed_steps(stepper, random_batches(), steps),
+        "real_photos_images_per_s": timed_steps(stepper, _epochs(loader), steps),
     }
+
+
+def _epochs(loader: Iterable[Batch]) -> Iterator[Batch]:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
 
 
 def report(results: list[dict[str, Any]]) -> str:

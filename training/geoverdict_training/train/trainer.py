@@ -1,9 +1,12 @@
 """`geoverdict train`: the training loop, top to bottom.
 
-One function runs a whole run: data and classes, model, optimizer, the step loop with gradient
-accumulation and mixed precision, validation, metrics and checkpoints. The same code trains the
-multitask geo model and the helper scene network (`scene_only: true`), on one CPU, one GPU or
-many (`torchrun ... geoverdict train ...`: DistributedDataParallel, one process per GPU).
+`_train` runs a whole run, read top to bottom: data and classes, the set-up (model, optimizer,
+schedule, batches; restored when resuming), then the steps, each followed by its metrics line,
+validation and checkpoint when they are due. The step itself (gradient accumulation, mixed
+precision, DDP's one reduction per step) is step.py's, which the training benchmarks time.
+The same code trains the multitask geo model and the helper scene network (`scene_only: true`),
+on one CPU, one GPU or many (`torchrun ... geoverdict train ...`: DistributedDataParallel,
+one process per GPU).
 
 At the last step, the temperatures of every head and of the hierarchical product are fitted on
 the validation photos (whole photographers held out; calibration.py) and saved with the last
@@ -16,7 +19,6 @@ checkpoints/step_NNNNNNN.pt and checkpoints/last.pt.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -52,7 +54,6 @@ from geoverdict_training.geo.partitions import Partition
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.geo_model import GeoModel, ModelSpec
-from geoverdict_training.models.losses import multitask_loss
 from geoverdict_training.train import distributed
 from geoverdict_training.train.checkpoint import (
     check_resumable,
@@ -73,6 +74,7 @@ from geoverdict_training.train.run_data import (
     train_dataset,
 )
 from geoverdict_training.train.sampling import ResumableSampler
+from geoverdict_training.train.step import StepLosses, Stepper, autocast, grad_scaler
 from geoverdict_training.vocabulary import SCENE_SETS
 
 log = logging.getLogger(__name__)
@@ -148,14 +150,6 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     if config.precision == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
-
-
-def _autocast(
-    device: torch.device, dtype: torch.dtype | None
-) -> contextlib.AbstractContextManager[Any]:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def decodes_on_device(config: TrainConfig, device: torch.device) -> bool:
@@ -270,7 +264,7 @@ def validate(
     calibrate = calibrate and bool(data.partitions)
     was_training = model.training
     model.eval()
-    with _autocast(device, autocast_dtype(config, device)):
+    with autocast(device, autocast_dtype(config, device)):
         result = predict_loader(
             predictor, loader, device, losses=config.loss_weights, keep_logits=calibrate
         )
@@ -315,26 +309,22 @@ def _write_run_files(out: Path, config: TrainConfig, data: TrainingData) -> None
 
 def _checkpoint_state(
     config: TrainConfig,
-    model: GeoModel,
+    run: _Run,
     data: TrainingData,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
     step: int,
-    batches: EpochBatches,
     calibration: dict[str, Any] | None,
 ) -> dict[str, Any]:
     ancestors = data.hierarchy.ancestors if data.hierarchy is not None else np.zeros((0, 0))
     state = {
         "config": config.to_dict(),
-        "spec": model.spec.to_dict(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        "spec": run.model.spec.to_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
         "step": step,
-        "epoch": batches.epoch,
-        "epoch_samples": batches.samples,
+        "epoch": run.batches.epoch,
+        "epoch_samples": run.batches.samples,
         "partitions": [p.to_dict() for p in data.partitions],
         "ancestors": torch.from_numpy(np.ascontiguousarray(ancestors, dtype=np.int64)),
         "rng": rng_state(),
@@ -371,26 +361,107 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _train(config: TrainConfig, process: Process) -> TrainResult:
-    device, out = process.device, Path(config.out_dir)
-    resume_path = Path(config.resume) if config.resume else None
-    resumed = load_checkpoint(resume_path) if resume_path else None
-    if resumed is not None and resume_path is not None:
-        check_resumable(resumed, config, resume_path)
+    """The run top to bottom: resume state, data, set-up, then the steps, each followed by
+    its metrics line, validation and checkpoint when they are due."""
+    resumed = _resumed(config)
     seed_everything(config.seed + process.rank)
+    data = _data(config, process, resumed)
+    run = _set_up(config, process, data, resumed)
 
-    # --- data and classes: partitions from the training photos, or the checkpoint's
+    out = Path(config.out_dir)
+    metrics_file = out / "metrics.jsonl"
+    result = TrainResult(step=run.start, out_dir=out, checkpoint=None, skips=run.batches.skips)
+    progress = tqdm(
+        total=config.max_steps, initial=run.start,
+        disable=not (process.is_main and config.progress),
+        desc="train", unit="step", dynamic_ncols=True,
+    )  # fmt: skip
+    meter = _Meter()
+    stream = iter(run.batches)
+    step = run.start
+    while step < config.max_steps:
+        run.model.train()
+        for module in run.frozen_norms:
+            module.eval()
+        meter.add(run.stepper(stream))
+        run.scheduler.step()
+        step += 1
+        progress.update(1)
+        last = step == config.max_steps
+
+        if process.is_main and (step % config.log_every == 0 or last):
+            record = {
+                "step": step, "epoch": run.batches.epoch, "split": "train",
+                "lr": run.scheduler.get_last_lr()[0],
+                **meter.read(process.world_size), "skipped": run.batches.skips.skipped,
+            }  # fmt: skip
+            _append(metrics_file, result, record)
+            progress.set_postfix(loss=f"{record['loss']:.3f}")
+        evaluate_now = config.eval_every and step % config.eval_every == 0
+        calibration = None
+        if process.is_main and len(data.val) and (evaluate_now or last):
+            record, calibration = _validation(config, data, run, step, config.calibrate and last)
+            _append(metrics_file, result, record)
+            log.info("validation at step %d: %s", step, _summary(record))
+        if process.is_main and (
+            (config.checkpoint_every and step % config.checkpoint_every == 0) or last
+        ):
+            state = _checkpoint_state(config, run, data, step, calibration)
+            result.checkpoint = _save(out, state, step)
+        distributed.barrier(process)
+    progress.close()
+    result.step = step
+    if process.is_main:
+        log.info("%s", run.batches.skips.summary())
+    return result
+
+
+def _resumed(config: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint to resume from, checked against the config; None for a new run."""
+    if not config.resume:
+        return None
+    path = Path(config.resume)
+    resumed = load_checkpoint(path)
+    check_resumable(resumed, config, path)
+    return resumed
+
+
+def _data(config: TrainConfig, process: Process, resumed: dict[str, Any] | None) -> TrainingData:
+    """Photos and classes: partitions from the training photos, or the checkpoint's; the main
+    process writes them into the run folder."""
     partitions = None
     if resumed is not None:
         partitions = [Partition.from_dict(p) for p in resumed["partitions"]]
     data = prepare(config, partitions)
     if process.is_main:
-        _write_run_files(out, config, data)
+        _write_run_files(Path(config.out_dir), config, data)
         log.info(
             "%d training, %d validation photos; partitions %s",
             len(data.train), len(data.val), [f"{p.name}: {len(p)}" for p in data.partitions],
         )  # fmt: skip
+    return data
 
-    # --- model, optimizer, schedule
+
+@dataclass
+class _Run:
+    """What a run trains with, set up (or restored) before its first step."""
+
+    model: GeoModel
+    frozen_norms: list[nn.Module]  # stay in eval mode while the rest trains
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    batches: EpochBatches
+    stepper: Stepper
+    start: int  # the step it starts at: 0, or the checkpoint's
+
+
+def _set_up(
+    config: TrainConfig, process: Process, data: TrainingData, resumed: dict[str, Any] | None
+) -> _Run:
+    """Model, optimizer, schedule, loss scaling and batches; restored from the checkpoint when
+    resuming; the model wrapped for DDP and torch.compile where the config asks."""
+    device = process.device
     model = GeoModel(model_spec(config, data.partitions), config.pretrained and resumed is None)
     model.to(device)
     channels_last = config.channels_last and device.type == "cuda"
@@ -400,113 +471,86 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer)
     dtype = autocast_dtype(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(device, dtype)
     on_device = decodes_on_device(config, device)
     dataset = train_dataset(config, data, encoded=on_device)
     loader, sampler = _loader(config, dataset, process, train=True, encoded=on_device)
     decode = DeviceBatches(device, input_spec(config)) if on_device else None
     batches = EpochBatches(loader, sampler, config.batch_size, decode)
-    step = 0
-    if resumed is not None and resume_path is not None:
-        _restore(resumed, model, optimizer, scheduler, scaler, resume_path)
-        step, batches.epoch, batches.samples = (
+    start = 0
+    if resumed is not None and config.resume:
+        _restore(resumed, model, optimizer, scheduler, scaler, Path(config.resume))
+        start, batches.epoch, batches.samples = (
             int(resumed["step"]), int(resumed["epoch"]), int(resumed["epoch_samples"]),
         )  # fmt: skip
         if process.is_main:
             set_rng_state(resumed["rng"])  # other ranks: their own seeds, set above
-        log.info("resumed from %s at step %d (epoch %d)", resume_path, step, batches.epoch)
+        log.info("resumed from %s at step %d (epoch %d)", config.resume, start, batches.epoch)
     net: nn.Module = model
     if process.distributed:
         ids = [process.local_rank] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
     if config.compile:
         net = torch.compile(net)  # type: ignore[assignment]
-
-    # --- the loop
-    result = TrainResult(step=step, out_dir=out, checkpoint=None, skips=batches.skips)
-    metrics_file = out / "metrics.jsonl"
-    progress = tqdm(
-        total=config.max_steps, initial=step, disable=not (process.is_main and config.progress),
-        desc="train", unit="step", dynamic_ncols=True,
+    stepper = Stepper(
+        net, optimizer, scaler, device, autocast=dtype, channels_last=channels_last,
+        grad_accum=config.grad_accum, loss_weights=config.loss_weights,
+        distributed=process.distributed,
     )  # fmt: skip
-    sums: dict[str, float] = {}
-    logged_steps, images, clock = 0, 0, time.perf_counter()
-    stream = iter(batches)
-    while step < config.max_steps:
-        model.train()
-        for module in frozen_norms:
-            module.eval()
-        optimizer.zero_grad(set_to_none=True)
-        for micro in range(config.grad_accum):
-            batch = next(stream)
-            x = batch.images.to(device, non_blocking=True)  # (B, 3, H, W)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)  # NHWC in memory
-            targets = {k: v.to(device, non_blocking=True) for k, v in batch.labels.items()}
-            last = micro == config.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not process.distributed else net.no_sync()  # type: ignore[operator]
-            with sync:
-                with _autocast(device, dtype):
-                    logits = net(x)  # head -> (B, n_head)
-                    loss, per_head = multitask_loss(logits, targets, config.loss_weights)
-                scaler.scale(loss / config.grad_accum).backward()
-            for head, value in per_head.items():
-                key = f"loss_{head}"
-                sums[key] = sums.get(key, 0.0) + float(value) / config.grad_accum
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / config.grad_accum
-            images += batch.size
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        logged_steps += 1
-        progress.update(1)
-
-        if process.is_main and (step % config.log_every == 0 or step == config.max_steps):
-            elapsed = time.perf_counter() - clock
-            record = {
-                "step": step, "epoch": batches.epoch, "split": "train",
-                "lr": scheduler.get_last_lr()[0],
-                **{key: value / logged_steps for key, value in sums.items()},
-                "images_per_s": images * process.world_size / max(elapsed, 1e-9),
-                "skipped": batches.skips.skipped,
-            }  # fmt: skip
-            _append(metrics_file, record, result)
-            progress.set_postfix(loss=f"{record['loss']:.3f}")
-            sums, logged_steps, images, clock = {}, 0, 0, time.perf_counter()
-
-        evaluate_now = config.eval_every and step % config.eval_every == 0
-        calibration = None
-        if process.is_main and len(data.val) and (evaluate_now or step == config.max_steps):
-            calibrate = config.calibrate and step == config.max_steps
-            values, fitted = validate(model, data, config, device, calibrate=calibrate)
-            record = {"step": step, "epoch": batches.epoch, **values}
-            _append(metrics_file, record, result)
-            log.info("validation at step %d: %s", step, _summary(record))
-            if fitted is not None:
-                calibration = {**fitted.to_dict(), "report": record["calibration"]}
-        if process.is_main and (
-            (config.checkpoint_every and step % config.checkpoint_every == 0)
-            or step == config.max_steps
-        ):
-            state = _checkpoint_state(
-                config, model, data, optimizer, scheduler, scaler, step, batches, calibration
-            )
-            path = out / "checkpoints" / f"step_{step:07d}.pt"
-            save_checkpoint(path, state)
-            latest = out / "checkpoints" / "last.pt"
-            shutil.copyfile(path, latest.with_name("last.pt.partial"))
-            latest.with_name("last.pt.partial").replace(latest)
-            result.checkpoint = path
-        distributed.barrier(process)
-    progress.close()
-    result.step = step
-    if process.is_main:
-        log.info("%s", batches.skips.summary())
-    return result
+    return _Run(model, frozen_norms, optimizer, scheduler, scaler, batches, stepper, start)
 
 
-def _append(path: Path, record: dict[str, Any], result: TrainResult) -> None:
+class _Meter:
+    """The training losses and images/s since the last metrics line."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.images = 0
+        self.clock = time.perf_counter()
+
+    def add(self, losses: StepLosses) -> None:
+        """One step's losses and images."""
+        for key, value in losses.losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+        self.images += losses.images
+
+    def read(self, world_size: int) -> dict[str, float]:
+        """Mean losses per step and images/s of every process, then start again."""
+        elapsed = time.perf_counter() - self.clock
+        values = {key: value / self.steps for key, value in self.sums.items()}
+        values["images_per_s"] = self.images * world_size / max(elapsed, 1e-9)
+        self._reset()
+        return values
+
+
+def _validation(
+    config: TrainConfig, data: TrainingData, run: _Run, step: int, calibrate: bool
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The validation record of this step, and the temperatures fitted (with their report,
+    for the checkpoint) when `calibrate`."""
+    values, fitted = validate(run.model, data, config, run.stepper.device, calibrate=calibrate)
+    record = {"step": step, "epoch": run.batches.epoch, **values}
+    if fitted is None:
+        return record, None
+    return record, {**fitted.to_dict(), "report": record["calibration"]}
+
+
+def _save(out: Path, state: dict[str, Any], step: int) -> Path:
+    """checkpoints/step_NNNNNNN.pt, and last.pt replaced by a copy of it in one rename."""
+    path = out / "checkpoints" / f"step_{step:07d}.pt"
+    save_checkpoint(path, state)
+    latest = out / "checkpoints" / "last.pt"
+    shutil.copyfile(path, latest.with_name("last.pt.partial"))
+    latest.with_name("last.pt.partial").replace(latest)
+    return path
+
+
+def _append(path: Path, result: TrainResult, record: dict[str, Any]) -> None:
     result.history.append(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
