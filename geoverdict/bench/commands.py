@@ -8,6 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from geoverdict.bench.exceptions import BenchError
+
+# The CLI prints these as one line and exits 2.
+USER_ERRORS: tuple[type[Exception], ...] = (BenchError,)
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `bench` command; without a benchmark name it runs them all."""

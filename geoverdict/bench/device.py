@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from geoverdict.bench.exceptions import BenchError
 from geoverdict.bench.inprocess import handler_throughput
 from geoverdict.bench.report import write_block
 from geoverdict.bench.suite import load_photos, machine
@@ -103,7 +104,7 @@ def torch_device(name: str) -> torch.device:
     """The device to measure; a missing GPU is an error, not a CPU run."""
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: torch sees no CUDA device here")
+        raise BenchError(f"--device {name}: torch sees no CUDA device here")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
@@ -238,7 +239,7 @@ def run(options: DeviceBenchOptions) -> dict[str, Any]:
     device = torch_device(options.device)
     archive = (options.model or model_store_dir() / "geoverdict.mar").resolve()
     if not archive.is_file():
-        raise SystemExit(f"model archive {archive} not found (give --model)")
+        raise BenchError(f"model archive {archive} not found (give --model)")
     photos = load_photos(options.photos, options.images)
     gpu = device.type == "cuda"
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels

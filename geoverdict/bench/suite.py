@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geoverdict.bench.exceptions import BenchError
 from geoverdict_common.paths import project_dir, runs_dir, shared_data_dir
 
 MODEL_NAME = "geoverdict"
@@ -84,7 +85,7 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
     else:
         photos = [p.data for p in demo_photos(folder, count)]
     if not photos:
-        raise SystemExit("no photos to benchmark with (give --photos DIR)")
+        raise BenchError("no photos to benchmark with (give --photos DIR)")
     return [photos[i % len(photos)] for i in range(count)]
 
 

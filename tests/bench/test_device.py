@@ -63,3 +63,16 @@ def test_the_device_bench_runs_every_path_without_kafka_the_service_or_the_stack
     assert "prose that must stay" in text
     section = text.split(device.BEGIN, 1)[1].split(device.END, 1)[0]
     assert "handler in process, GPU decode" in section and "training resnet50" in section
+
+
+def test_a_device_torch_cannot_see_is_one_line_not_a_cpu_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    from geoverdict.cli import main
+
+    assert main(["bench", "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --device cuda: torch sees no CUDA device here"
