@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from geoverdict_common.paths import model_store_dir
 
 if TYPE_CHECKING:
-    from geoverdict_service.contract_types import Verdict
+    from geoverdict_common.contract_types import Verdict
     from geoverdict_service.geo import PlaceNames
     from geoverdict_service.settings import VerdictSettings
     from geoverdict_training.serving.responder import Responder
@@ -127,9 +127,9 @@ def _verdict(
 ) -> Located:
     """The service's path from a model reply to a verdict (pipeline/predictions.py and the
     verdict building of the consumer): contract check, privacy floor, verdict."""
-    from geoverdict_service import contract  # noqa: PLC0415
+    from geoverdict_common import contract  # noqa: PLC0415
+    from geoverdict_common.exceptions import ContractError  # noqa: PLC0415
     from geoverdict_service.events import Claim, ImageEvent  # noqa: PLC0415
-    from geoverdict_service.exceptions import BadEventError  # noqa: PLC0415
     from geoverdict_service.verdicts import build_verdict, private_prediction  # noqa: PLC0415
 
     error = reply.get("error")
@@ -138,7 +138,7 @@ def _verdict(
         return Located(path, reason=str(error.get("code")), message=str(error.get("message")))
     try:
         prediction = contract.checked_prediction(reply)
-    except BadEventError as exc:
+    except ContractError as exc:
         return Located(path, reason=exc.reason, message=str(exc))
     prediction = private_prediction(prediction, settings.min_precision_km)
     event = ImageEvent(

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from geoverdict_common.exceptions import ContractError
+
 THRESHOLDS_KM = (200.0, 750.0, 1500.0, 2500.0)
 MAX_MASSES = (0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2)
 
@@ -80,13 +82,27 @@ class Measurement:
         return "\n".join(lines)
 
 
+class MismatchError(Exception):
+    """The predictions file cannot be read or measured."""
+
+
 def load(path: Path) -> list[Photo]:
     """The photos of a predictions file (lines whose reply is an error are left out)."""
     photos = []
-    for line in path.read_text().splitlines():
-        doc = json.loads(line)
-        if "error" not in doc["reply"]:
-            photos.append(Photo(str(doc["id"]), float(doc["lat"]), float(doc["lon"]), doc["reply"]))
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise MismatchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for number, line in enumerate(lines, 1):
+        try:
+            doc = json.loads(line)
+            if "error" not in doc["reply"]:
+                lat, lon = float(doc["lat"]), float(doc["lon"])
+                photos.append(Photo(str(doc["id"]), lat, lon, doc["reply"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MismatchError(
+                f"{path}:{number}: not a line of `evaluate --predictions-out`: {exc!r}"
+            ) from exc
     return photos
 
 
@@ -105,7 +121,7 @@ def false_claims(
             if haversine_km(photo.lat, photo.lon, p.lat, p.lon) >= min_km
         ]
         if not far:
-            raise ValueError(f"no photo lies {min_km} km from {photo.id}: lower --false-km")
+            raise MismatchError(f"no photo lies {min_km} km from {photo.id}: lower --false-km")
         claims.append(rng.choice(far))
     return claims
 
@@ -129,7 +145,7 @@ def measure(
     max_masses: Sequence[float] = MAX_MASSES,
 ) -> Measurement:
     """Every setting's false-flag and detection rates, and the default chosen from them."""
-    from geoverdict_service import contract  # noqa: PLC0415
+    from geoverdict_common import contract  # noqa: PLC0415
     from geoverdict_service.events import Claim  # noqa: PLC0415
     from geoverdict_service.verdicts import VerdictPolicy, consistency  # noqa: PLC0415
 
@@ -162,6 +178,9 @@ def measure(
     allowed = [r for r in rows if r.false_flag_rate <= max_false_flags]
     chosen = max(allowed, key=lambda r: (r.detection_rate, -r.false_flag_rate), default=None)
     return Measurement(len(photos), false_km, max_false_flags, rows, chosen)
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (MismatchError, ContractError)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,8 +15,8 @@ from PIL import Image
 
 from geoverdict.cli import main
 from geoverdict.locate import Located, load_responder, locate
+from geoverdict_common.contract import VERDICT, errors
 from geoverdict_common.paths import model_store_dir
-from geoverdict_service.contract import VERDICT, errors
 from geoverdict_service.events import make_event
 from geoverdict_service.settings import load_verdict_settings
 from geoverdict_stack.stack import Stack

@@ -60,3 +60,15 @@ def test_error_replies_are_left_out_of_the_measurement(tmp_path: Path) -> None:
     bad = {"id": "b", "lat": 1.0, "lon": 2.0, "reply": {"error": {"code": "undecodable"}}}
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     assert [p.id for p in load(path)] == ["a"]
+
+
+def test_a_file_that_is_not_predictions_is_one_line_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from geoverdict.cli import main
+
+    path = tmp_path / "val.jsonl"
+    path.write_text('{"id": "a", "lat": 1, "lon": 2, "reply": {}}\n{"id": "b"}\n')
+    assert main(["mismatch", "--predictions", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:2: not a line of" in err

@@ -1,5 +1,7 @@
-"""What both halves of geoverdict share, and nothing else: GPS EXIF reading and where things live.
+"""What every half of geoverdict shares, and nothing else: the wire contracts (JSON Schemas and
+their TypedDicts), GPS EXIF reading, distances, the serving settings, the model store's
+manifest and where things live.
 
-The service (no torch), the training code and its TorchServe handler, and the local stack
-launcher all import this package; it imports none of them.
+The service (no torch), the training code and its model handler, the local stack launcher and
+the CLI all import this package; it imports none of them.
 """

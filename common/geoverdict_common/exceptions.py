@@ -9,3 +9,12 @@ class CommonError(Exception):
 
 class ServingConfigError(CommonError):
     """A model server configuration (batching, workers, GPUs) that cannot work."""
+
+
+class ContractError(CommonError):
+    """What a model server or the cache sent breaks a wire contract; `reason` is the stable
+    code a dead letter and the metrics carry."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

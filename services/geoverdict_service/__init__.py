@@ -1,5 +1,6 @@
 """The verdict service: image events from Kafka in, location and scene verdicts out.
 
 Never imports torch or the training code; it shares only the event, prediction and verdict
-contracts (the JSON Schemas in `schemas/`) with the model side.
+contracts (geoverdict_common.contract, its JSON Schemas in geoverdict_common/schemas/) with
+the model side.
 """

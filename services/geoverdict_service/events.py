@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from geoverdict_service import contract
+from geoverdict_common import contract
 from geoverdict_service.exceptions import BadEventError
 
 EVENT_TYPE = "dev.geoverdict.image.v1"

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from geoverdict_common.contract_types import Place
 from geoverdict_common.distances import EARTH_RADIUS_KM, haversine_km
-from geoverdict_service.contract_types import Place
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from geoverdict_common.contract_types import BestGuess, Cell, Consistency, Prediction, Verdict
 from geoverdict_common.distances import haversine_km
-from geoverdict_service.contract_types import BestGuess, Cell, Consistency, Prediction, Verdict
 from geoverdict_service.events import Claim, ImageEvent
 from geoverdict_service.geo import (
     PlaceNames,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict_common import serving
+from geoverdict_common import contract, serving
 from geoverdict_common.exceptions import ServingConfigError
 from geoverdict_common.serving import (
     GPU_SERVING,
@@ -20,7 +20,6 @@ from geoverdict_common.serving import (
     model_archives,
     model_snapshot,
 )
-from geoverdict_service import contract
 from geoverdict_service.exceptions import BadImageError
 from geoverdict_service.inference import InferenceClient, TokenSource
 from geoverdict_stack.stack import Stack, StackConfig

@@ -6,7 +6,7 @@ from typing import Any
 
 import s2sphere
 
-from geoverdict_service.contract_types import Prediction
+from geoverdict_common.contract_types import Prediction
 
 PARIS = (48.8566, 2.3522)
 NEW_YORK = (40.7128, -74.0060)

@@ -1,22 +1,14 @@
-"""The JSON Schemas shared with producers and the model side."""
+"""What the service produces and accepts keeps the JSON Schemas."""
 
 from __future__ import annotations
 
 import copy
 import json
 
-import pytest
-from jsonschema import Draft202012Validator
-
-from geoverdict_service import contract
+from geoverdict_common import contract
 from geoverdict_service.events import make_event, parse_event
 from geoverdict_service.verdicts import VerdictPolicy, build_verdict
 from tests.service.samples import MODEL_VERSION, PARIS, confident_paris
-
-
-@pytest.mark.parametrize("name", [contract.IMAGE_EVENT, contract.PREDICTION, contract.VERDICT])
-def test_every_schema_is_valid_draft_2020_12(name: str) -> None:
-    Draft202012Validator.check_schema(json.loads((contract.SCHEMA_DIR / name).read_text()))
 
 
 def test_events_and_predictions_as_built_are_valid() -> None:

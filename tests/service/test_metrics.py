@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from geoverdict_service import contract
+from geoverdict_common import contract
 from geoverdict_service.metrics import DEAD_LETTER_REASONS, HealthServer, Metrics, loop_alive
 
 Checks = dict[str, bool]

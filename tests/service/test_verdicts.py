@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import s2sphere
 
+from geoverdict_common import contract
+from geoverdict_common.contract_types import Prediction
 from geoverdict_common.distances import haversine_km
-from geoverdict_service import contract
-from geoverdict_service.contract_types import Prediction
 from geoverdict_service.events import Claim, ImageEvent, make_event, parse_event
 from geoverdict_service.geo import PlaceNames, coarsen, s2_level_for
 from geoverdict_service.verdicts import VerdictPolicy, build_verdict, consistency

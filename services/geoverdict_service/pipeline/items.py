@@ -12,7 +12,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from geoverdict_service.contract_types import Prediction, Verdict
+from geoverdict_common.contract_types import Prediction, Verdict
 from geoverdict_service.dead_letters import printable
 from geoverdict_service.events import ImageEvent
 from geoverdict_service.exceptions import BadEventError, InternalError

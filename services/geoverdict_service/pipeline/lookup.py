@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
-from geoverdict_service import contract
+from geoverdict_common import contract
+from geoverdict_common.contract_types import Prediction
+from geoverdict_common.exceptions import ContractError
 from geoverdict_service.cache import RecentPredictions, cache_key
-from geoverdict_service.contract_types import Prediction
 from geoverdict_service.exceptions import BadEventError
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.pipeline.items import Item
@@ -58,7 +59,7 @@ class Lookup:
                 prediction = contract.checked_prediction(entry)
                 if prediction["model_version"] != model_version:
                     raise BadEventError("cache entry of another model version", "invalid")
-            except BadEventError:
+            except (BadEventError, ContractError):
                 # A corrupt or forged entry is a miss; the model's answer overwrites it.
                 self._metrics.cache_errors.labels(operation="invalid").inc()
                 continue

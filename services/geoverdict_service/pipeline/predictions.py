@@ -11,8 +11,9 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from geoverdict_service import contract
-from geoverdict_service.contract_types import Prediction
+from geoverdict_common import contract
+from geoverdict_common.contract_types import Prediction
+from geoverdict_common.exceptions import ContractError
 from geoverdict_service.exceptions import (
     BadEventError,
     BadImageError,
@@ -59,6 +60,8 @@ class Predictions:
         for sha, future in futures.items():
             try:
                 results[sha] = contract.checked_prediction(future.result())
+            except ContractError as exc:  # what the server sent breaks the contract
+                results[sha] = BadEventError(str(exc), exc.reason)
             except BadEventError as exc:
                 results[sha] = exc
             except InferenceUnavailableError as exc:

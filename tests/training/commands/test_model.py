@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geoverdict.cli import main
-from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_common.contract import PREDICTION, errors
 from geoverdict_training.data.manifest import read_manifest
 from geoverdict_training.inference.predictor import Output, Predictor
 from geoverdict_training.serving.bundle import read_bundle

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_common.contract import PREDICTION, errors
 from geoverdict_training.serving.bundle import read_bundle
 from geoverdict_training.serving.handler import GeoverdictHandler
 from tests.training.conftest import in_process_cells

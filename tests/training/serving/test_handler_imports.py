@@ -23,7 +23,7 @@ import pytest
 from packaging.requirements import Requirement
 from PIL import Image
 
-from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_common.contract import PREDICTION, errors
 from tests.repo import REPO_ROOT
 from tests.training.imagefiles import encoded, jpeg_bytes
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geoverdict_common.contract import PREDICTION, errors
 from geoverdict_common.distances import haversine_km
-from geoverdict_service.contract import PREDICTION, errors
 from geoverdict_training.geo import s2
 from geoverdict_training.geo.partitions import Partition
 from geoverdict_training.serving.bundle import read_bundle

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from geoverdict_service.contract import PREDICTION, errors
+from geoverdict_common.contract import PREDICTION, errors
 from geoverdict_stack.stack import Stack
 from geoverdict_training.exceptions import ExportError
 from geoverdict_training.serving.bundle import read_bundle

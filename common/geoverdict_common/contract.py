@@ -1,20 +1,23 @@
-"""The JSON Schemas shared with producers and the model side, loaded once and compiled."""
+"""The wire contracts: the JSON Schemas that producers (image events), the model servers
+(predictions) and the service (verdicts) are held to, loaded once and compiled; their
+TypedDicts are contract_types.py. Both halves import them: the training side's replies are
+checked against prediction.schema.json by the same code the service checks them with."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any, cast
 
 import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
-from geoverdict_service.contract_types import Prediction
-from geoverdict_service.exceptions import BadEventError
+from geoverdict_common.contract_types import Prediction
+from geoverdict_common.exceptions import ContractError
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
+SCHEMA_DIR = importlib.resources.files("geoverdict_common") / "schemas"
 IMAGE_EVENT = "image-event.schema.json"
 PREDICTION = "prediction.schema.json"
 VERDICT = "verdict.schema.json"
@@ -24,7 +27,8 @@ VERDICT = "verdict.schema.json"
 def _registry() -> Registry:
     resources = [
         (path.name, Resource.from_contents(json.loads(path.read_text())))
-        for path in SCHEMA_DIR.glob("*.schema.json")
+        for path in SCHEMA_DIR.iterdir()
+        if path.name.endswith(".schema.json")
     ]
     return Registry().with_resources(resources)
 
@@ -72,13 +76,13 @@ def check(name: str, instance: Any) -> list[str]:
 
 def checked_prediction(reply: Any) -> Prediction:
     """A model reply (or a cache entry) as a Prediction, if it keeps the contract; otherwise
-    BadEventError `invalid_prediction`: the loop must never crash on what a model server, or
-    whoever can write to the cache, sends."""
+    ContractError (reason `invalid_prediction`): the loop must never crash on what a model
+    server, or whoever can write to the cache, sends."""
     problems = check(PREDICTION, reply)
     if not problems and "error" in reply:
         problems = ["an error reply where a prediction was expected"]
     if problems:
-        raise BadEventError(
+        raise ContractError(
             "model reply breaks prediction.schema.json: " + "; ".join(problems[:3]),
             "invalid_prediction",
         )
