@@ -35,9 +35,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dead-letter-topic", help="dead letters (GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC)"
     )
     consume.add_argument("--redis-url", help="prediction cache (GEOVERDICT_REDIS_URL)")
-    consume.add_argument("--torchserve-url", help="inference API (GEOVERDICT_TORCHSERVE_URL)")
     consume.add_argument(
-        "--model-name", help="TorchServe model name (GEOVERDICT_TORCHSERVE_MODEL_NAME)"
+        "--model-server", choices=("torchserve", "triton"),
+        help="which model server answers (GEOVERDICT_MODEL_SERVER; default torchserve)",
+    )  # fmt: skip
+    consume.add_argument("--torchserve-url", help="inference API (GEOVERDICT_TORCHSERVE_URL)")
+    consume.add_argument("--triton-url", help="Triton's HTTP API (GEOVERDICT_TRITON_URL)")
+    consume.add_argument(
+        "--model-name", help="the model server's model name (GEOVERDICT_<SERVER>_MODEL_NAME)"
     )
     consume.add_argument(
         "--torchserve-key-file", type=Path,
@@ -87,10 +92,20 @@ def _kafka_options(parser: argparse.ArgumentParser) -> None:
 
 def _consume(args: argparse.Namespace) -> int:
     from geoverdict_service.consumer import run_service  # noqa: PLC0415
-    from geoverdict_service.settings import load_service_settings  # noqa: PLC0415
+    from geoverdict_service.settings import (  # noqa: PLC0415
+        chosen_model_server,
+        load_service_settings,
+    )
 
     if args.processes < 1:
         raise ServiceError(f"--processes must be >= 1, got {args.processes}")
+    # The flags of the chosen server only: another's would be refused as inconsistent.
+    servers = {
+        "torchserve": {"url": args.torchserve_url, "key_file": args.torchserve_key_file},
+        "triton": {"url": args.triton_url},
+    }
+    chosen = chosen_model_server(args.model_server)
+    servers[chosen]["model_name"] = args.model_name
     settings = load_service_settings(
         kafka={
             "bootstrap_servers": args.bootstrap_servers,
@@ -98,11 +113,9 @@ def _consume(args: argparse.Namespace) -> int:
             "verdict_topic": args.verdict_topic,
             "dead_letter_topic": args.dead_letter_topic,
         },
-        torchserve={
-            "url": args.torchserve_url,
-            "model_name": args.model_name,
-            "key_file": args.torchserve_key_file,
-        },
+        torchserve=servers["torchserve"],
+        triton=servers["triton"],
+        model_server=chosen,
         group_id=args.group_id,
         redis_url=args.redis_url,
         metrics_port=args.metrics_port,

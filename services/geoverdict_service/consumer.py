@@ -1,4 +1,4 @@
-"""The verdict service's loop: Kafka in, Redis cache, TorchServe, verdicts and dead letters out.
+"""The verdict service's loop: Kafka in, Redis cache, a model server, verdicts and dead letters out.
 
 At least once: a batch's offsets are committed only after Kafka acknowledged every verdict and
 dead-letter record of it, so a crash replays (never loses) the batch. Processing is synchronous
@@ -7,7 +7,7 @@ per poll, so a rebalance (which kafka-python runs inside poll) never finds work 
 No poison pill: every step that touches one record runs under a guard, and whatever it raises
 makes that record a dead letter (reason `internal` where nobody foresaw it), never a crash.
 Only what is not the record's fault stops the loop: Kafka not acknowledging (nothing is
-committed, the batch comes again) or TorchServe unavailable (the partitions pause).
+committed, the batch comes again) or the model server unavailable (the partitions pause).
 
 The stages of a batch live in `pipeline/`; this module builds them from the service's parts and
 runs them, in `process()`, in the order a record meets them.
@@ -33,9 +33,9 @@ from geoverdict_service.cache import PredictionCache
 from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
 from geoverdict_service.fetch import FetchPolicy, fetch_image
 from geoverdict_service.geo import PlaceNames
-from geoverdict_service.inference import InferenceClient, TokenSource
 from geoverdict_service.kafka_clients import check_cluster, make_consumer, make_producer
 from geoverdict_service.metrics import HealthServer, Metrics, loop_alive
+from geoverdict_service.model_servers import client_for
 from geoverdict_service.pipeline.checkpoint import Checkpoint
 from geoverdict_service.pipeline.delivery import Delivery
 from geoverdict_service.pipeline.intake import Intake, fetch_wait_s
@@ -123,13 +123,12 @@ class VerdictService:
         places: PlaceNames | None = None,
         stop: threading.Event | None = None,
     ) -> VerdictService | None:
-        """The real parts: Kafka clients (after a bounded start-up check), TorchServe, Redis.
+        """The real parts: Kafka clients (after a bounded start-up check), the model server,
+        Redis.
         None when `stop` was set during start-up."""
         stop = stop or threading.Event()
         metrics = metrics or Metrics()
-        ts = settings.torchserve
-        token = ts.token.get_secret_value() if ts.token else None
-        tokens = TokenSource(token, ts.key_file)  # no network: settle config errors first
+        inference = client_for(settings, observe=metrics.inference_latency.observe)
         kafka = settings.kafka
         topics = {
             "input_topic": kafka.input_topic,
@@ -139,11 +138,6 @@ class VerdictService:
         api_version = check_cluster(kafka, topics, stop)
         if api_version is None:
             return None
-        inference = InferenceClient(
-            ts.url, ts.model_name, tokens,
-            concurrency=ts.concurrency, timeout_s=ts.timeout_s, retries=ts.retries,
-            observe=metrics.inference_latency.observe,
-        )  # fmt: skip
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
         cache = PredictionCache(
             redis_url or None,  # empty: no cache
@@ -180,7 +174,7 @@ class VerdictService:
 
     @property
     def model_version(self) -> str | None:
-        """The model version TorchServe last answered with (None before its first answer)."""
+        """The model version the model server last answered with (None before its first answer)."""
         return self.predictions.model_version
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -191,7 +185,7 @@ class VerdictService:
             self.settings.metrics_host,
             self.settings.metrics_port,
             alive=loop_alive(
-                self.metrics, stall_after_s=max(60.0, self.settings.torchserve.timeout_s * 4)
+                self.metrics, stall_after_s=max(60.0, self.settings.server.timeout_s * 4)
             ),
             ready=self.readiness,
         )
@@ -200,10 +194,11 @@ class VerdictService:
         return self._health.port
 
     def readiness(self) -> tuple[bool, dict[str, bool]]:
-        """/readyz: partitions assigned, TorchServe answers, Redis answers (when configured)."""
+        """/readyz: partitions assigned, the model server answers, Redis answers (when
+        configured)."""
         checks = {
             "partitions_assigned": bool(self.consumer.assignment()),
-            "torchserve": self.inference.healthy(),
+            "model_server": self.inference.healthy(),
             "redis": self.cache.available() if self.cache.enabled else True,
         }
         return all(checks.values()), checks
@@ -273,7 +268,8 @@ class VerdictService:
                 self._health.stop()
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Count the assignment; keep newly assigned partitions paused while TorchServe is down."""
+        """Count the assignment; keep newly assigned partitions paused while the model server
+        is down."""
         self.metrics.assigned.set(len(self.consumer.assignment()))
         self.pauser.keep_paused(assigned)
 

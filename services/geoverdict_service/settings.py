@@ -2,7 +2,8 @@
 
 `KafkaSettings` (`GEOVERDICT_KAFKA_*`: servers, security, topics, limits) is shared by every
 command that talks to Kafka (consume, publish, watch, demo, bench); `TorchServeSettings`
-(`GEOVERDICT_TORCHSERVE_*`) only by those that call the model server; `VerdictSettings`
+(`GEOVERDICT_TORCHSERVE_*`) or `TritonSettings` (`GEOVERDICT_TRITON_*`), chosen by
+`GEOVERDICT_MODEL_SERVER`, only by those that call the model server; `VerdictSettings`
 (`GEOVERDICT_TOP_K`, the mismatch flag, the privacy floor) by those that build verdicts
 (consume, locate); `ServiceSettings` (`GEOVERDICT_*`) is the consumer's: the verdict settings
 and its own, holding the other two. Each is frozen and validated at
@@ -30,6 +31,8 @@ OTHER_VARIABLES = frozenset({"SHARED_DATA", "PARTITIONS", "VERSION"})
 # The broker's default message.max.bytes (1 MiB plus a record batch's overhead).
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
+ModelServerName = Literal["torchserve", "triton"]
+MODEL_SERVERS: tuple[str, ...] = ("torchserve", "triton")
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -114,28 +117,57 @@ class KafkaSettings(BaseSettings):
         return options
 
 
-class TorchServeSettings(BaseSettings):
-    """How to reach the model server: only commands that call it read these."""
+class ModelServerSettings(BaseSettings):
+    """How to reach a model server: only commands that call it read these. The secret is a
+    token, or a key file in TorchServe's key_file.json format (re-read when refused: keys
+    rotate)."""
 
-    model_config = _config(f"{ENV_PREFIX}TORCHSERVE_")
+    model_config = _config(f"{ENV_PREFIX}MODEL_SERVER_")  # each server's class sets its own
 
-    url: str = "http://localhost:8080"
+    url: str
     model_name: str = "geoverdict"
     token: SecretStr | None = None
     key_file: Path | None = None
-    # >= batch size x workers x 2, so the next batch is queued while one computes.
-    concurrency: int = Field(32, ge=1, le=512)
+    concurrency: int = Field(32, ge=1, le=512)  # requests in flight
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(3, ge=0)
 
     @model_validator(mode="after")
-    def _token_or_key_file(self) -> TorchServeSettings:
+    def _token_or_key_file(self) -> ModelServerSettings:
         if self.token is None and self.key_file is None:
+            prefix = self.model_config.get("env_prefix", "")
             raise ValueError(
-                f"set {ENV_PREFIX}TORCHSERVE_TOKEN or {ENV_PREFIX}TORCHSERVE_KEY_FILE "
-                "(TorchServe token authorization is on)"
+                f"set {prefix}TOKEN or {prefix}KEY_FILE (the model server refuses "
+                "requests without its inference secret)"
             )
         return self
+
+
+class TorchServeSettings(ModelServerSettings):
+    """TorchServe: one HTTP request per image, batched by TorchServe's frontend."""
+
+    model_config = _config(f"{ENV_PREFIX}TORCHSERVE_")
+
+    url: str = "http://localhost:8080"
+    # >= batch size x workers x 2, so the next batch is queued while one computes.
+    concurrency: int = Field(32, ge=1, le=512)
+
+
+class TritonSettings(ModelServerSettings):
+    """A server of the Open Inference Protocol (Triton): several images per request, as binary
+    tensors, merged further by the server's dynamic batcher."""
+
+    model_config = _config(f"{ENV_PREFIX}TRITON_")
+
+    url: str = "http://localhost:8000"
+    # Images per request (and at most this many bytes of them): fewer round trips and JSON
+    # headers per image; the dynamic batcher still merges requests into the model's batches.
+    batch_size: int = Field(8, ge=1, le=256)
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    concurrency: int = Field(4, ge=1, le=512)
+    # Triton's --http-restricted-api refuses inference without this header; the value sent is
+    # "Bearer <secret>".
+    auth_header: str = Field("authorization", min_length=1, pattern=r"^[A-Za-z0-9-]+$")
 
 
 class VerdictSettings(BaseSettings):
@@ -168,7 +200,11 @@ class ServiceSettings(VerdictSettings):
     model_config = _config(ENV_PREFIX)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    torchserve: TorchServeSettings = Field(default_factory=TorchServeSettings)
+    # Which model server answers (TorchServe, the default, or Triton); only its settings group
+    # is read, and the other's variables are refused (load_service_settings).
+    model_server: ModelServerName = "torchserve"
+    torchserve: TorchServeSettings | None = None
+    triton: TritonSettings | None = None
     group_id: str = Field("geoverdict", min_length=1)
     # A cap for bursts: steady traffic polls what is there. Fixed costs per batch (acks, the
     # cache round trip) spread over up to this many events.
@@ -200,6 +236,24 @@ class ServiceSettings(VerdictSettings):
     # SIGTERM: finish the batch, commit, close within this; past it the process exits anyway.
     shutdown_timeout_s: float = Field(30.0, gt=0)
 
+    @property
+    def server(self) -> ModelServerSettings:
+        """The settings of the model server that answers."""
+        chosen = self.torchserve if self.model_server == "torchserve" else self.triton
+        if chosen is None:  # _one_model_server refused it
+            raise ConfigError(f"no settings for the model server {self.model_server}")
+        return chosen
+
+    @model_validator(mode="after")
+    def _one_model_server(self) -> ServiceSettings:
+        chosen = self.torchserve if self.model_server == "torchserve" else self.triton
+        other = self.triton if self.model_server == "torchserve" else self.torchserve
+        if chosen is None or other is not None:
+            raise ValueError(
+                f"model_server is {self.model_server}: give its settings and no other server's"
+            )
+        return self
+
     @model_validator(mode="after")
     def _backoff_range(self) -> ServiceSettings:
         if self.unavailable_max_backoff_s < self.unavailable_backoff_s:
@@ -216,7 +270,7 @@ Loaded = TypeVar("Loaded", bound=BaseSettings)
 def _env_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
     """The environment variable behind an error's location (nested settings included)."""
     prefix = str(cls.model_config.get("env_prefix", ""))
-    if len(loc) >= 2 and loc[0] in ("kafka", "torchserve"):
+    if len(loc) >= 2 and loc[0] in ("kafka", *MODEL_SERVERS):
         prefix = f"{ENV_PREFIX}{str(loc[0]).upper()}_"
         loc = loc[1:]
     field = "_".join(str(p) for p in loc if not isinstance(p, int))
@@ -239,7 +293,7 @@ def _load(cls: type[Loaded], overrides: Mapping[str, Any]) -> Loaded:
 
 def _known_variables() -> set[str]:
     names = {f"{ENV_PREFIX}{name}" for name in OTHER_VARIABLES}
-    for cls in (KafkaSettings, TorchServeSettings, ServiceSettings):
+    for cls in (KafkaSettings, TorchServeSettings, TritonSettings, ServiceSettings):
         prefix = str(cls.model_config.get("env_prefix", ""))
         names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
     return names
@@ -277,18 +331,54 @@ def load_verdict_settings(**overrides: Any) -> VerdictSettings:
     return _load(VerdictSettings, overrides)
 
 
+def chosen_model_server(
+    model_server: str | None, environ: Mapping[str, str] | None = None
+) -> ModelServerName:
+    """GEOVERDICT_MODEL_SERVER (or the flag), checked."""
+    env = os.environ if environ is None else environ
+    name = model_server or env.get(f"{ENV_PREFIX}MODEL_SERVER") or "torchserve"
+    if name not in MODEL_SERVERS:
+        raise ConfigError(
+            f"invalid settings: {ENV_PREFIX}MODEL_SERVER must be one of "
+            f"{', '.join(MODEL_SERVERS)}, got {name!r}"
+        )
+    return name  # type: ignore[return-value]
+
+
 def load_service_settings(
     kafka: Mapping[str, Any] | None = None,
     torchserve: Mapping[str, Any] | None = None,
+    triton: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> ServiceSettings:
-    """The consumer's settings: environment, then `overrides` (and the nested ones) on top."""
+    """The consumer's settings: environment, then `overrides` (and the nested ones) on top.
+    Only the chosen model server's settings are read; another server's, in the environment or
+    given, are refused: a consumer that reads one group while the operator set the other
+    would talk to a server nobody meant."""
     check_environment()
+    name = chosen_model_server(overrides.pop("model_server", None))
+    groups: dict[str, tuple[type[ModelServerSettings], Mapping[str, Any] | None]] = {
+        "torchserve": (TorchServeSettings, torchserve),
+        "triton": (TritonSettings, triton),
+    }
+    for other, (cls, given) in groups.items():
+        if other == name:
+            continue
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        stray = sorted(n for n in os.environ if n.upper().startswith(prefix))
+        stray += [f"{prefix}{k}".upper() for k, v in (given or {}).items() if v is not None]
+        if stray:
+            raise ConfigError(
+                f"invalid settings: {ENV_PREFIX}MODEL_SERVER is {name} but {', '.join(stray)} "
+                f"set: unset them, or set {ENV_PREFIX}MODEL_SERVER={other}"
+            )
+    cls, given = groups[name]
     return _load(
         ServiceSettings,
         {
             "kafka": _load(KafkaSettings, kafka or {}),
-            "torchserve": _load(TorchServeSettings, torchserve or {}),
+            "model_server": name,
+            name: _load(cls, given or {}),
             **overrides,
         },
     )

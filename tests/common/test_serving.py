@@ -21,7 +21,8 @@ from geoverdict_common.serving import (
     model_snapshot,
 )
 from geoverdict_service.exceptions import BadImageError
-from geoverdict_service.inference import InferenceClient, TokenSource
+from geoverdict_service.model_servers.tokens import TokenSource
+from geoverdict_service.model_servers.torchserve import TorchServeClient
 from geoverdict_stack.stack import Stack, StackConfig
 from tests import photos
 from tests.stack_fixtures import serve_demo_archive
@@ -96,8 +97,8 @@ def served(stack: Stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(stack: Stack, served: str) -> InferenceClient:
-    return InferenceClient(
+def client(stack: Stack, served: str) -> TorchServeClient:
+    return TorchServeClient(
         stack.torchserve.url("inference"), served,
         TokenSource(key_file=stack.torchserve_key_file), concurrency=16, retries=1,
     )  # fmt: skip
@@ -110,7 +111,7 @@ def _dev_photos(shared_data: Path, count: int) -> list[bytes]:
 
 @pytest.mark.integration
 def test_one_batch_of_hostile_and_unusual_images_is_answered_item_by_item(
-    client: InferenceClient, shared_data: Path
+    client: TorchServeClient, shared_data: Path
 ) -> None:
     good_a, good_b, base = _dev_photos(shared_data, 3)
     upright, rotated = photos.exif_rotated_pair(base)
@@ -158,7 +159,7 @@ def test_one_batch_of_hostile_and_unusual_images_is_answered_item_by_item(
 
 @pytest.mark.integration
 def test_concurrent_requests_fill_server_side_batches(
-    stack: Stack, client: InferenceClient, served: str, shared_data: Path
+    stack: Stack, client: TorchServeClient, served: str, shared_data: Path
 ) -> None:
     images = _dev_photos(shared_data, 32)
     with ThreadPoolExecutor(16) as pool:

@@ -222,13 +222,18 @@ class FakeInference:
     def __init__(self, answer: Answer = city_for) -> None:
         self.answer = answer
         self.unavailable = False
-        self.requests: list[bytes] = []
+        self.requests: list[bytes] = []  # every image asked
+        self.calls: list[list[bytes]] = []  # the images of each submit_many
 
-    def submit(self, image: bytes) -> Future[dict[str, Any]]:
+    def submit_many(self, images: Sequence[bytes]) -> list[Future[dict[str, Any]]]:
+        self.calls.append(list(images))
+        return [self._answer(image) for image in images]
+
+    def _answer(self, image: bytes) -> Future[dict[str, Any]]:
         self.requests.append(image)
         future: Future[dict[str, Any]] = Future()
         if self.unavailable:
-            future.set_exception(InferenceUnavailableError("TorchServe down (fake)"))
+            future.set_exception(InferenceUnavailableError("model server down (fake)"))
             return future
         try:
             future.set_result(self.answer(image))

@@ -174,3 +174,34 @@ def test_locate_reads_the_verdict_settings_without_kafka_or_torchserve(
     assert (policy.top_k, policy.min_precision_km) == (3, 10.0)
     # The consumer reads the same variables into the same policy.
     assert load_service_settings(torchserve={"token": TOKEN}).policy() == policy
+
+
+def test_the_model_server_is_chosen_by_one_setting_with_its_own_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_service_settings(torchserve={"token": TOKEN}).server.url.endswith(":8080")
+    monkeypatch.setenv("GEOVERDICT_MODEL_SERVER", "triton")
+    monkeypatch.setenv("GEOVERDICT_TRITON_TOKEN", TOKEN)
+    monkeypatch.setenv("GEOVERDICT_TRITON_BATCH_SIZE", "16")
+    settings = load_service_settings()
+    assert settings.model_server == "triton" and settings.torchserve is None
+    assert settings.server.url == "http://localhost:8000"
+    assert settings.triton is not None and settings.triton.batch_size == 16
+
+
+def test_another_servers_settings_beside_the_chosen_one_are_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GEOVERDICT_TORCHSERVE_URL", "http://ts:8080")
+    message = str(config_error(model_server="triton", triton={"token": TOKEN}))
+    assert message == (
+        "invalid settings: GEOVERDICT_MODEL_SERVER is triton but GEOVERDICT_TORCHSERVE_URL "
+        "set: unset them, or set GEOVERDICT_MODEL_SERVER=torchserve"
+    )
+    monkeypatch.delenv("GEOVERDICT_TORCHSERVE_URL")
+    message = str(config_error(torchserve={"token": TOKEN}, triton={"url": "http://t:8000"}))
+    assert "GEOVERDICT_TRITON_URL set" in message
+    monkeypatch.setenv("GEOVERDICT_MODEL_SERVER", "tensorflow")
+    assert "must be one of torchserve, triton, got 'tensorflow'" in str(config_error())
+    monkeypatch.setenv("GEOVERDICT_MODEL_SERVER", "triton")
+    assert "GEOVERDICT_TRITON_TOKEN or GEOVERDICT_TRITON_KEY_FILE" in str(config_error())

@@ -1,7 +1,7 @@
 """The offsets to commit, as quix-streams' Checkpoint holds them.
 
 A partition is answered, and committed, only up to its first record still owed an inference
-(TorchServe unavailable); its commit is sent once Kafka acknowledged every answer it covers,
+(the model server unavailable); its commit is sent once Kafka acknowledged every answer it covers,
 and on shutdown the last offsets are committed and waited for.
 """
 

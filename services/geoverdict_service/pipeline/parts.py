@@ -1,4 +1,4 @@
-"""The parts the loop is built from: what it uses of kafka-python, InferenceClient and
+"""The parts the loop is built from: what it uses of kafka-python, the model-server client and
 PredictionCache, so that the unit tests' fakes can stand in for them."""
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ class Producer(Protocol):
 
 
 class Inference(Protocol):
-    """What the loop uses of the TorchServe client."""
+    """What the loop uses of a model-server client (model_servers/: TorchServe or the Open
+    Inference Protocol)."""
 
-    def submit(self, image: bytes) -> Future[dict[str, Any]]: ...
+    def submit_many(self, images: Sequence[bytes]) -> list[Future[dict[str, Any]]]: ...
     def healthy(self) -> bool: ...
     def model_version(self) -> str | None: ...
     def close(self) -> None: ...

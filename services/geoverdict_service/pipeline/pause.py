@@ -1,5 +1,5 @@
-"""The pause while TorchServe is unavailable: every assigned partition paused (and newly
-assigned ones kept so), each sought back to its cut, and resumed once TorchServe is healthy
+"""The pause while the model server is unavailable: every assigned partition paused (and newly
+assigned ones kept so), each sought back to its cut, and resumed once the model server is healthy
 again, asked with backoff. An outage is never an event's fault: nothing is dead-lettered."""
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ class Pauser:
 
     @property
     def paused(self) -> bool:
-        """True from pause() until TorchServe answered healthy again."""
+        """True from pause() until the model server answered healthy again."""
         return self._paused
 
     @property
     def resume_at(self) -> float:
-        """When (time.monotonic()) TorchServe's health is asked next."""
+        """When (time.monotonic()) the model server's health is asked next."""
         return self._resume_at
 
     def pause(self, cut: dict[TopicPartition, int]) -> None:
@@ -50,11 +50,13 @@ class Pauser:
         self._resume_at = time.monotonic() + delay
         self._metrics.inference_unavailable.inc()
         self._metrics.paused.set(len(assignment))
-        log.warning("paused %d partitions; retrying TorchServe in %.1f s", len(assignment), delay)
+        log.warning(
+            "paused %d partitions; retrying the model server in %.1f s", len(assignment), delay
+        )
 
     def maybe_resume(self, now: float | None = None) -> None:
         """Once the backoff has passed (`now`: time.monotonic() unless given), resume every
-        paused partition if TorchServe is healthy, or wait longer."""
+        paused partition if the model server is healthy, or wait longer."""
         now = time.monotonic() if now is None else now
         if not self._paused or now < self._resume_at:
             return
@@ -65,10 +67,10 @@ class Pauser:
         self._paused = False
         self._backoff.reset()
         self._metrics.paused.set(0)
-        log.info("TorchServe is back: partitions resumed")
+        log.info("the model server is back: partitions resumed")
 
     def keep_paused(self, assigned: set[TopicPartition]) -> None:
-        """Keep newly assigned partitions paused while TorchServe is down."""
+        """Keep newly assigned partitions paused while the model server is down."""
         if self._paused and assigned:
             self._consumer.pause(*assigned)
             self._metrics.paused.set(len(self._consumer.paused()))

@@ -1,14 +1,13 @@
 """The model's answers for the cache's misses, each distinct image asked once.
 
-A bad image (the model server's per-image error) is that record's dead letter; TorchServe
-unavailable is nobody's fault: the record is left unanswered, and the consumer pauses.
+A bad image (the model server's per-image error) is that record's dead letter; an unavailable
+model server is nobody's fault: the record is left unanswered, and the consumer pauses.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from functools import partial
 from typing import Any
 
 from geoverdict_common import contract
@@ -21,7 +20,7 @@ from geoverdict_service.exceptions import (
     InternalError,
 )
 from geoverdict_service.metrics import Metrics
-from geoverdict_service.pipeline.items import Item, guard
+from geoverdict_service.pipeline.items import Item
 from geoverdict_service.pipeline.parts import Inference
 from geoverdict_service.verdicts import private_prediction
 
@@ -46,13 +45,18 @@ class Predictions:
             self._metrics.model.info({"version": version})
 
     def predict(self, items: list[Item]) -> bool:
-        """Predict every miss (each distinct image once); True when TorchServe is unavailable."""
+        """Predict every miss (each distinct image once, all in one call: the client batches
+        them into requests); True when the model server is unavailable."""
         misses = [i for i in items if i.needs_inference]
+        images = {item.sha256: item.image for item in misses if item.image is not None}
         futures: dict[str, Future[dict[str, Any]]] = {}
-        for item in misses:
-            if item.sha256 not in futures and item.image is not None:
-                submit = partial(self._submit, futures, item.sha256, item.image)
-                guard(item, "inference", submit)
+        try:
+            futures = dict(zip(images, self._inference.submit_many(list(images.values())),
+                               strict=True))  # fmt: skip
+        except Exception as exc:  # a bug in the client: these records' dead letters
+            log.exception("the inference client failed to take the batch")
+            for item in misses:
+                item.fail(InternalError("inference", exc))
         self._metrics.inference_requests.inc(len(futures))
         self._metrics.in_flight.set(len(futures))
         results: dict[str, Prediction | BadEventError] = {}
@@ -66,7 +70,7 @@ class Predictions:
                 results[sha] = exc
             except InferenceUnavailableError as exc:
                 if not unavailable:
-                    log.warning("TorchServe unavailable: %s", exc)
+                    log.warning("model server unavailable: %s", exc)
                 unavailable = True
             except Exception as exc:  # a bug in the client: this image's dead letter
                 log.exception("unexpected error from the inference client")
@@ -86,6 +90,3 @@ class Predictions:
                 item.timings_ms["model"] = result.get("timings_ms", {})
                 self.learn_model_version(result["model_version"])
         return unavailable
-
-    def _submit(self, futures: dict[str, Future[dict[str, Any]]], sha: str, image: bytes) -> None:
-        futures[sha] = self._inference.submit(image)

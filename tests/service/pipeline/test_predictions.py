@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -56,15 +57,35 @@ def test_a_reply_breaking_the_contract_is_that_records_dead_letter() -> None:
 
 def test_a_client_that_raises_unexpectedly_fails_only_that_record() -> None:
     class Exploding(FakeInference):
-        def submit(self, image: bytes) -> Future[dict[str, Any]]:
+        def _answer(self, image: bytes) -> Future[dict[str, Any]]:
             if image == jpeg(7):
-                raise RuntimeError("pool exploded")
-            return super().submit(image)
+                future: Future[dict[str, Any]] = Future()
+                future.set_exception(RuntimeError("pool exploded"))
+                return future
+            return super()._answer(image)
 
     items = [item(0, 0, jpeg(7)), item(0, 1, jpeg(8))]
     assert not Predictions(Exploding(), Metrics(), 5.0).predict(items)
     assert items[0].failure is not None and items[0].failure.reason == "internal"
     assert items[1].prediction == city_for(jpeg(8))
+
+
+def test_a_client_that_cannot_take_the_batch_dead_letters_its_misses_and_does_not_raise() -> None:
+    class Refusing(FakeInference):
+        def submit_many(self, images: Sequence[bytes]) -> list[Future[dict[str, Any]]]:
+            raise RuntimeError("no threads left")
+
+    items = [item(0, 0, jpeg(7)), item(0, 1, jpeg(8))]
+    assert not Predictions(Refusing(), Metrics(), 5.0).predict(items)
+    assert [i.failure.reason if i.failure else None for i in items] == ["internal", "internal"]
+
+
+def test_each_distinct_image_is_asked_once_in_one_call() -> None:
+    inference = FakeInference()
+    items = [item(0, 0, jpeg(1)), item(0, 1, jpeg(2)), item(1, 0, jpeg(1))]
+    Predictions(inference, Metrics(), 5.0).predict(items)
+    assert inference.calls == [[jpeg(1), jpeg(2)]]
+    assert items[0].prediction == items[2].prediction == city_for(jpeg(1))
 
 
 def test_the_photos_exact_gps_is_kept_only_as_coarse_as_the_privacy_floor() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from geoverdict_service.exceptions import BadImageError, ConfigError, InferenceUnavailableError
-from geoverdict_service.inference import InferenceClient, TokenSource
+from geoverdict_service.model_servers.tokens import TokenSource
+from geoverdict_service.model_servers.torchserve import TorchServeClient
 from tests.service.localhttp import LocalServer, Reply, Seen, closed_port
 from tests.service.samples import MODEL_VERSION, confident_paris
 
@@ -81,18 +82,18 @@ def key_file(tmp_path: Path) -> Path:
     return path
 
 
-ClientFor = Callable[..., InferenceClient]
+ClientFor = Callable[..., TorchServeClient]
 
 
 @pytest.fixture
 def client_for(key_file: Path) -> Iterator[ClientFor]:
-    """InferenceClients reading `key_file`, with millisecond backoff; closed after the test."""
-    made: list[InferenceClient] = []
+    """TorchServeClients reading `key_file`, with millisecond backoff; closed after the test."""
+    made: list[TorchServeClient] = []
 
-    def make(url: str, **options: object) -> InferenceClient:
+    def make(url: str, **options: object) -> TorchServeClient:
         settings: dict[str, object] = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
         settings.update(options)
-        client = InferenceClient(url, MODEL, TokenSource(key_file=key_file), **settings)  # type: ignore[arg-type]
+        client = TorchServeClient(url, MODEL, TokenSource(key_file=key_file), **settings)  # type: ignore[arg-type]
         made.append(client)
         return client
 
@@ -106,8 +107,7 @@ def test_predicts_with_the_bearer_key_over_one_kept_alive_connection(
 ) -> None:
     seconds: list[float] = []
     client = client_for(torchserve.server.url, observe=seconds.append, concurrency=1)
-    for _ in range(5):
-        assert client.predict(b"\xff\xd8 jpeg") == PREDICTION
+    assert client.predict_many([b"\xff\xd8 jpeg"] * 5) == [PREDICTION] * 5
     requests = torchserve.predictions
     assert len(requests) == 5
     assert requests[0].headers["Authorization"] == "Bearer key-1"
@@ -188,7 +188,7 @@ def test_a_refused_key_that_does_not_change_pauses_rather_than_blames_the_image(
 ) -> None:
     client = client_for(torchserve.server.url)
     torchserve.key = "key-from-elsewhere"
-    with pytest.raises(InferenceUnavailableError, match="refused the inference token"):
+    with pytest.raises(InferenceUnavailableError, match="refused the inference secret"):
         client.predict(b"jpeg")
     assert len(torchserve.predictions) == 1
 
@@ -224,6 +224,6 @@ def test_token_source_and_client_refuse_what_cannot_work(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="cannot read the inference key"):
         TokenSource(key_file=half_written)
     with pytest.raises(ConfigError, match="http"):
-        InferenceClient("localhost:8080", MODEL, TokenSource(token="t"))
+        TorchServeClient("localhost:8080", MODEL, TokenSource(token="t"))
     with pytest.raises(ConfigError, match="concurrency"):
-        InferenceClient("http://localhost:8080", MODEL, TokenSource(token="t"), concurrency=0)
+        TorchServeClient("http://localhost:8080", MODEL, TokenSource(token="t"), concurrency=0)

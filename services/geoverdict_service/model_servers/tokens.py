@@ -1,0 +1,46 @@
+"""The model server's inference secret: given directly, or read from a key file in TorchServe's
+key_file.json format (`{"inference": {"key": ...}}`; the local stack writes Triton's secret in
+the same format), re-read when the server refuses it (keys rotate)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from geoverdict_service.exceptions import ConfigError
+
+
+class TokenSource:
+    """The inference secret, and a way to re-read it after a rotation."""
+
+    def __init__(self, token: str | None = None, key_file: Path | None = None) -> None:
+        if token is None and key_file is None:
+            raise ConfigError("the model server needs a token or a key file (its API is locked)")
+        self._token = token
+        self._key_file = key_file
+        self._lock = threading.Lock()
+        if token is None:
+            self.refresh()
+
+    def get(self) -> str:
+        """The current secret."""
+        if self._token is None:
+            raise ConfigError("no inference token for the model server")
+        return self._token
+
+    def refresh(self) -> bool:
+        """Re-read the key file; True when the secret changed."""
+        if self._key_file is None:
+            return False
+        try:
+            data = json.loads(self._key_file.read_text())
+            token = str(data["inference"]["key"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"cannot read the inference key from {self._key_file}: {exc}"
+            ) from exc
+        with self._lock:
+            changed = token != self._token
+            self._token = token
+        return changed
