@@ -40,21 +40,24 @@ class Measured:
     @classmethod
     def from_results(cls, path: Path) -> Measured:
         """Read bench/results.json (or another run's)."""
+        from geoverdict.bench.results import BenchResults, ResultsError  # noqa: PLC0415
+
         try:
-            data = json.loads(path.read_text())
-            return cls(
-                source=str(path),
-                cores=int(data["machine"]["cores"]),
-                gpu=data["machine"].get("gpu"),
-                torchserve_images_per_s=float(data["torchserve_images_per_s"]),
-                consumer_cpu_ms_cold=float(data["consumer_cpu_s_per_1000_events"]),
-                consumer_cpu_ms_cached=float(data["consumer_cached_cpu_s_per_1000_events"]),
-                pipeline_events_per_s=float(data["pipeline_events_per_s"]),
-            )
-        except OSError as exc:
-            raise CapacityError(f"cannot read {path}: {exc.strerror}; run `make bench`") from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CapacityError(f"{path} is not a `geoverdict bench` result: {exc!r}") from exc
+            results = BenchResults.read(path)
+        except ResultsError as exc:
+            raise CapacityError(f"{exc}; run `make bench`") from exc
+        pipeline, cached = results.streams.pipeline, results.streams.cached
+        if pipeline.cpu_s_per_1000 is None or cached.cpu_s_per_1000 is None:
+            raise CapacityError(f"{path} has no consumer CPU figures; run `make bench`")
+        return cls(
+            source=str(path),
+            cores=results.machine.cores,
+            gpu=results.machine.gpu,
+            torchserve_images_per_s=results.serving.images_per_s,
+            consumer_cpu_ms_cold=pipeline.cpu_s_per_1000,
+            consumer_cpu_ms_cached=cached.cpu_s_per_1000,
+            pipeline_events_per_s=pipeline.events_per_s,
+        )
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,6 @@ def _all(args: argparse.Namespace) -> int:
     if overrides:
         options = dataclasses.replace(options, **overrides)
     results = run(options)
-    print(f"efficiency {results['efficiency']}, pipeline/naive {results['pipeline_vs_naive']}x; "
+    print(f"efficiency {results.efficiency}, pipeline/naive {results.streams.pipeline_vs_naive}x; "
           f"results in {options.out / 'results.json'}")  # fmt: skip
     return 0

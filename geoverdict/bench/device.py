@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader
 from geoverdict.bench.exceptions import BenchError
 from geoverdict.bench.inprocess import handler_throughput
 from geoverdict.bench.report import write_block
-from geoverdict.bench.suite import load_photos, machine
+from geoverdict.bench.results import Machine
+from geoverdict.bench.suite import load_photos
 from geoverdict.bench.training import DEMO_HEADS, timed_steps
 from geoverdict_common.paths import model_store_dir, project_dir
 
@@ -246,7 +247,7 @@ def run(options: DeviceBenchOptions) -> dict[str, Any]:
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if gpu else "cpu",
         "torch_device": str(device),
-        "machine": machine(),
+        "machine": Machine.here().to_json(),
         "model": archive.name,
         "settings": options.to_json(),
     }

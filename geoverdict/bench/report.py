@@ -3,105 +3,103 @@ markers, so the prose around it stays), and bench/throughput.png."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+
+from geoverdict.bench.results import BenchResults
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
 
-def table(results: dict[str, Any]) -> str:
+def table(results: BenchResults) -> str:
     """The markdown table of one run."""
-    m = results["machine"]
-    p, c, cp, n = results["pipeline"], results["cached"], results["cached_paced"], results["naive"]
-    part = results["partitioning"]
+    m, inp, ts = results.machine, results.in_process, results.serving
+    st = results.streams
+    p, c, cp, n = st.pipeline, st.cached, st.cached_paced, st.naive
+    part = results.partitioning
     rows = [
         ("raw: model in-process on decoded tensors (best batch "
-         f"{results['raw_best_batch_size']})", f"{results['raw_images_per_s']:.1f} images/s", ""),
-        (f"handler: decode + model in-process (batch {results['batch_size']})",
-         f"{results['handler_images_per_s']:.1f} images/s", ""),
+         f"{inp.raw_best_batch_size})", f"{inp.raw_images_per_s:.1f} images/s", ""),
+        (f"handler: decode + model in-process (batch {ts.batch_size})",
+         f"{inp.handler_images_per_s:.1f} images/s", ""),
         ("torchserve: TorchServe + inference client "
-         f"(batch {results['batch_size']}, best concurrency)",
-         f"{results['torchserve_images_per_s']:.1f} images/s", ""),
+         f"(batch {ts.batch_size}, best concurrency)", f"{ts.images_per_s:.1f} images/s", ""),
         ("pipeline: Kafka → consumer → TorchServe → verdicts, cold cache",
-         f"{p['events_per_s']:.1f} events/s",
-         f"p50 {p['p50_ms']:.0f} / p95 {p['p95_ms']:.0f} / p99 {p['p99_ms']:.0f} ms "
-         f"(burst of {p['events']})"),
-        ("cached: the same photos again, warm cache", f"{c['events_per_s']:.0f} events/s",
-         f"p99 {cp['p99_ms']:.1f} ms at {cp['rate']} (p50 {cp['p50_ms']:.1f} ms)"),
+         f"{p.events_per_s:.1f} events/s",
+         f"p50 {p.p50_ms:.0f} / p95 {p.p95_ms:.0f} / p99 {p.p99_ms:.0f} ms "
+         f"(burst of {p.events})"),
+        ("cached: the same photos again, warm cache", f"{c.events_per_s:.0f} events/s",
+         f"p99 {cp.p99_ms:.1f} ms at {cp.rate} (p50 {cp.p50_ms:.1f} ms)"),
         ("naive: one message at a time, one HTTP request each, auto-commit",
-         f"{n['events_per_s']:.1f} events/s", f"p50 {n['p50_ms']:.0f} ms (burst of {n['events']})"),
+         f"{n.events_per_s:.1f} events/s", f"p50 {n.p50_ms:.0f} ms (burst of {n.events})"),
     ]  # fmt: skip
     lines = [
-        f"Machine: {m['cores']} cores, {m['memory_gb']} GB, {m['cpu']}, GPU: {m['gpu'] or 'none'}; "
-        f"torch {m['torch']} ({m['torch_threads']} threads). Model: `{results['model']}`.",
+        f"Machine: {m.cores} cores, {m.memory_gb} GB, {m.cpu}, GPU: {m.gpu or 'none'}; "
+        f"torch {m.torch} ({m.torch_threads} threads). Model: `{results.model}`.",
         "",
         "| stage | throughput | latency |",
         "|---|---|---|",
         *[f"| {a} | {b} | {c_} |" for a, b, c_ in rows],
         "",
-        f"- efficiency (pipeline / raw): **{results['efficiency']:.2f}** (target ≥ 0.8)",
-        f"- pipeline / naive: **{results['pipeline_vs_naive']:.1f}×** (target ≥ 3)",
-        f"- cached: **{c['events_per_s']:.0f} events/s**, p99 **{cp['p99_ms']:.1f} ms** "
+        f"- efficiency (pipeline / raw): **{results.efficiency:.2f}** (target ≥ 0.8)",
+        f"- pipeline / naive: **{st.pipeline_vs_naive:.1f}×** (target ≥ 3)",
+        f"- cached: **{c.events_per_s:.0f} events/s**, p99 **{cp.p99_ms:.1f} ms** "
         "(target ≥ 2,000 events/s, p99 < 20 ms)",
-        f"- consumer: {results['consumer_cpu_s_per_1000_events']} CPU-s per 1,000 events "
-        f"(cold), {results['consumer_cached_cpu_s_per_1000_events']} CPU-s (cached); "
-        f"RSS {results['consumer_rss_mb']} MB",
+        f"- consumer: {p.cpu_s_per_1000} CPU-s per 1,000 events "
+        f"(cold), {c.cpu_s_per_1000} CPU-s (cached); RSS {p.rss_mb} MB",
         f"- partitioning {part.get('n', '?'):,} coordinates into 3 partitions: "
         f"{part.get('partition_s', float('nan')):.1f} s (pure-s2sphere loop, extrapolated: "
         f"{part.get('s2sphere_extrapolated_s', float('nan')):.0f} s)",
-        f"- whole run: {results['seconds']:.0f} s",
+        f"- whole run: {results.seconds:.0f} s",
     ]
     return "\n".join(lines)
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
+def plot(results: BenchResults, path: Path) -> None:
     """Throughput and latency against batch size and in-flight concurrency."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    points = results["torchserve_points"]
-    batch = results["batch_size"]
-    by_conc = sorted(
-        (p for p in points if p["batch_size"] == batch), key=lambda p: p["concurrency"]
-    )
-    by_size = sorted({p["batch_size"]: p for p in points}.values(), key=lambda p: p["batch_size"])
+    points = results.serving.points
+    batch = results.serving.batch_size
+    by_conc = sorted((p for p in points if p.batch_size == batch), key=lambda p: p.concurrency)
+    by_size = sorted({p.batch_size: p for p in points}.values(), key=lambda p: p.batch_size)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot([p["concurrency"] for p in by_conc], [p["images_per_s"] for p in by_conc], "o-",
+    left.plot([p.concurrency for p in by_conc], [p.images_per_s for p in by_conc], "o-",
               label=f"TorchServe images/s (batch {batch})")  # fmt: skip
-    left.axhline(results["raw_images_per_s"], color="grey", ls="--", label="raw (in-process)")
-    left.axhline(results["pipeline_events_per_s"], color="green", ls=":", label="pipeline events/s")
+    raw = results.in_process.raw_by_batch_size
+    left.axhline(results.in_process.raw_images_per_s, color="grey", ls="--",
+                 label="raw (in-process)")  # fmt: skip
+    left.axhline(results.streams.pipeline.events_per_s, color="green", ls=":",
+                 label="pipeline events/s")  # fmt: skip
     left.set_xscale("log", base=2)
     left.set_xlabel("requests in flight")
     left.set_ylabel("images/s")
     twin = left.twinx()
-    twin.plot([p["concurrency"] for p in by_conc], [p["mean_latency_ms"] for p in by_conc], "s--",
+    twin.plot([p.concurrency for p in by_conc], [p.mean_latency_ms for p in by_conc], "s--",
               color="tab:red", label="mean latency")  # fmt: skip
     twin.set_ylabel("mean latency per request (ms)", color="tab:red")
     left.legend(loc="lower right", fontsize=8)
-    raw = {int(k): v for k, v in results["raw_by_batch_size"].items()}
     sizes = sorted(raw)
     right.plot(sizes, [raw[s] for s in sizes], "o--", color="grey", label="raw (in-process)")
-    right.plot([p["batch_size"] for p in by_size], [p["images_per_s"] for p in by_size], "o-",
+    right.plot([p.batch_size for p in by_size], [p.images_per_s for p in by_size], "o-",
                label="TorchServe (4× batch in flight)")  # fmt: skip
     right.set_xscale("log", base=2)
     right.set_xlabel("batch size")
     right.set_ylabel("images/s")
     right.legend(fontsize=8)
-    fig.suptitle(f"{results['model']} on {results['machine']['cores']} cores")
+    fig.suptitle(f"{results.model} on {results.machine.cores} cores")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write(results: dict[str, Any], out: Path, docs: Path | None) -> None:
+def write(results: BenchResults, out: Path, docs: Path | None) -> None:
     """results.json and the plot into `out`; the table into `docs` (between the markers)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results.write(out / "results.json")
     plot(results, out / "throughput.png")
     if docs is not None:
         write_block(docs, BEGIN, END, f"{table(results)}\n\n![throughput](../bench/throughput.png)")

@@ -8,25 +8,11 @@ import statistics
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
-from geoverdict_service.inference import InferenceClient, TokenSource
+from geoverdict.bench.results import ServingPoint
+from geoverdict_service.model_servers.tokens import TokenSource
+from geoverdict_service.model_servers.torchserve import TorchServeClient
 from geoverdict_stack.stack import Stack
-
-
-@dataclass(frozen=True)
-class ServingPoint:
-    """One measurement: a batch size and a concurrency, and what they gave."""
-
-    batch_size: int
-    concurrency: int
-    images_per_s: float
-    mean_latency_ms: float
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain dict for results.json."""
-        return asdict(self)
 
 
 def register(stack: Stack, archive_name: str, name: str, batch_size: int, delay_ms: int) -> None:
@@ -59,7 +45,7 @@ def measure(
 ) -> ServingPoint:
     """Send every image once with `concurrency` requests in flight."""
     latencies: list[float] = []
-    client = InferenceClient(
+    client = TorchServeClient(
         stack.torchserve.url("inference"), model, TokenSource(key_file=stack.torchserve_key_file),
         concurrency=concurrency, observe=latencies.append,
     )  # fmt: skip

@@ -10,38 +10,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import psutil
 from kafka import KafkaProducer
 
+from geoverdict.bench.results import StreamResult
 from geoverdict_service.collector import VerdictCollector
 from geoverdict_service.events import make_event
 from geoverdict_service.publisher import send_events
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """One stream run: throughput, latency percentiles, and the consumer's resource use."""
-
-    label: str
-    events: int
-    verdicts: int
-    seconds: float
-    events_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    rate: str  # "burst" or the paced publishing rate
-    cpu_s_per_1000: float | None = None
-    rss_mb: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain dict for results.json."""
-        return asdict(self)
 
 
 def _percentile(values: Sequence[float], q: float) -> float:

@@ -7,15 +7,27 @@ model, so their ratios show where throughput goes. Partitioning speed is measure
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geoverdict.bench.exceptions import BenchError
+from geoverdict.bench.results import (
+    BenchResults,
+    InProcess,
+    Machine,
+    Serving,
+    StreamResult,
+    Streams,
+)
 from geoverdict_common.paths import project_dir, runs_dir, shared_data_dir
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+
+    from geoverdict_service.settings import KafkaSettings
+    from geoverdict_stack.stack import Stack
 
 MODEL_NAME = "geoverdict"
 
@@ -55,22 +67,6 @@ def _portable(path: Path) -> str:
         return path.name
 
 
-def machine() -> dict[str, Any]:
-    """What ran the benchmark."""
-    import torch  # noqa: PLC0415
-
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no psutil on GPU boxes
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(memory / 2**30, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def load_photos(folder: Path | None, count: int) -> list[bytes]:
     """`count` photos (cycled if the folder has fewer), as the bytes a producer would send."""
     from geoverdict.demo.photos import demo_photos  # noqa: PLC0415
@@ -89,137 +85,133 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
     return [photos[i % len(photos)] for i in range(count)]
 
 
-def run(options: BenchOptions) -> dict[str, Any]:
-    """Run every stage; returns results.json's content (also written to disk)."""
-    from geoverdict.bench import inprocess, partitioning, report, serving, streams  # noqa: PLC0415
+def run(options: BenchOptions) -> BenchResults:
+    """Run every stage, write the results (report.py) and return them."""
+    from geoverdict.bench import inprocess, partitioning, report  # noqa: PLC0415
     from geoverdict.demo.archive import find_archive  # noqa: PLC0415
-    from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
-    from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
-    from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
 
     archive = find_archive(options.model)
     started = time.monotonic()
-    results: dict[str, Any] = {"machine": machine(), "model": archive.name,
-                               "settings": options.to_json()}  # fmt: skip
-    print(f"benchmarking {archive.name} on {results['machine']['cores']} cores", flush=True)
+    machine = Machine.here()
+    print(f"benchmarking {archive.name} on {machine.cores} cores", flush=True)
 
     part = partitioning.run(n=options.partition_points)
-    results["partitioning"] = part
     print(partitioning.report(part), flush=True)
 
     photos = load_photos(options.photos, options.events)
     raw = inprocess.raw_throughput(archive, photos, options.batch_sizes)
-    best_batch = max(raw, key=lambda b: raw[b])
-    results["raw_by_batch_size"] = raw
-    results["raw_images_per_s"] = raw[best_batch]
-    results["raw_best_batch_size"] = best_batch
     print(f"raw: {raw} images/s by batch size", flush=True)
-    results["handler_images_per_s"] = inprocess.handler_throughput(
-        archive, photos, options.batch_size
-    )
-    print(f"handler: {results['handler_images_per_s']} images/s", flush=True)
+    handler = inprocess.handler_throughput(archive, photos, options.batch_size)
+    print(f"handler: {handler} images/s", flush=True)
 
     config = StackConfig.with_free_ports(
         run_dir=runs_dir() / "bench", model_store=archive.parent,
         models=(f"{MODEL_NAME}={archive.name}",), enable_model_api=True,
     )  # fmt: skip
     with sigterm_as_exit(), Stack(config) as stack:
-        points = []
-        for concurrency in options.concurrencies:
-            points.append(
-                serving.measure(stack, MODEL_NAME, photos, options.batch_size, concurrency)
-            )
-            print(f"torchserve {points[-1]}", flush=True)
-        for size in options.batch_sizes:
-            if size == options.batch_size:
-                continue
-            name = f"{MODEL_NAME}-b{size}"
-            serving.register(stack, archive.name, name, size, delay_ms=20)
-            try:
-                points.append(serving.measure(stack, name, photos, size, max(4 * size, 8)))
-            finally:
-                serving.unregister(stack, name)
-            print(f"torchserve {points[-1]}", flush=True)
-        results["torchserve_points"] = [p.to_json() for p in points]
-        at_batch = [p for p in points if p.batch_size == options.batch_size]
-        results["torchserve_images_per_s"] = max(p.images_per_s for p in at_batch)
+        served = _serving(stack, archive, photos, options)
+        streams = _streams(stack, photos, options)
 
-        kafka = load_kafka_settings(bootstrap_servers=stack.kafka_bootstrap)
-        producer = make_producer(kafka, acks="all", linger_ms=5)
-        topics = streams.Topics(stack)
-        collector = VerdictCollector.from_settings(kafka, topics.verdicts)
-        consumer = streams.consumer_process(
-            stack, topics, MODEL_NAME,
-            {"GEOVERDICT_TORCHSERVE_CONCURRENCY": str(options.consumer_concurrency)},
-        )  # fmt: skip
-        try:
-            warm = streams.measure("warm-up", producer, collector, topics.input, photos[-8:])
-            print(f"consumer warm-up: {warm.verdicts} verdicts", flush=True)
-            pipeline = streams.measure(
-                "pipeline",
-                producer,
-                collector,
-                topics.input,
-                photos[:-8],
-                consumer_pid=consumer.pid,
-            )
-            print(f"pipeline: {pipeline}", flush=True)
-            cached_images = list(photos) * options.cached_repeats
-            cached = streams.measure(
-                "cached",
-                producer,
-                collector,
-                topics.input,
-                cached_images,
-                consumer_pid=consumer.pid,
-            )
-            print(f"cached: {cached}", flush=True)
-            # Latency of a steady stream below capacity (a burst only measures its own queue).
-            rate = max(10.0, cached.events_per_s * options.cached_paced_share)
-            paced_n = min(len(cached_images), int(rate * 3))
-            cached_paced = streams.measure(
-                "cached, paced", producer, collector, topics.input, cached_images[:paced_n],
-                rate=rate,
-            )  # fmt: skip
-            print(f"cached, paced: {cached_paced}", flush=True)
-        finally:
-            streams.stop(consumer)
-            collector.close()
-
-        naive_topics = streams.Topics(stack)
-        naive_collector = VerdictCollector.from_settings(kafka, naive_topics.verdicts)
-        naive_photos = photos[: options.naive_events]
-        naive = streams.naive_process(stack, naive_topics, MODEL_NAME, len(naive_photos))
-        try:
-            naive_result = streams.measure(
-                "naive", producer, naive_collector, naive_topics.input, naive_photos
-            )
-            print(f"naive: {naive_result}", flush=True)
-        finally:
-            streams.stop(naive)
-            naive_collector.close()
-            producer.close()
-
-    results["pipeline"] = pipeline.to_json()
-    results["cached"] = cached.to_json()
-    results["cached_paced"] = cached_paced.to_json()
-    results["naive"] = naive_result.to_json()
-    results["pipeline_events_per_s"] = pipeline.events_per_s
-    results["pipeline_p50_ms"] = pipeline.p50_ms
-    results["pipeline_p95_ms"] = pipeline.p95_ms
-    results["pipeline_p99_ms"] = pipeline.p99_ms
-    results["cached_events_per_s"] = cached.events_per_s
-    results["cached_p99_ms"] = cached_paced.p99_ms
-    results["naive_events_per_s"] = naive_result.events_per_s
-    results["efficiency"] = round(pipeline.events_per_s / results["raw_images_per_s"], 3)
-    results["pipeline_vs_naive"] = round(
-        pipeline.events_per_s / max(naive_result.events_per_s, 1e-9), 2
-    )
-    results["consumer_cpu_s_per_1000_events"] = pipeline.cpu_s_per_1000
-    results["consumer_cached_cpu_s_per_1000_events"] = cached.cpu_s_per_1000
-    results["consumer_rss_mb"] = pipeline.rss_mb
-    results["batch_size"] = options.batch_size
-    results["seconds"] = round(time.monotonic() - started, 1)
+    results = BenchResults(
+        machine=machine, model=archive.name, settings=options.to_json(), partitioning=part,
+        in_process=InProcess(raw, handler), serving=served, streams=streams,
+        seconds=round(time.monotonic() - started, 1),
+    )  # fmt: skip
     report.write(results, options.out, options.docs)
     return results
+
+
+def _serving(stack: Stack, archive: Path, photos: list[bytes], options: BenchOptions) -> Serving:
+    """TorchServe at the pipeline's batch size over the concurrencies, then each other batch
+    size (registered for the run) at four batches in flight."""
+    from geoverdict.bench import serving  # noqa: PLC0415
+
+    points = []
+    for concurrency in options.concurrencies:
+        points.append(serving.measure(stack, MODEL_NAME, photos, options.batch_size, concurrency))
+        print(f"torchserve {points[-1]}", flush=True)
+    for size in options.batch_sizes:
+        if size == options.batch_size:
+            continue
+        name = f"{MODEL_NAME}-b{size}"
+        serving.register(stack, archive.name, name, size, delay_ms=20)
+        try:
+            points.append(serving.measure(stack, name, photos, size, max(4 * size, 8)))
+        finally:
+            serving.unregister(stack, name)
+        print(f"torchserve {points[-1]}", flush=True)
+    return Serving(tuple(points), options.batch_size)
+
+
+def _streams(stack: Stack, photos: list[bytes], options: BenchOptions) -> Streams:
+    """The pipeline (cold, then cached as a burst and paced) and the naive consumer, each on
+    topics of its own."""
+    from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
+    from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
+
+    kafka = load_kafka_settings(bootstrap_servers=stack.kafka_bootstrap)
+    producer = make_producer(kafka, acks="all", linger_ms=5)
+    try:
+        pipeline, cached, cached_paced = _pipeline_runs(stack, kafka, producer, photos, options)
+        naive = _naive_run(stack, kafka, producer, photos[: options.naive_events])
+    finally:
+        producer.close()
+    return Streams(pipeline, cached, cached_paced, naive)
+
+
+def _pipeline_runs(
+    stack: Stack,
+    kafka: KafkaSettings,
+    producer: KafkaProducer,
+    photos: list[bytes],
+    options: BenchOptions,
+) -> tuple[StreamResult, StreamResult, StreamResult]:
+    """`geoverdict consume` as its own process: warmed up, then the photos cold, the same photos
+    `cached_repeats` times, and paced at `cached_paced_share` of the cached throughput."""
+    from geoverdict.bench import streams  # noqa: PLC0415
+    from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
+
+    topics = streams.Topics(stack)
+    collector = VerdictCollector.from_settings(kafka, topics.verdicts)
+    consumer = streams.consumer_process(
+        stack, topics, MODEL_NAME,
+        {"GEOVERDICT_TORCHSERVE_CONCURRENCY": str(options.consumer_concurrency)},
+    )  # fmt: skip
+
+    def measure(label: str, images: list[bytes], **kwargs: Any) -> StreamResult:
+        result = streams.measure(label, producer, collector, topics.input, images, **kwargs)
+        print(f"{label}: {result}", flush=True)
+        return result
+
+    try:
+        measure("warm-up", photos[-8:])
+        pipeline = measure("pipeline", photos[:-8], consumer_pid=consumer.pid)
+        cached_images = list(photos) * options.cached_repeats
+        cached = measure("cached", cached_images, consumer_pid=consumer.pid)
+        # Latency of a steady stream below capacity (a burst only measures its own queue).
+        rate = max(10.0, cached.events_per_s * options.cached_paced_share)
+        paced = measure("cached, paced", cached_images[: int(rate * 3)], rate=rate)
+    finally:
+        streams.stop(consumer)
+        collector.close()
+    return pipeline, cached, paced
+
+
+def _naive_run(
+    stack: Stack, kafka: KafkaSettings, producer: KafkaProducer, photos: list[bytes]
+) -> StreamResult:
+    """The naive consumer as its own process, on the photos."""
+    from geoverdict.bench import streams  # noqa: PLC0415
+    from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
+
+    topics = streams.Topics(stack)
+    collector = VerdictCollector.from_settings(kafka, topics.verdicts)
+    naive = streams.naive_process(stack, topics, MODEL_NAME, len(photos))
+    try:
+        result = streams.measure("naive", producer, collector, topics.input, photos)
+        print(f"naive: {result}", flush=True)
+    finally:
+        streams.stop(naive)
+        collector.close()
+    return result
