@@ -4,7 +4,9 @@
 - requirements/service.lock: the consumer image (the `service` extra, no torch);
 - deploy/torchserve/requirements.lock: what the TorchServe image adds to its base image: the
   handler's packages, without torch, torchvision and what only they need (the base image's own,
-  which must not be replaced), installed with --no-deps.
+  which must not be replaced), installed with --no-deps;
+- deploy/geoverdict_stack/resources/triton.lock: the wheels the local stack runs Triton from
+  (TRITON: no dependencies resolved, each file's hash from the wheel pip downloads here).
 
 Each is installed with `pip install --require-hashes`: a package whose hash differs from the
 one recorded here is refused. Run it after changing a dependency (pyproject.toml or
@@ -13,14 +15,18 @@ deploy/torchserve/requirements.in); it needs the network (PyPI).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 COMPILE = ["-m", "piptools", "compile", "--quiet", "--generate-hashes", "--strip-extras",
            "--no-emit-find-links", "--no-emit-index-url", "--resolver=backtracking"]  # fmt: skip
 BASE_IMAGE_PACKAGES = {"torch", "torchvision"}
+TRITON = ("nvidia-pytriton==0.7.0", "numpy==1.26.4")
+TRITON_LOCK = Path("deploy/geoverdict_stack/resources/triton.lock")
 
 
 def _compile(python: str, output: Path, *args: str) -> None:
@@ -61,8 +67,26 @@ def without_base_image(text: str) -> str:
     return header + "\n" + note + "\n" + "\n".join(kept) + "\n"
 
 
+def lock_wheels(python: str, pins: tuple[str, ...], output: Path) -> None:
+    """A lock of exact wheels and their SHA-256, none of their dependencies: the pins' lines
+    replace those of `output`, whose comment header stays."""
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pin in pins:
+            subprocess.run(
+                [python, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                 "--dest", tmp, pin], check=True,
+            )  # fmt: skip
+            name = pin.split("==")[0].replace("-", "_").lower()
+            (wheel,) = [w for w in Path(tmp).glob("*.whl") if w.name.lower().startswith(name)]
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            lines.append(f"{pin} \\\n    --hash=sha256:{digest}")
+    header = [line for line in output.read_text().splitlines() if line.startswith("#")]
+    output.write_text("\n".join([*header, *lines]) + "\n")
+
+
 def main() -> int:
-    """Write the three lock files."""
+    """Write the four lock files."""
     python = sys.executable
     extras = ["--extra", "service", "--extra", "train", "--extra", "dev"]
     build = "requirements/build.in"  # setuptools and wheel, to build the project itself
@@ -73,6 +97,7 @@ def main() -> int:
     image = Path("deploy/torchserve/requirements.lock")
     _compile(python, image, "--allow-unsafe", "deploy/torchserve/requirements.in")
     image.write_text(without_base_image(image.read_text()))
+    lock_wheels(python, TRITON, TRITON_LOCK)
     return 0
 
 

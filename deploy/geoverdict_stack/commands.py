@@ -17,9 +17,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `stack` command and its subcommands."""
     stack = subparsers.add_parser(
         "stack",
-        help="run Kafka, Redis and TorchServe locally as plain processes",
+        help="run Kafka, Redis and a model server locally as plain processes",
         description="Start, inspect and stop the local stack (real Kafka 4 KRaft, Redis, "
-        "TorchServe 0.12 with token authorization). Data and logs live in one run folder.",
+        "TorchServe 0.12 with token authorization or Triton 2.51 with a secret header). Data "
+        "and logs live in one run folder.",
     )
     sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
 
@@ -27,8 +28,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _run_dir_option(up)
     up.add_argument("--free-ports", action="store_true", help="use free ports, not 9092/6379/8080")
     up.add_argument(
-        "--services", nargs="+", choices=("kafka", "redis", "torchserve"),
-        default=["kafka", "redis", "torchserve"], help="which servers to start (default: all)",
+        "--services", nargs="+", choices=("kafka", "redis", "torchserve", "triton"),
+        help="which servers to start (default: kafka, redis and the --model-server)",
+    )  # fmt: skip
+    up.add_argument(
+        "--model-server", choices=("torchserve", "triton"), default="torchserve",
+        help="the model server to start (default torchserve; triton: the tritonserver of the "
+        "pinned nvidia-pytriton, serving the same archives)",
     )  # fmt: skip
     up.add_argument(
         "--model", action="append", default=[], metavar="[NAME=]ARCHIVE.mar",
@@ -100,7 +106,7 @@ def _up(args: argparse.Namespace) -> int:
 
     models, store = models_in_store(args.model, args.model_store)
     options: dict[str, object] = {
-        "services": tuple(args.services),
+        "services": tuple(args.services or ("kafka", "redis", args.model_server)),
         "models": models,
         "model_store": store,
         "enable_model_api": args.enable_model_api,

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,11 +151,76 @@ def verify_jars(libs: Path) -> None:
         )
 
 
+def triton_dir() -> Path:
+    """Where the Triton wheels of resources/triton.lock are installed (git-ignored)."""
+    return cache_dir() / "triton"
+
+
+@dataclass(frozen=True)
+class Triton:
+    """Triton from the pinned nvidia-pytriton wheel: what running it as a plain process takes."""
+
+    home: Path  # the --target folder: numpy 1.26 for the stub, the wheel's files
+
+    @property
+    def server(self) -> Path:
+        """The tritonserver binary."""
+        return self.home / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+
+    @property
+    def backends(self) -> Path:
+        """The wheel's backends folder (the Python backend without its stub)."""
+        return self.home / "pytriton" / "tritonserver" / "backends"
+
+    def stub(self) -> Path:
+        """The Python backend's stub for this interpreter's version."""
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = self.home / "pytriton" / "tritonserver" / "python_backend_stubs" / version
+        path = stub / "triton_python_backend_stub"
+        if not path.is_file():
+            raise PrerequisiteError(f"the pinned Triton has no Python backend stub for {version}")
+        return path
+
+    @property
+    def libraries(self) -> list[Path]:
+        """LD_LIBRARY_PATH: the wheel's own libraries and this interpreter's libpython."""
+        libdir = sysconfig.get_config_var("LIBDIR")
+        return [self.home / "nvidia_pytriton.libs", *([Path(libdir)] if libdir else [])]
+
+
+def triton(fetch: bool = True) -> Triton:
+    """Triton, installed from resources/triton.lock (hash-checked) when missing or the lock
+    changed."""
+    home = triton_dir()
+    stamp = home / ".installed"  # holds the digest of the lock it was installed from
+    wanted = resources.digest(resources.TRITON_LOCK)
+    found = Triton(home)
+    if stamp.exists() and stamp.read_text().strip() == wanted and found.server.is_file():
+        return found
+    if not fetch:
+        raise PrerequisiteError("Triton is not installed yet; run `geoverdict stack fetch`")
+    log.info("installing Triton (nvidia-pytriton, hash-checked) into %s", home)
+    shutil.rmtree(home, ignore_errors=True)
+    lock = resources.copy_to(resources.TRITON_LOCK, home.parent / "triton-lock")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+           "--only-binary=:all:", "--target", str(home), "-r", str(lock)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not found.server.is_file():
+        detail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        raise FetchError(
+            "could not install Triton from PyPI (nvidia-pytriton, numpy; is PyPI or a pip "
+            "mirror reachable?): " + " | ".join(detail)
+        )
+    stamp.write_text(wanted + "\n")
+    return found
+
+
 def check_all() -> list[Prerequisite]:
     """Every prerequisite, raising the first problem found."""
     found = [java(), redis_server(), torchserve()]
     kafka_jars(fetch=True)
     found.append(Prerequisite("kafka", str(kafka_libs_dir()), kafka_version()))
+    found.append(Prerequisite("tritonserver", str(triton(fetch=True).server), "2.51.0"))
     return found
 
 

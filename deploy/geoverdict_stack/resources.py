@@ -1,6 +1,6 @@
 """Files the stack ships inside its package (found with importlib.resources, not by path
 arithmetic): the Kafka jars' pom, TorchServe's configuration and log configuration, Redis'
-users. The TorchServe image and docker-compose use the same files."""
+users, the lock of the Triton wheels. The TorchServe image and docker-compose use the same files."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ KAFKA_JAR_HASHES = "kafka-jars.sha256"  # `sha256sum *.jar` of the fetched jars,
 TORCHSERVE_PROPERTIES = "torchserve.properties"
 TORCHSERVE_LOG_CONFIG = "torchserve-log4j2.xml"
 REDIS_USERS = "redis-users.acl"
+TRITON_LOCK = "triton.lock"  # the hash-locked wheels the local stack runs Triton from
 
 
 def text(name: str) -> str:

@@ -1,4 +1,5 @@
-"""The local stack as one object: start Kafka, Redis and TorchServe together, find them again
+"""The local stack as one object: start Kafka, Redis and a model server (TorchServe, or
+Triton) together, find them again
 from another process through a state file, and stop every process it started."""
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from geoverdict_stack.process import ProcessRecord
 from geoverdict_stack.redis import RedisServer
 from geoverdict_stack.server import Server
 from geoverdict_stack.torchserve import TorchServeServer, read_keys
+from geoverdict_stack.triton import TritonServer
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("kafka", "redis", "torchserve")
+SERVICES = ("kafka", "redis", "torchserve", "triton")  # in start order
+DEFAULT_SERVICES = ("kafka", "redis", "torchserve")
 STATE_FILE = "stack.json"
 DEFAULT_TOPICS = ("geoverdict.images", "geoverdict.verdicts", "geoverdict.dead-letters")
 
@@ -37,7 +40,7 @@ class StackConfig:
     """Where the stack lives and on which ports; defaults are the servers' standard ports."""
 
     run_dir: Path = field(default_factory=lambda: runs_dir() / "stack")
-    services: tuple[str, ...] = SERVICES
+    services: tuple[str, ...] = DEFAULT_SERVICES
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_sasl_port: int = 9094  # SASL_PLAINTEXT with PLAIN: clients' security settings
@@ -46,6 +49,8 @@ class StackConfig:
     torchserve_inference_port: int = 8080
     torchserve_management_port: int = 8081
     torchserve_metrics_port: int = 8082
+    triton_http_port: int = 8000
+    triton_metrics_port: int = 8002
     model_store: Path = field(default_factory=model_store_dir)
     models: tuple[str, ...] = ()  # e.g. ("geoverdict=demo.mar",); empty: serve none
     enable_model_api: bool = False
@@ -60,6 +65,15 @@ class StackConfig:
             raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {SERVICES}")
         if self.start_timeout_s <= 0:
             raise StackError(f"start_timeout_s must be > 0, got {self.start_timeout_s}")
+
+    @property
+    def model_server(self) -> str | None:
+        """The model server the stack's clients use: TorchServe when it runs (the default),
+        else Triton when it runs."""
+        for name in ("torchserve", "triton"):
+            if name in self.services:
+                return name
+        return None
 
     @classmethod
     def with_free_ports(cls, **kwargs: Any) -> StackConfig:
@@ -133,7 +147,8 @@ class ServiceStatus:
 
 
 class Stack:
-    """Kafka, Redis and TorchServe for one run folder. Use as a context manager, or up()/down()."""
+    """Kafka, Redis and a model server for one run folder. Use as a context manager, or
+    up()/down()."""
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
@@ -150,6 +165,10 @@ class Stack:
             c.run_dir, c.torchserve_inference_port, c.torchserve_management_port,
             c.torchserve_metrics_port, c.model_store, c.models,
             enable_model_api=c.enable_model_api, start_timeout=c.start_timeout_s,
+        )  # fmt: skip
+        self.triton = TritonServer(
+            c.run_dir, c.triton_http_port, c.triton_metrics_port, c.model_store, c.models,
+            start_timeout=c.start_timeout_s,
         )  # fmt: skip
 
     # -- endpoints handed to clients ---------------------------------------------------------
@@ -185,21 +204,26 @@ class Stack:
 
     def client_environment(self) -> dict[str, str]:
         """The GEOVERDICT_* settings that point consume, publish and watch at this stack (the
-        consumer's Redis user and TorchServe's inference key alone)."""
+        consumer's Redis user, and the model server's inference key alone)."""
         env = {}
         if "kafka" in self.config.services:
             env["GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
         if "redis" in self.config.services:
             env["GEOVERDICT_REDIS_URL"] = self.redis_url
-        if "torchserve" in self.config.services:
+        if self.config.model_server == "torchserve":
             env["GEOVERDICT_TORCHSERVE_URL"] = self.torchserve.url("inference")
             env["GEOVERDICT_TORCHSERVE_KEY_FILE"] = str(self.torchserve_key_file.resolve())
+        elif self.config.model_server == "triton":
+            env["GEOVERDICT_MODEL_SERVER"] = "triton"
+            env["GEOVERDICT_TRITON_URL"] = self.triton.url("inference")
+            env["GEOVERDICT_TRITON_KEY_FILE"] = str(self.triton.inference_key_file.resolve())
         return env
 
     def servers(self) -> list[Server]:
         """The configured servers in start order."""
         by_name: dict[str, Server] = {
             "kafka": self.kafka, "redis": self.redis, "torchserve": self.torchserve,
+            "triton": self.triton,
         }  # fmt: skip
         return [by_name[name] for name in SERVICES if name in self.config.services]
 
@@ -251,6 +275,7 @@ class Stack:
             "kafka": self.kafka_bootstrap,
             "redis": self.redis.address,
             "torchserve": self.torchserve.url("inference"),
+            "triton": self.triton.url("inference"),
         }
         rows = []
         for server in self.servers():
