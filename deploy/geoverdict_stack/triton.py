@@ -55,12 +55,14 @@ class TritonServer(Server):
         models: Sequence[str] = (),
         start_timeout: float = 120.0,
         serving: TritonServing | None = None,
+        loaded: Sequence[str] = (),
     ) -> None:
         super().__init__(run_dir, start_timeout)
         self.http_port = http_port
         self.metrics_port = metrics_port
         self.model_store = model_store
-        self.models = list(models)
+        self.models = list(models)  # archives of the model store, [NAME=]FILE.mar
+        self.loaded = list(loaded)  # models the caller put in the repository, loaded too
         self.serving = serving or TritonServing()
         self.repository = self.home / "models"
         self.backends = self.home / "backends"
@@ -81,8 +83,9 @@ class TritonServer(Server):
 
     def model_names(self) -> list[str]:
         """The names the models are served under."""
-        return [entry.partition("=")[0] if "=" in entry else Path(entry).stem
-                for entry in self.models]  # fmt: skip
+        archives = [entry.partition("=")[0] if "=" in entry else Path(entry).stem
+                    for entry in self.models]  # fmt: skip
+        return [*archives, *self.loaded]
 
     def ports(self) -> dict[str, int]:
         return {"triton http": self.http_port, "triton metrics": self.metrics_port}
@@ -94,7 +97,7 @@ class TritonServer(Server):
         shutil.copytree(installed.backends / "python", python,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
         shutil.copy(installed.stub(), python / "triton_python_backend_stub")
-        shutil.rmtree(self.repository, ignore_errors=True)
+        self.repository.mkdir(parents=True, exist_ok=True)  # the stack's `up` starts it empty
         try:
             write_repository(self.repository, self.model_store, self.models, self.serving)
         except ServingConfigError as exc:

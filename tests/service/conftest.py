@@ -22,6 +22,7 @@ from geoverdict_service.settings import ServiceSettings, load_service_settings
 from geoverdict_stack import acls
 from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
+from tests.stack_fixtures import Served, torchserve_served
 
 
 def jpeg(index: int, size: int = 64) -> bytes:
@@ -61,21 +62,18 @@ def topics(stack: Stack) -> dict[str, str]:
 
 
 def service_settings(
-    stack: Stack, model: str, topics: dict[str, str], **overrides: Any
+    stack: Stack, model: Served | str, topics: dict[str, str], **overrides: Any
 ) -> ServiceSettings:
-    """Settings pointing a consumer at the session stack. `overrides` are ServiceSettings
-    fields; `kafka=` and `torchserve=` dicts add to the nested settings."""
+    """Settings pointing a consumer at the session stack and a served model (a name: on the
+    stack's TorchServe). `overrides` are ServiceSettings fields; `kafka=` and `server=` dicts
+    add to the nested settings (`server`: the model server's)."""
+    served = model if isinstance(model, Served) else torchserve_served(stack, model)
     kafka = {
         "bootstrap_servers": stack.kafka_bootstrap,
         **{k: v for k, v in topics.items() if k != "group_id"},
         **overrides.pop("kafka", {}),
     }
-    torchserve = {
-        "url": stack.torchserve.url("inference"),
-        "key_file": stack.torchserve_key_file,
-        "model_name": model,
-        **overrides.pop("torchserve", {}),
-    }
+    server = served.settings(**overrides.pop("server", {}))
     values: dict[str, Any] = {
         "group_id": topics["group_id"],
         "redis_url": stack.redis_url,
@@ -86,7 +84,7 @@ def service_settings(
         "unavailable_max_backoff_s": 2.0,
         **overrides,
     }
-    return load_service_settings(kafka=kafka, torchserve=torchserve, **values)
+    return load_service_settings(kafka=kafka, **server, **values)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The verdict service against the real Kafka, Redis and TorchServe (integration)."""
+"""The verdict service against the real Kafka, Redis and each model server (integration)."""
 
 from __future__ import annotations
 
@@ -23,23 +23,25 @@ from tests.service.conftest import (
     service_counts,
     service_settings,
 )
+from tests.stack_fixtures import Served
 
 
 @pytest.mark.integration
 def test_every_event_gets_one_valid_verdict_then_the_cache_answers(
-    stack: Stack, fixture_model: str, topics: dict[str, str]
+    stack: Stack, fixture_server: Served, topics: dict[str, str]
 ) -> None:
     # A rule the fixture's sure answers (94 % on one city) can trip; the defaults are measured.
     settings = service_settings(
-        stack, fixture_model, topics, mismatch_threshold_km=750, mismatch_max_mass=0.1
+        stack, fixture_server, topics, mismatch_threshold_km=750, mismatch_max_mass=0.1
     )
-    images = [jpeg(7000 + i) for i in range(60)]  # photos no other test caches
+    base = 7000 if fixture_server.server == "torchserve" else 7500
+    images = [jpeg(base + i) for i in range(60)]  # photos no other test caches
     events = events_for(images, claim=(48.8566, 2.3522))
     metrics = Metrics()
     with running(settings, metrics):
         publish_events(stack, settings.kafka.input_topic, events)
         first = collect(stack, settings.kafka.verdict_topic, len(events))
-        # The same photos again (new events): served from Redis, TorchServe not asked.
+        # The same photos again (new events): served from Redis, the model server not asked.
         requests_before = metric_value(metrics, "geoverdict_inference_requests_total")
         again = events_for(images)
         publish_events(stack, settings.kafka.input_topic, again)
@@ -67,12 +69,14 @@ def test_every_event_gets_one_valid_verdict_then_the_cache_answers(
 @pytest.mark.integration
 def test_500_development_photos_give_500_valid_verdicts_with_the_demo_model(
     stack: Stack,
-    demo_model: str,
+    demo_server: Served,
     topics: dict[str, str],
     shared_data: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    paths = sorted((shared_data / "im2gps3k-dev" / "images").glob("*.jpg"))[:500]
+    # Other photos on each server: the cache (keyed by model version) would answer the second.
+    start = 0 if demo_server.server == "torchserve" else 500
+    paths = sorted((shared_data / "im2gps3k-dev" / "images").glob("*.jpg"))[start : start + 500]
     events = [make_event(p.stem, image_bytes=p.read_bytes(), claim=(0.0, 0.0)) for p in paths]
     poison = {
         "image_too_many_pixels": make_event("bomb", image_bytes=photos.png_bomb()),
@@ -80,7 +84,8 @@ def test_500_development_photos_give_500_valid_verdicts_with_the_demo_model(
             "cut", image_bytes=photos.truncated_jpeg(paths[0].read_bytes())
         ),
     }
-    settings = service_settings(stack, demo_model, topics, torchserve={"concurrency": 16})
+    concurrency = 16 if demo_server.server == "torchserve" else 4  # Triton: 8 images a request
+    settings = service_settings(stack, demo_server, topics, server={"concurrency": concurrency})
     metrics = Metrics()
     # A backlog at start-up: fetches of several full partitions at once (a frame larger than
     # kafka-python's default receive limit once made every start log an ERROR and reconnect).

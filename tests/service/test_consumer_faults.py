@@ -22,8 +22,10 @@ from geoverdict_service.metrics import Metrics
 from geoverdict_stack import process
 from geoverdict_stack.ports import free_ports
 from geoverdict_stack.redis import RedisServer
+from geoverdict_stack.server import Server
 from geoverdict_stack.stack import Stack
 from geoverdict_stack.torchserve import TorchServeServer
+from geoverdict_stack.triton import TritonServer
 from tests.service.conftest import (
     collect,
     events_for,
@@ -33,7 +35,7 @@ from tests.service.conftest import (
     running,
     service_settings,
 )
-from tests.stack_fixtures import FIXTURE_HANDLER, build_archive
+from tests.stack_fixtures import FIXTURE_HANDLER, Served, add_fixture_model, build_archive
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +71,14 @@ def _inline(post: str, data: bytes) -> dict:
 
 
 def test_poison_messages_are_dead_lettered_with_their_reason(
-    stack: Stack, fixture_model: str, topics: dict[str, str], image_server: str
+    stack: Stack, fixture_server: Served, topics: dict[str, str], image_server: str
 ) -> None:
     settings = service_settings(
-        stack, fixture_model, topics, fetch_allowed_hosts=("127.0.0.1",),
+        stack, fixture_server, topics, fetch_allowed_hosts=("127.0.0.1",),
         fetch_allow_private=True, fetch_timeout_s=0.5, fetch_retries=0,
     )  # fmt: skip
-    healthy = events_for([jpeg(i) for i in range(6)])
+    base = 0 if fixture_server.server == "torchserve" else 100  # no cache hit from the other
+    healthy = events_for([jpeg(base + i) for i in range(6)])
     by_url = make_event("by-url", image_url=f"{image_server}/photo.jpg")
     poison: dict[str, bytes | dict] = {
         "invalid_json": b"{this is not json",
@@ -186,24 +189,33 @@ def test_redis_down_verdicts_still_flow_and_errors_are_counted(
     assert errors >= 1
 
 
-def test_torchserve_down_for_20_s_pauses_then_every_event_gets_its_verdict(
-    stack: Stack, topics: dict[str, str], tmp_path: Path
+def _private_server(kind: str, home: Path) -> tuple[Server, Served]:
+    """A model server of its own serving the fixture model, to stop and start in a test."""
+    if kind == "torchserve":
+        store = home / "store"
+        store.mkdir()
+        build_archive(FIXTURE_HANDLER, "fixture", store)
+        inference, management, metrics_port = free_ports(3)
+        server = TorchServeServer(
+            home, inference, management, metrics_port, store, ["fixture=fixture.mar"]
+        )
+        return server, Served(kind, "fixture", server.url("inference"), server.inference_key_file)
+    http, metrics_port = free_ports(2)
+    triton = TritonServer(home, http, metrics_port, home / "store", loaded=["fixture"])
+    add_fixture_model(triton.repository)
+    return triton, Served(kind, "fixture", triton.url(), triton.inference_key_file)
+
+
+@pytest.mark.parametrize("kind", ["torchserve", "triton"])
+def test_the_model_server_down_for_20_s_pauses_then_every_event_gets_its_verdict(
+    stack: Stack, topics: dict[str, str], tmp_path: Path, kind: str
 ) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    build_archive(FIXTURE_HANDLER, "fixture", store)
-    inference, management, metrics_port = free_ports(3)
-    server = TorchServeServer(
-        tmp_path, inference, management, metrics_port, store, ["fixture=fixture.mar"]
-    )
+    server, served = _private_server(kind, tmp_path)
     record, _ = server.start()
-    settings = service_settings(
-        stack, "fixture", topics,
-        torchserve={"url": server.url("inference"), "key_file": server.inference_key_file,
-                    "retries": 1, "timeout_s": 5},
-    )  # fmt: skip
+    settings = service_settings(stack, served, topics, server={"retries": 1, "timeout_s": 5})
     metrics = Metrics()
-    batches = [events_for([jpeg(1000 + 10 * b + i) for i in range(10)]) for b in range(3)]
+    base = 1000 if kind == "torchserve" else 1100  # photos the cache cannot answer
+    batches = [events_for([jpeg(base + 10 * b + i) for i in range(10)]) for b in range(3)]
     try:
         with running(settings, metrics):
             publish_events(stack, settings.kafka.input_topic, batches[0])
@@ -246,16 +258,14 @@ def test_two_consumers_share_the_partitions_and_answer_everything(
 
 
 def test_kill_9_mid_stream_then_restart_loses_nothing(
-    stack: Stack, fixture_model: str, topics: dict[str, str]
+    stack: Stack, fixture_server: Served, topics: dict[str, str]
 ) -> None:
-    settings = service_settings(stack, fixture_model, topics, max_poll_records=8)
+    settings = service_settings(stack, fixture_server, topics, max_poll_records=8)
     env = {
         **os.environ,
         "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "GEOVERDICT_REDIS_URL": "",
-        "GEOVERDICT_TORCHSERVE_URL": settings.torchserve.url,
-        "GEOVERDICT_TORCHSERVE_KEY_FILE": str(settings.torchserve.key_file),
-        "GEOVERDICT_TORCHSERVE_MODEL_NAME": fixture_model,
+        **fixture_server.environment(),
         "GEOVERDICT_METRICS_PORT": "0",
         "GEOVERDICT_MAX_POLL_RECORDS": "8",
         # The killed member leaves the group when its session times out: keep that short.

@@ -1,0 +1,34 @@
+"""The torch-free fixture model (fixture_handler.py's answers) as a Triton Python-backend model,
+for the service tests against Triton."""
+
+import os
+import site
+import sys
+
+for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+    site.addsitedir(entry)
+sys.path.insert(0, os.path.dirname(__file__))
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from fixture_handler import _predict  # noqa: E402
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.005)  # a little compute, so batches can form
+        responses = []
+        for request in requests:
+            images = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)
+            if any(bytes(i).startswith(b"CRASH") for i in images):
+                responses.append(
+                    pb_utils.InferenceResponse(error=pb_utils.TritonError("asked to crash"))
+                )
+                continue
+            replies = [json.dumps(_predict(bytes(i))).encode() for i in images]
+            out = np.array(replies, dtype=np.object_).reshape(-1, 1)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("REPLY", out)]))
+        return responses
