@@ -1,14 +1,13 @@
 """Triton (the `tritonserver` of the pinned nvidia-pytriton wheel) as a plain process, serving
 the stack's archives through the Python backend, everything on loopback.
 
-Inference and every management API (model repository, configuration, statistics, trace,
-logging, shared memory) are refused without the header `authorization: Bearer <secret>`; the
-secret is made for this run and written, in TorchServe's key_file.json format, to
-`<run>/triton/inference-key/key_file.json` for the consumer (GEOVERDICT_TRITON_KEY_FILE). The
-health routes stay open (probes). Models load only when named (explicit model control), from a
-repository written at start (geoverdict_common.triton_repository: each archive checked
-against the model store's SHA256SUMS); Prometheus metrics on their own port; gRPC off (the
-consumer speaks REST with binary tensors).
+It starts through the same entrypoint as the Triton image (triton_entrypoint.py): the model
+repository written from the model store (each archive checked against its SHA256SUMS), a secret
+made for this run and written, in TorchServe's key_file.json format, to
+`<run>/triton/inference-key/key_file.json` for the consumer (GEOVERDICT_TRITON_KEY_FILE);
+inference and every management API refused without `authorization: Bearer <secret>`, health
+open (probes); models loaded only when named (explicit model control); Prometheus metrics on
+their own port; gRPC off (the consumer speaks REST with binary tensors).
 
 Triton's Python stub ignores PYTHONPATH and brings no numpy of its own: the repository's
 entry point adds PYTHONPATH as site folders, here the pinned numpy 1.26 of the Triton
@@ -19,26 +18,21 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
+import sys
 import sysconfig
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from geoverdict_common.exceptions import ServingConfigError
-from geoverdict_common.triton_repository import TritonServing, write_repository
+from geoverdict_common.triton_repository import TritonServing
 from geoverdict_stack import prerequisites
-from geoverdict_stack.exceptions import StartError
 from geoverdict_stack.ports import HOST
 from geoverdict_stack.server import Server
+from geoverdict_stack.triton_entrypoint import AUTH_HEADER
 
 KEY_FILE_NAME = "key_file.json"
-AUTH_HEADER = "authorization"
-# Every API group of Triton 2.51 but health and metadata.
-RESTRICTED = ("inference", "model-repository", "model-config", "shared-memory", "statistics",
-              "trace", "logging")  # fmt: skip
 
 
 class TritonServer(Server):
@@ -54,7 +48,6 @@ class TritonServer(Server):
         model_store: Path,
         models: Sequence[str] = (),
         start_timeout: float = 120.0,
-        serving: TritonServing | None = None,
         loaded: Sequence[str] = (),
     ) -> None:
         super().__init__(run_dir, start_timeout)
@@ -63,7 +56,6 @@ class TritonServer(Server):
         self.model_store = model_store
         self.models = list(models)  # archives of the model store, [NAME=]FILE.mar
         self.loaded = list(loaded)  # models the caller put in the repository, loaded too
-        self.serving = serving or TritonServing()
         self.repository = self.home / "models"
         self.backends = self.home / "backends"
 
@@ -97,29 +89,21 @@ class TritonServer(Server):
         shutil.copytree(installed.backends / "python", python,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
         shutil.copy(installed.stub(), python / "triton_python_backend_stub")
-        self.repository.mkdir(parents=True, exist_ok=True)  # the stack's `up` starts it empty
-        try:
-            write_repository(self.repository, self.model_store, self.models, self.serving)
-        except ServingConfigError as exc:
-            raise StartError(self.name, str(exc)) from exc
-        key = self.inference_key_file
-        key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_name(f".{key.name}.tmp")
-        tmp.write_text(json.dumps({"inference": {"key": secrets.token_urlsafe(32)}}))
-        tmp.chmod(0o600)
-        os.replace(tmp, key)
+        self.inference_key_file.unlink(missing_ok=True)  # a new secret for each start
 
     def command(self) -> Sequence[str]:
         installed = prerequisites.triton(fetch=False)
-        restricted = f"{','.join(RESTRICTED)}:{AUTH_HEADER}=Bearer {self.secret()}"
+        entrypoint = [
+            sys.executable, "-m", "geoverdict_stack.triton_entrypoint",
+            "--model-store", str(self.model_store), "--repository", str(self.repository),
+            "--load", ",".join(self.models), "--also-load", ",".join(self.loaded),
+            "--inference-key", str(self.inference_key_file), "--",
+        ]  # fmt: skip
         return [
+            *entrypoint,
             str(installed.server),
-            "--model-repository", str(self.repository),
             "--backend-directory", str(self.backends),
-            "--model-control-mode", "explicit",
-            *[f"--load-model={name}" for name in self.model_names()],
             "--http-address", HOST, "--http-port", str(self.http_port),
-            f"--http-restricted-api={restricted}",
             "--allow-grpc", "false",
             "--allow-metrics", "true", "--metrics-address", HOST,
             "--metrics-port", str(self.metrics_port),
@@ -133,11 +117,11 @@ class TritonServer(Server):
         return {
             "LD_LIBRARY_PATH": os.pathsep.join(str(p) for p in installed.libraries),
             "PYTHONPATH": os.pathsep.join([str(installed.home), site]),
-            "OMP_NUM_THREADS": str(self.serving.threads),
+            "OMP_NUM_THREADS": str(TritonServing().threads),
         }
 
     def ready(self) -> bool:
-        if not self._get("/v2/health/ready"):
+        if not self.inference_key_file.exists() or not self._get("/v2/health/ready"):
             return False
         return all(self._answers(name) for name in self.model_names())
 
