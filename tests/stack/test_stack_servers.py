@@ -103,3 +103,31 @@ def test_torchserve_exposes_prometheus_metrics(stack: Stack) -> None:
     with urllib.request.urlopen(stack.torchserve.url("metrics") + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert "# TYPE" in text
+
+
+def _triton(stack: Stack, path: str, key: str | None, body: bytes | None = None) -> int:
+    headers = {"authorization": f"Bearer {key}"} if key is not None else {}
+    request = urllib.request.Request(
+        stack.triton.url() + path, data=body, headers=headers, method="POST" if body else "GET"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_triton_refuses_inference_and_management_without_the_secret(stack: Stack) -> None:
+    assert _triton(stack, "/v2/health/ready", None) == 200  # probes need no secret
+    secret = stack.triton.secret()
+    for path, body in [("/v2/models/any/infer", b"{}"), ("/v2/repository/index", b"{}"),
+                       ("/v2/models/any/config", None), ("/v2/models/stats", None)]:  # fmt: skip
+        assert _triton(stack, path, None, body) == 403, path
+        assert _triton(stack, path, "not-the-secret", body) == 403, path
+    assert _triton(stack, "/v2/repository/index", secret, b"{}") == 200
+
+
+def test_triton_exposes_prometheus_metrics(stack: Stack) -> None:
+    with urllib.request.urlopen(stack.triton.url("metrics") + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert "nv_inference_request_success" in text or "# TYPE" in text
