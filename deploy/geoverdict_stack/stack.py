@@ -202,6 +202,13 @@ class Stack:
         """The current TorchServe keys by role (inference, management, API)."""
         return read_keys(self.torchserve.key_file)
 
+    def model_server_settings(self) -> dict[str, str]:
+        """Where the stack's model server listens and its inference key file, as its settings
+        group has them (url, key_file)."""
+        if self.config.model_server == "triton":
+            return {"url": self.triton.url(), "key_file": str(self.triton.inference_key_file)}
+        return {"url": self.torchserve.url("inference"), "key_file": str(self.torchserve_key_file)}
+
     def client_environment(self) -> dict[str, str]:
         """The GEOVERDICT_* settings that point consume, publish and watch at this stack (the
         consumer's Redis user, and the model server's inference key alone)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from geoverdict.demo import run
@@ -23,9 +24,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
     demo.add_argument("--limit", type=int, default=run.PHOTO_LIMIT, help="at most this many photos")
+    demo.add_argument(
+        "--model-server", choices=("torchserve", "triton"),
+        help="the model server to run (default: GEOVERDICT_MODEL_SERVER, else torchserve)",
+    )  # fmt: skip
     demo.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    options = run.DemoOptions(images=args.images, model=args.model, out=args.out, limit=args.limit)
+    server = args.model_server or os.environ.get("GEOVERDICT_MODEL_SERVER") or "torchserve"
+    if server not in ("torchserve", "triton"):
+        raise DemoError(f"GEOVERDICT_MODEL_SERVER must be torchserve or triton, got {server!r}")
+    options = run.DemoOptions(
+        images=args.images, model=args.model, out=args.out, limit=args.limit, model_server=server
+    )
     return 0 if run.run(options).answered else 1

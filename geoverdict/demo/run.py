@@ -1,8 +1,9 @@
 """`geoverdict demo`: the whole system once, on real servers, leaving nothing running.
 
-Stack up (Kafka, Redis, TorchServe with the demo model), a consumer, real photos published as
-events, verdicts shown as they arrive, the same photos again (now answered from the cache), a
-summary, the verdicts written to a JSON-lines file and an offline HTML map, stack down.
+Stack up (Kafka, Redis, a model server with the demo model: TorchServe, or Triton with
+--model-server triton), a consumer, real photos published as events, verdicts shown as they
+arrive, the same photos again (now answered from the cache), a summary, the verdicts written to
+a JSON-lines file and an offline HTML map, stack down.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DemoOptions:
     model: Path | None = None  # default: the newest archive in model_store/
     out: Path = field(default_factory=lambda: runs_dir() / "demo")
     limit: int = PHOTO_LIMIT
+    model_server: str = "torchserve"  # or triton (GEOVERDICT_MODEL_SERVER)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def run(options: DemoOptions) -> DemoResult:
         raise DemoError("no photos to publish (give --images DIR)")
     print(_describe(photos, own=options.images is not None))
     options.out.mkdir(parents=True, exist_ok=True)
-    passes, dead = _on_a_stack(archive, photos, options.out / "stack")
+    passes, dead = _on_a_stack(archive, photos, options.out / "stack", options.model_server)
     result = _write(passes, dead, options.out, len(photos))
     _print_summary(result, len(photos))
     return result
@@ -82,18 +84,18 @@ def _describe(photos: Sequence[DemoPhoto], own: bool) -> str:
 
 
 def _on_a_stack(
-    archive: Path, photos: Sequence[DemoPhoto], run_dir: Path
+    archive: Path, photos: Sequence[DemoPhoto], run_dir: Path, model_server: str
 ) -> tuple[dict[str, Collected], int]:
     """Start the stack and a consumer, publish the photos twice, count the dead letters, stop
     everything."""
     from geoverdict_stack.stack import Stack, StackConfig, format_status, sigterm_as_exit  # noqa: PLC0415
 
     config = StackConfig.with_free_ports(
-        run_dir=run_dir, model_store=archive.parent, models=(f"{MODEL_NAME}={archive.name}",)
-    )
-    print(
-        f"starting Kafka, Redis and TorchServe with {archive.name} (logs in {config.run_dir}) ..."
-    )
+        run_dir=run_dir, model_store=archive.parent, models=(f"{MODEL_NAME}={archive.name}",),
+        services=("kafka", "redis", model_server),
+    )  # fmt: skip
+    server = "Triton" if model_server == "triton" else "TorchServe"
+    print(f"starting Kafka, Redis and {server} with {archive.name} (logs in {config.run_dir}) ...")
     with sigterm_as_exit(), Stack(config) as stack:
         print(format_status(stack.status()))
         settings = _settings(stack)
@@ -109,13 +111,11 @@ def _settings(stack: Stack) -> ServiceSettings:
     from geoverdict_service.settings import load_service_settings  # noqa: PLC0415
     from geoverdict_stack.kafka import create_topics  # noqa: PLC0415
 
+    server = stack.config.model_server or "torchserve"
     settings = load_service_settings(
         kafka={"bootstrap_servers": stack.kafka_bootstrap},
-        torchserve={
-            "url": stack.torchserve.url("inference"),
-            "key_file": stack.torchserve_key_file,
-            "model_name": MODEL_NAME,
-        },
+        model_server=server,
+        **{server: {**stack.model_server_settings(), "model_name": MODEL_NAME}},
         redis_url=stack.redis_url, metrics_port=0, metrics_host="127.0.0.1",
     )  # fmt: skip
     kafka = settings.kafka

@@ -80,3 +80,23 @@ def _dms(degrees: float) -> tuple[float, float, float]:
     minutes, seconds = divmod(degrees * 3600, 60)
     whole, minutes = divmod(minutes, 60)
     return (whole, minutes, round(seconds, 4))
+
+
+@pytest.mark.slow
+def test_demo_on_triton_answers_every_photo_twice_with_the_demo_model(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "geoverdict", "demo", "--model-server", "triton",
+         "--out", str(out), "--limit", "8"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "starting Kafka, Redis and Triton" in result.stdout
+    verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
+    (version,) = {v["model_version"] for v in verdicts}  # one model answered them all
+    assert len(verdicts) == 16 and version.startswith("geoverdict-")
+    assert [v["cache_hit"] for v in verdicts] == [False] * 8 + [True] * 8
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers
