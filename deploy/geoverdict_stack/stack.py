@@ -300,11 +300,12 @@ class Stack:
             )
         return rows
 
-    def pids(self) -> list[int]:
-        """PIDs of the started servers and all their children (workers, JVMs)."""
+    def pids(self, name: str | None = None) -> list[int]:
+        """PIDs of the started servers (or of server `name`) and all their children (workers,
+        JVMs, Triton's stubs)."""
         found = []
-        for record in self.records.values():
-            proc = record.process()
+        for server, record in self.records.items():
+            proc = record.process() if name in (None, server) else None
             if proc is None:
                 continue
             found.append(proc.pid)

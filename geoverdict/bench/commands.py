@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         allow_abbrev=False,  # `--n` of a sub-benchmark must not read as `--naive-events`
         help="run the benchmarks",
         description="Without a benchmark name: the whole suite (raw, handler, torchserve, "
-        "pipeline, cached, naive, partitioning) into bench/results.json, bench/throughput.png "
-        "and docs/benchmarks.md. With --device: the model, the handler and training on that "
-        "device only (no Java, no Kafka) into bench/results-gpu.json and the GPU section of "
-        "docs/benchmarks.md.",
+        "pipeline, cached, naive, Triton beside TorchServe, partitioning) into "
+        "bench/results.json, bench/throughput.png and docs/benchmarks.md. With --device: the "
+        "model, the handler and training on that device only (no Java, no Kafka) into "
+        "bench/results-gpu.json and the GPU section of docs/benchmarks.md.",
     )
     bench.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     bench.add_argument("--photos", type=Path, help="photos folder (default: the dev photos)")
@@ -38,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--concurrency", type=_positive_int, nargs="+", default=[1, 8, 16, 32, 48],
         help="requests in flight for the TorchServe sweep",
+    )  # fmt: skip
+    bench.add_argument(
+        "--triton-concurrency", type=_positive_int, nargs="+", default=[1, 2, 4, 8],
+        help="requests in flight for the Triton sweep",
+    )  # fmt: skip
+    bench.add_argument(
+        "--triton-batch-size", type=_positive_int, default=8,
+        help="images per request to Triton for the pipeline and its sweep",
+    )  # fmt: skip
+    bench.add_argument(
+        "--triton-batch-sizes", type=_positive_int, nargs="*", default=[1, 4, 16],
+        help="other images-per-request values to measure at 4 requests in flight",
     )  # fmt: skip
     bench.add_argument("--naive-events", type=_positive_int, default=150)
     bench.add_argument("--cached-repeats", type=_positive_int, default=5)
@@ -161,6 +173,9 @@ def _all(args: argparse.Namespace) -> int:
         model=args.model, photos=args.photos, events=args.events, batch_size=args.batch_size,
         batch_sizes=tuple(args.batch_sizes or (1, 4, 8, 16)),
         concurrencies=tuple(args.concurrency),
+        triton_batch_size=args.triton_batch_size,
+        triton_concurrencies=tuple(args.triton_concurrency),
+        triton_batch_sizes=tuple(args.triton_batch_sizes),
         naive_events=args.naive_events, cached_repeats=args.cached_repeats,
         partition_points=args.partition_points,
     )  # fmt: skip

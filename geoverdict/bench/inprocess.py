@@ -46,6 +46,34 @@ def raw_throughput(
     return results
 
 
+def model_cpu_ms_per_image(
+    archive: Path, images: Sequence[bytes], batch_size: int, threads: int = 1
+) -> float:
+    """CPU-ms of the model's forward passes per image on decoded tensors, with `threads`
+    torch threads as each server worker runs it: what no server can avoid spending."""
+    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
+
+    bundle = read_bundle(archive)
+    predictor = bundle.predictor("cpu")
+    transform = bundle.transform()
+    tensors = []
+    for data in images:
+        with Image.open(io.BytesIO(data)) as image:
+            tensors.append(transform(image.convert("RGB")))
+    batches = [torch.stack(list(b)) for b in _batches(tensors, batch_size)]  # (B, 3, H, W)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            predictor(batches[0])  # warm-up
+            started = time.process_time()
+            for batch in batches:
+                predictor(batch)
+            return round((time.process_time() - started) / len(tensors) * 1000, 2)
+    finally:
+        torch.set_num_threads(previous)
+
+
 class _Context(SimpleNamespace):
     """What the handler reads from TorchServe's context, for use without TorchServe."""
 

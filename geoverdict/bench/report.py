@@ -52,7 +52,55 @@ def table(results: BenchResults) -> str:
         f"{part.get('s2sphere_extrapolated_s', float('nan')):.0f} s)",
         f"- whole run: {results.seconds:.0f} s",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + servers_table(results))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def servers_table(results: BenchResults) -> list[str]:
+    """TorchServe and Triton side by side, with the targets of issue 19 (none before Triton
+    was measured)."""
+    s = results.servers()
+    if not s:
+        return []
+    ts, tr = s["torchserve"], s["triton"]
+    triton = results.triton
+    assert triton is not None  # servers() is empty otherwise
+    rows = [
+        ("through the server, images/s (best concurrency)", f"{ts['images_per_s']:.1f}",
+         f"{tr['images_per_s']:.1f}"),
+        ("... over the handler in process", f"{ts['vs_handler']:.2f}", f"{tr['vs_handler']:.2f}"),
+        ("server CPU-ms per image (all its processes)", _ms(ts["server_cpu_ms_per_image"]),
+         _ms(tr["server_cpu_ms_per_image"])),
+        ("... outside the model", _ms(ts["cpu_ms_outside_model_per_image"]),
+         _ms(tr["cpu_ms_outside_model_per_image"])),
+        ("pipeline, events/s (cold cache)", f"{ts['pipeline_events_per_s']:.1f}",
+         f"{tr['pipeline_events_per_s']:.1f}"),
+        ("cached, events/s", f"{ts['cached_events_per_s']:.0f}",
+         f"{tr['cached_events_per_s']:.0f}"),
+        ("consumer CPU-ms per event, cold / cached",
+         f"{_ms(ts['consumer_cpu_ms_cold'])} / {_ms(ts['consumer_cpu_ms_cached'])}",
+         f"{_ms(tr['consumer_cpu_ms_cold'])} / {_ms(tr['consumer_cpu_ms_cached'])}"),
+    ]  # fmt: skip
+    outside = s["triton_outside_model_vs_torchserve"]
+    return [
+        "",
+        f"Model servers (the model alone: {_ms(results.in_process.model_cpu_ms_per_image)} "
+        f"CPU-ms per image, one thread; Triton: {triton.serving.batch_size} images a request):",
+        "",
+        "| | TorchServe | Triton |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        f"- Triton through-server / handler: **{tr['vs_handler']:.2f}** (target ≥ 0.9)",
+        f"- pipeline with Triton / with TorchServe: **{s['triton_pipeline_vs_torchserve']:.2f}×** "
+        "(target ≥ 1.3)",
+        f"- CPU outside the model, Triton / TorchServe: **{_ms(outside)}** (target ≤ 0.33)",
+        f"- consumer with Triton: {_ms(tr['consumer_cpu_ms_cold'])} CPU-ms per cold event "
+        f"(target ≤ 0.8), {_ms(tr['consumer_cpu_ms_cached'])} per cached one (target ≤ 0.3)",
+    ]
 
 
 def plot(results: BenchResults, path: Path) -> None:

@@ -95,6 +95,9 @@ class InProcess:
 
     raw_by_batch_size: dict[int, float]  # images/s
     handler_images_per_s: float
+    # CPU-ms of this process per image in the raw forward passes at the serving batch size:
+    # the model's own cost, which no server can avoid (None in results before it was measured)
+    model_cpu_ms_per_image: float | None = None
 
     @property
     def raw_best_batch_size(self) -> int:
@@ -113,6 +116,7 @@ class InProcess:
             "raw_images_per_s": self.raw_images_per_s,
             "raw_best_batch_size": self.raw_best_batch_size,
             "handler_images_per_s": self.handler_images_per_s,
+            "model_cpu_ms_per_image": self.model_cpu_ms_per_image,
         }
 
     @classmethod
@@ -121,17 +125,26 @@ class InProcess:
         raw = {int(size): float(rate) for size, rate in data["raw_by_batch_size"].items()}
         if not raw:
             raise ValueError("raw_by_batch_size is empty")
-        return cls(raw, float(data["handler_images_per_s"]))
+        model_cpu = data.get("model_cpu_ms_per_image")
+        return cls(
+            raw,
+            float(data["handler_images_per_s"]),
+            None if model_cpu is None else float(model_cpu),
+        )
 
 
 @dataclass(frozen=True)
 class ServingPoint:
-    """One TorchServe measurement: a batch size and a concurrency, and what they gave."""
+    """One model-server measurement: a batch size (TorchServe: the model's server-side batch;
+    Triton: images per request, merged further by its dynamic batcher) and requests in
+    flight, and what they gave."""
 
     batch_size: int
     concurrency: int
     images_per_s: float
     mean_latency_ms: float
+    server: str = "torchserve"
+    cpu_ms_per_image: float | None = None  # the server's processes, all their cores
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -147,9 +160,15 @@ class Serving:
     batch_size: int
 
     @property
+    def best(self) -> ServingPoint:
+        """The fastest point at the pipeline's batch size."""
+        at_batch = [p for p in self.points if p.batch_size == self.batch_size]
+        return max(at_batch, key=lambda p: p.images_per_s)
+
+    @property
     def images_per_s(self) -> float:
         """The best point at the pipeline's batch size."""
-        return max(p.images_per_s for p in self.points if p.batch_size == self.batch_size)
+        return self.best.images_per_s
 
     def to_json(self) -> dict[str, Any]:
         """Its keys of results.json."""
@@ -233,6 +252,45 @@ class Streams:
 
 
 @dataclass(frozen=True)
+class TritonBench:
+    """Triton beside TorchServe in the same run: through the service's Open Inference Protocol
+    client (points: images per request x requests in flight), and the pipeline and the cached
+    path with a consumer talking to it."""
+
+    serving: Serving  # its points; batch_size: the images per request the pipeline sends
+    pipeline: StreamResult
+    cached: StreamResult
+
+    def to_json(self) -> dict[str, Any]:
+        """results.json's "triton" object."""
+        return {
+            "points": [p.to_json() for p in self.serving.points],
+            "batch_size": self.serving.batch_size,
+            "images_per_s": self.serving.images_per_s,
+            "pipeline": self.pipeline.to_json(),
+            "cached": self.cached.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TritonBench:
+        """From results.json's "triton" object."""
+        points = tuple(_flat(ServingPoint, p) for p in data["points"])
+        return cls(
+            Serving(points, int(data["batch_size"])),
+            _flat(StreamResult, data["pipeline"]),
+            _flat(StreamResult, data["cached"]),
+        )
+
+
+def outside_model(point: ServingPoint, model_cpu_ms: float | None) -> float | None:
+    """A server's CPU-ms per image beyond the model's own (decode, replies, protocol, its
+    frontend); None where either was not measured."""
+    if point.cpu_ms_per_image is None or model_cpu_ms is None:
+        return None
+    return round(point.cpu_ms_per_image - model_cpu_ms, 2)
+
+
+@dataclass(frozen=True)
 class BenchResults:
     """One `geoverdict bench` run."""
 
@@ -244,6 +302,7 @@ class BenchResults:
     serving: Serving
     streams: Streams
     seconds: float  # the whole run
+    triton: TritonBench | None = None  # absent in results made before Triton was measured
 
     @property
     def efficiency(self) -> float:
@@ -262,7 +321,41 @@ class BenchResults:
             **self.streams.to_json(),
             "efficiency": self.efficiency,
             "seconds": self.seconds,
+            **({"triton": self.triton.to_json(), "servers": self.servers()} if self.triton else {}),
         }
+
+    def servers(self) -> dict[str, Any]:
+        """TorchServe and Triton side by side, and the issue's ratios (derived, for readers)."""
+        if self.triton is None:
+            return {}
+        handler = self.in_process.handler_images_per_s
+        model_cpu = self.in_process.model_cpu_ms_per_image
+        runs = {
+            "torchserve": (self.serving, self.streams.pipeline, self.streams.cached),
+            "triton": (self.triton.serving, self.triton.pipeline, self.triton.cached),
+        }
+        rows: dict[str, Any] = {}
+        for name, (serving, pipeline, cached) in runs.items():
+            rows[name] = {
+                "images_per_s": serving.images_per_s,
+                "vs_handler": round(serving.images_per_s / handler, 3),
+                "server_cpu_ms_per_image": serving.best.cpu_ms_per_image,
+                "cpu_ms_outside_model_per_image": outside_model(serving.best, model_cpu),
+                "pipeline_events_per_s": pipeline.events_per_s,
+                "consumer_cpu_ms_cold": pipeline.cpu_s_per_1000,
+                "consumer_cpu_ms_cached": cached.cpu_s_per_1000,
+                "cached_events_per_s": cached.events_per_s,
+            }
+        ts_pipeline = self.streams.pipeline.events_per_s
+        rows["triton_pipeline_vs_torchserve"] = round(
+            self.triton.pipeline.events_per_s / max(ts_pipeline, 1e-9), 2
+        )
+        ts_out = outside_model(self.serving.best, model_cpu)
+        tr_out = outside_model(self.triton.serving.best, model_cpu)
+        rows["triton_outside_model_vs_torchserve"] = (
+            round(tr_out / ts_out, 3) if ts_out and tr_out is not None else None
+        )
+        return rows
 
     @classmethod
     def from_json(cls, data: Any, source: str = "this") -> BenchResults:
@@ -277,6 +370,7 @@ class BenchResults:
                 serving=Serving.from_json(data),
                 streams=Streams.from_json(data),
                 seconds=float(data["seconds"]),
+                triton=TritonBench.from_json(data["triton"]) if "triton" in data else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsError(f"{source} is not a `geoverdict bench` result: {exc!r}") from exc

@@ -1,5 +1,5 @@
-"""TorchServe directly, through the service's inference client: images/s and latency per request
-against in-flight concurrency and server-side batch size."""
+"""Each model server directly, through the service's own client: images/s, latency per request
+and the server's CPU per image, against requests in flight and batch size."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
+import psutil
+
 from geoverdict.bench.results import ServingPoint
+from geoverdict_service.model_servers.http import HttpModelServer
+from geoverdict_service.model_servers.open_inference import OpenInferenceClient
 from geoverdict_service.model_servers.tokens import TokenSource
 from geoverdict_service.model_servers.torchserve import TorchServeClient
 from geoverdict_stack.stack import Stack
 
 
 def register(stack: Stack, archive_name: str, name: str, batch_size: int, delay_ms: int) -> None:
-    """Register `archive_name` of the model store as `name` with this batch size (2 workers,
-    as the archive's model-config asks)."""
+    """Register `archive_name` of the model store with TorchServe as `name` with this batch
+    size (2 workers, as the archive's model-config asks)."""
     query = (
         f"url={archive_name}&model_name={name}&batch_size={batch_size}"
         f"&max_batch_delay={delay_ms}&initial_workers=2&synchronous=true"
@@ -40,26 +44,62 @@ def unregister(stack: Stack, name: str) -> None:
         resp.read()
 
 
-def measure(
-    stack: Stack, model: str, images: Sequence[bytes], batch_size: int, concurrency: int
-) -> ServingPoint:
-    """Send every image once with `concurrency` requests in flight."""
-    latencies: list[float] = []
-    client = TorchServeClient(
-        stack.torchserve.url("inference"), model, TokenSource(key_file=stack.torchserve_key_file),
-        concurrency=concurrency, observe=latencies.append,
+def client(stack: Stack, server: str, model: str, batch_size: int, concurrency: int,
+           observe: list[float] | None = None) -> HttpModelServer:  # fmt: skip
+    """The service's client of `server` on the stack: TorchServe (one image a request; its own
+    batching is the model's registration) or Triton (`batch_size` images a request)."""
+    seconds = observe.append if observe is not None else None
+    if server == "torchserve":
+        tokens = TokenSource(key_file=stack.torchserve_key_file)
+        return TorchServeClient(stack.torchserve.url("inference"), model, tokens,
+                                concurrency=concurrency, observe=seconds)  # fmt: skip
+    tokens = TokenSource(key_file=stack.triton.inference_key_file)
+    return OpenInferenceClient(
+        stack.triton.url(), model, tokens, batch_size=batch_size, concurrency=concurrency,
+        auth_header="authorization", observe=seconds,
     )  # fmt: skip
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU seconds the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def measure(
+    stack: Stack,
+    server: str,
+    model: str,
+    images: Sequence[bytes],
+    batch_size: int,
+    concurrency: int,
+) -> ServingPoint:
+    """Send every image once with `concurrency` requests in flight; the server's processes'
+    CPU is read before and after."""
+    latencies: list[float] = []
+    served = client(stack, server, model, batch_size, concurrency, latencies)
     try:
-        client.predict_many(images[: max(concurrency, 8)])  # warm-up: connections, worker caches
+        served.predict_many(images[: max(concurrency * batch_size, 8)])  # warm-up
         latencies.clear()
+        pids = stack.pids(server)
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
-        client.predict_many(images)
+        served.predict_many(images)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds(pids) - cpu_before
     finally:
-        client.close()
+        served.close()
     return ServingPoint(
         batch_size=batch_size,
         concurrency=concurrency,
         images_per_s=round(len(images) / seconds, 2),
         mean_latency_ms=round(statistics.fmean(latencies) * 1000, 1) if latencies else 0.0,
+        server=server,
+        cpu_ms_per_image=round(cpu / len(images) * 1000, 2),
     )

@@ -82,17 +82,31 @@ def measure(
     )
 
 
+def server_environment(stack: Stack, server: str, model: str) -> dict[str, str]:
+    """The consumer's settings for one of the stack's model servers."""
+    prefix = f"GEOVERDICT_{server.upper()}_"
+    if server == "triton":
+        url, key_file = stack.triton.url(), stack.triton.inference_key_file
+    else:
+        url, key_file = stack.torchserve.url("inference"), stack.torchserve_key_file
+    return {
+        "GEOVERDICT_MODEL_SERVER": server,
+        f"{prefix}URL": url,
+        f"{prefix}KEY_FILE": str(key_file),
+        f"{prefix}MODEL_NAME": model,
+    }
+
+
 def consumer_process(
-    stack: Stack, topics: Topics, model: str, extra_env: dict[str, str]
+    stack: Stack, topics: Topics, server: str, model: str, extra_env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    """`geoverdict consume` as its own process (so its CPU and memory can be measured)."""
+    """`geoverdict consume` as its own process (so its CPU and memory can be measured),
+    talking to `server` (torchserve or triton)."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("GEOVERDICT_")},
         "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "GEOVERDICT_REDIS_URL": stack.redis_url,
-        "GEOVERDICT_TORCHSERVE_URL": stack.torchserve.url("inference"),
-        "GEOVERDICT_TORCHSERVE_KEY_FILE": str(stack.torchserve_key_file),
-        "GEOVERDICT_TORCHSERVE_MODEL_NAME": model,
+        **server_environment(stack, server, model),
         "GEOVERDICT_KAFKA_INPUT_TOPIC": topics.input,
         "GEOVERDICT_KAFKA_VERDICT_TOPIC": topics.verdicts,
         "GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC": topics.dead,

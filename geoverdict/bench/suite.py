@@ -2,7 +2,9 @@
 docs/benchmarks.md and a plot.
 
 raw → handler → torchserve → pipeline → cached → naive: each stage adds one layer around the
-model, so their ratios show where throughput goes. Partitioning speed is measured too.
+model, so their ratios show where throughput goes. Triton is measured beside TorchServe in the
+same run (through-server points with each server's CPU per image, the pipeline and the cached
+path with a consumer talking to it). Partitioning speed is measured too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from geoverdict.bench.results import (
     Serving,
     StreamResult,
     Streams,
+    TritonBench,
 )
 from geoverdict_common.paths import project_dir, runs_dir, shared_data_dir
 
@@ -43,6 +46,11 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = (1, 4, 8, 16)
     concurrencies: tuple[int, ...] = (1, 8, 16, 32, 48)
     consumer_concurrency: int = 32
+    # Triton: images per request for the pipeline, requests in flight to sweep, other batches
+    triton_batch_size: int = 8
+    triton_concurrencies: tuple[int, ...] = (1, 2, 4, 8)
+    triton_batch_sizes: tuple[int, ...] = (1, 4, 16)
+    triton_consumer_concurrency: int = 4
     naive_events: int = 150
     cached_repeats: int = 5
     cached_paced_share: float = 0.5  # paced latency run at this share of the burst throughput
@@ -89,7 +97,7 @@ def run(options: BenchOptions) -> BenchResults:
     """Run every stage, write the results (report.py) and return them."""
     from geoverdict.bench import inprocess, partitioning, report  # noqa: PLC0415
     from geoverdict.demo.archive import find_archive  # noqa: PLC0415
-    from geoverdict_stack.stack import Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
+    from geoverdict_stack.stack import SERVICES, Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
 
     archive = find_archive(options.model)
     started = time.monotonic()
@@ -104,19 +112,22 @@ def run(options: BenchOptions) -> BenchResults:
     print(f"raw: {raw} images/s by batch size", flush=True)
     handler = inprocess.handler_throughput(archive, photos, options.batch_size)
     print(f"handler: {handler} images/s", flush=True)
+    model_cpu = inprocess.model_cpu_ms_per_image(archive, photos, options.triton_batch_size)
+    print(f"model alone: {model_cpu} CPU-ms per image (1 thread)", flush=True)
 
     config = StackConfig.with_free_ports(
         run_dir=runs_dir() / "bench", model_store=archive.parent,
-        models=(f"{MODEL_NAME}={archive.name}",), enable_model_api=True,
+        models=(f"{MODEL_NAME}={archive.name}",), enable_model_api=True, services=SERVICES,
     )  # fmt: skip
     with sigterm_as_exit(), Stack(config) as stack:
         served = _serving(stack, archive, photos, options)
         streams = _streams(stack, photos, options)
+        triton = _triton(stack, photos, options)
 
     results = BenchResults(
         machine=machine, model=archive.name, settings=options.to_json(), partitioning=part,
-        in_process=InProcess(raw, handler), serving=served, streams=streams,
-        seconds=round(time.monotonic() - started, 1),
+        in_process=InProcess(raw, handler, model_cpu), serving=served, streams=streams,
+        seconds=round(time.monotonic() - started, 1), triton=triton,
     )  # fmt: skip
     report.write(results, options.out, options.docs)
     return results
@@ -129,7 +140,11 @@ def _serving(stack: Stack, archive: Path, photos: list[bytes], options: BenchOpt
 
     points = []
     for concurrency in options.concurrencies:
-        points.append(serving.measure(stack, MODEL_NAME, photos, options.batch_size, concurrency))
+        points.append(
+            serving.measure(
+                stack, "torchserve", MODEL_NAME, photos, options.batch_size, concurrency
+            )
+        )
         print(f"torchserve {points[-1]}", flush=True)
     for size in options.batch_sizes:
         if size == options.batch_size:
@@ -137,7 +152,9 @@ def _serving(stack: Stack, archive: Path, photos: list[bytes], options: BenchOpt
         name = f"{MODEL_NAME}-b{size}"
         serving.register(stack, archive.name, name, size, delay_ms=20)
         try:
-            points.append(serving.measure(stack, name, photos, size, max(4 * size, 8)))
+            points.append(
+                serving.measure(stack, "torchserve", name, photos, size, max(4 * size, 8))
+            )
         finally:
             serving.unregister(stack, name)
         print(f"torchserve {points[-1]}", flush=True)
@@ -153,7 +170,9 @@ def _streams(stack: Stack, photos: list[bytes], options: BenchOptions) -> Stream
     kafka = load_kafka_settings(bootstrap_servers=stack.kafka_bootstrap)
     producer = make_producer(kafka, acks="all", linger_ms=5)
     try:
-        pipeline, cached, cached_paced = _pipeline_runs(stack, kafka, producer, photos, options)
+        pipeline, cached, cached_paced = _pipeline_runs(
+            stack, kafka, producer, photos, options, "torchserve", options.consumer_concurrency
+        )
         naive = _naive_run(stack, kafka, producer, photos[: options.naive_events])
     finally:
         producer.close()
@@ -166,22 +185,25 @@ def _pipeline_runs(
     producer: KafkaProducer,
     photos: list[bytes],
     options: BenchOptions,
+    server: str,
+    concurrency: int,
 ) -> tuple[StreamResult, StreamResult, StreamResult]:
-    """`geoverdict consume` as its own process: warmed up, then the photos cold, the same photos
-    `cached_repeats` times, and paced at `cached_paced_share` of the cached throughput."""
+    """`geoverdict consume` as its own process, talking to `server`: warmed up, then the photos
+    cold, the same photos `cached_repeats` times, and paced at `cached_paced_share` of the
+    cached throughput."""
     from geoverdict.bench import streams  # noqa: PLC0415
     from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
 
     topics = streams.Topics(stack)
     collector = VerdictCollector.from_settings(kafka, topics.verdicts)
     consumer = streams.consumer_process(
-        stack, topics, MODEL_NAME,
-        {"GEOVERDICT_TORCHSERVE_CONCURRENCY": str(options.consumer_concurrency)},
+        stack, topics, server, MODEL_NAME,
+        {f"GEOVERDICT_{server.upper()}_CONCURRENCY": str(concurrency)},
     )  # fmt: skip
 
     def measure(label: str, images: list[bytes], **kwargs: Any) -> StreamResult:
         result = streams.measure(label, producer, collector, topics.input, images, **kwargs)
-        print(f"{label}: {result}", flush=True)
+        print(f"{server} {label}: {result}", flush=True)
         return result
 
     try:
@@ -215,3 +237,41 @@ def _naive_run(
         streams.stop(naive)
         collector.close()
     return result
+
+
+def _triton(stack: Stack, photos: list[bytes], options: BenchOptions) -> TritonBench:
+    """Triton through the service's client (images per request x requests in flight), then
+    the pipeline and the cached path with a consumer talking to it. Other photos than
+    TorchServe's pipeline used are not needed: the pipeline's cache is keyed by model version,
+    so Triton's cold run flushes Redis first."""
+    from geoverdict.bench import serving  # noqa: PLC0415
+    from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
+    from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
+
+    points = []
+    sweep = [(options.triton_batch_size, c) for c in options.triton_concurrencies]
+    sweep += [(b, 4) for b in options.triton_batch_sizes if b != options.triton_batch_size]
+    for batch, concurrency in sweep:
+        points.append(serving.measure(stack, "triton", MODEL_NAME, photos, batch, concurrency))
+        print(f"triton {points[-1]}", flush=True)
+    _flush_cache(stack)
+    kafka = load_kafka_settings(bootstrap_servers=stack.kafka_bootstrap)
+    producer = make_producer(kafka, acks="all", linger_ms=5)
+    try:
+        pipeline, cached, _ = _pipeline_runs(
+            stack, kafka, producer, photos, options, "triton", options.triton_consumer_concurrency
+        )
+    finally:
+        producer.close()
+    return TritonBench(Serving(tuple(points), options.triton_batch_size), pipeline, cached)
+
+
+def _flush_cache(stack: Stack) -> None:
+    """Empty the stack's Redis: a cold run must not find the other server's predictions."""
+    import redis  # noqa: PLC0415
+
+    admin = redis.Redis.from_url(stack.redis.url_for("admin"))
+    try:
+        admin.flushall()
+    finally:
+        admin.close()

@@ -31,6 +31,7 @@ def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> 
         [sys.executable, "-m", "geoverdict", "bench", "--events", "24", "--naive-events", "8",
          "--batch-sizes", "1", "4", "--batch-size", "4", "--concurrency", "1", "4",
          "--cached-repeats", "2", "--partition-points", "20000",
+         "--triton-concurrency", "2", "--triton-batch-size", "4", "--triton-batch-sizes",
          "--out", str(tmp_path / "out"), "--docs", str(docs)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -44,3 +45,11 @@ def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> 
     assert (tmp_path / "out" / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = docs.read_text()
     assert "prose that must stay" in text and "| pipeline:" in text and "efficiency" in text
+    # Triton beside TorchServe, with each server's CPU per image outside the model
+    servers = results["servers"]
+    for name in ("torchserve", "triton"):
+        assert servers[name]["images_per_s"] > 0
+        assert servers[name]["server_cpu_ms_per_image"] > 0
+        assert servers[name]["consumer_cpu_ms_cold"] > 0
+    assert results["triton"]["pipeline"]["verdicts"] == results["triton"]["pipeline"]["events"]
+    assert "| | TorchServe | Triton |" in text
