@@ -7,7 +7,6 @@ Only predictions are cached (never image bytes), each with a TTL.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+import orjson
 import redis
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ class PredictionCache:
         out: list[dict[str, Any] | None] = []
         for value in raw:
             try:
-                out.append(json.loads(value) if value is not None else None)
-            except ValueError:
+                out.append(orjson.loads(value) if value is not None else None)
+            except orjson.JSONDecodeError:
                 out.append(None)  # a corrupt entry is a miss; the next set overwrites it
         return out
 
@@ -90,7 +90,7 @@ class PredictionCache:
         try:
             pipe = client.pipeline(transaction=False)
             for key, prediction in items.items():
-                pipe.set(key, json.dumps(prediction, separators=(",", ":")), ex=self.ttl_s)
+                pipe.set(key, orjson.dumps(prediction), ex=self.ttl_s)
             pipe.execute()
         except redis.RedisError as exc:
             self._failed("set", exc)

@@ -15,7 +15,6 @@ runs them, in `process()`, in the order a record meets them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -24,12 +23,14 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+import orjson
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
+from geoverdict_common.contract_types import Location
 from geoverdict_service.backoff import Backoff
-from geoverdict_service.cache import PredictionCache
+from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
 from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
 from geoverdict_service.fetch import FetchPolicy, fetch_image
 from geoverdict_service.geo import PlaceNames
@@ -46,7 +47,7 @@ from geoverdict_service.pipeline.pause import Pauser
 from geoverdict_service.pipeline.predictions import Predictions
 from geoverdict_service.settings import ServiceSettings
 from geoverdict_service.shutdown import GracefulShutdown
-from geoverdict_service.verdicts import build_verdict
+from geoverdict_service.verdicts import build_verdict, location_of
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class VerdictService:
             fetch or partial(fetch_image, policy=fetch_policy), fetch_wait_s(fetch_policy), metrics
         )
         self.lookup = Lookup(cache, metrics, settings.cache_local_entries)
+        self._locations: RecentPredictions[Location] = RecentPredictions(
+            settings.cache_local_entries
+        )
         self.predictions = Predictions(inference, metrics, settings.min_precision_km)
         self.delivery = Delivery(producer, metrics, settings)
         self.checkpoint = Checkpoint(consumer)
@@ -298,12 +302,19 @@ class VerdictService:
     def _build_verdict(self, item: Item) -> None:
         if item.event is None or item.prediction is None:
             raise ServiceError("verdict without an event and a prediction")  # a bug, not input
+        # A photo answered again has the same location: kept, as its checked prediction is.
+        key = cache_key(item.prediction["model_version"], item.sha256)
+        location = self._locations.get(key)
+        if location is None:
+            location = location_of(item.prediction, self.policy, self.places)
+            self._locations.put(key, location)
         item.verdict = build_verdict(
             item.event, item.prediction, self.policy, self.places,
             cache_hit=item.cache_hit, image_sha256=item.sha256, timings_ms=item.timings_ms,
+            location=location,
         )  # fmt: skip
         item.key = item.event.id.encode()
-        item.payload = json.dumps(item.verdict, separators=(",", ":")).encode()
+        item.payload = orjson.dumps(item.verdict)
 
     def _update_lag(self) -> None:
         for tp in self.consumer.assignment():

@@ -43,18 +43,22 @@ def masses_within(
     the cells for every limit (a calibrated reply lists most of them)."""
     if not cells:
         return [0.0] * len(limits_km)
-    p = np.array([c["probability"] for c in cells], dtype=np.float64)  # (n,)
-    points = np.array([(c["lat"], c["lon"]) for c in cells], dtype=np.float64)  # (n, 2)
-    radius = np.array([cell_radius_km(c) for c in cells], dtype=np.float64)  # (n,)
-    distance = haversine_km(lat, lon, points[:, 0], points[:, 1])  # (n,)
-    masses = []
-    for limit in limits_km:
-        # The share of each cell, taken as a disc of its radius around its point, that lies
-        # within the limit: 1 inside, 0 outside, linear across (a point cell: all or nothing).
-        wide = np.clip((limit - (distance - radius)) / np.maximum(2 * radius, 1e-12), 0.0, 1.0)
-        share = np.where(radius > 0, wide, (distance <= limit).astype(np.float64))
-        masses.append(float(np.dot(p, share)))
-    return masses
+    # (n, 5): probability, lat, lon, radius (NaN where the reply has none), level
+    rows = np.array(
+        [(c["probability"], c["lat"], c["lon"], c.get("radius_km"), c["level"]) for c in cells],
+        dtype=np.float64,
+    )
+    p, radius = rows[:, 0], rows[:, 3]
+    missing = np.isnan(radius)
+    if missing.any():  # replies of archives made before radius_km: the widest a cell can be
+        radius[missing] = S2_MAX_DIAG_KM / 2.0 ** rows[missing, 4]
+    distance = haversine_km(lat, lon, rows[:, 1], rows[:, 2])  # (n,)
+    limits = np.asarray(limits_km, dtype=np.float64)[:, None]  # (k, 1)
+    # The share of each cell, taken as a disc of its radius around its point, that lies within
+    # each limit: 1 inside, 0 outside, linear across (a point cell: all or nothing). (k, n)
+    wide = np.clip((limits - (distance - radius)) / np.maximum(2 * radius, 1e-12), 0.0, 1.0)
+    share = np.where(radius > 0, wide, distance <= limits)
+    return [float(m) for m in share @ p]
 
 
 def coarsen(lat: float, lon: float, precision_km: float) -> tuple[float, float]:

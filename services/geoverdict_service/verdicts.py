@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from geoverdict_common.contract_types import BestGuess, Cell, Consistency, Prediction, Verdict
+from geoverdict_common.contract_types import (
+    BestGuess,
+    Cell,
+    Consistency,
+    Location,
+    Prediction,
+    Verdict,
+)
 from geoverdict_common.distances import haversine_km
 from geoverdict_service.events import Claim, ImageEvent
 from geoverdict_service.geo import (
@@ -112,6 +119,30 @@ def _floor_cell(cell: Cell, precision_km: float) -> Cell:
     return out
 
 
+def location_of(
+    prediction: Prediction, policy: VerdictPolicy, places: PlaceNames | None
+) -> Location:
+    """A verdict's `location`: what the prediction says of where, no finer than the floor. It
+    depends on the prediction and the policy alone, so a consumer may keep it for a photo it
+    answers again (the cached path)."""
+    floor = policy.min_precision_km
+    # The reported point stands for the whole best cell: a photo taken anywhere in it can lie
+    # this far away. Never less than the floor, never 0 km for a cell wider than a point.
+    precision = max(floor, cell_radius_km(prediction["best_guess"]) + _snap_km(floor))
+    confidence = prediction["confidence"].copy()
+    for key in ("radius_50_km", "radius_90_km"):
+        confidence[key] = round(max(confidence[key] + _snap_km(floor), precision), 3)
+    best_cell = _floor_cell(prediction["best_guess"], floor)
+    place = places.lookup(best_cell["lat"], best_cell["lon"]) if places else None
+    return {
+        "cells": [_floor_cell(c, floor) for c in prediction["cells"][: policy.top_k]],
+        "best_guess": BestGuess(**best_cell, place=place),
+        "confidence": confidence,
+        "precision_km": round(precision, 3),
+        "precision_floor_km": floor,
+    }
+
+
 def build_verdict(
     event: ImageEvent,
     prediction: Prediction,
@@ -121,8 +152,10 @@ def build_verdict(
     cache_hit: bool,
     image_sha256: str,
     timings_ms: dict[str, Any],
+    location: Location | None = None,
 ) -> Verdict:
-    """The verdict for one event (valid against schemas/verdict.schema.json)."""
+    """The verdict for one event (valid against schemas/verdict.schema.json); `location`:
+    location_of(prediction, policy, places) when the caller kept it."""
     floor = policy.min_precision_km
     claims: list[Claim] = [event.claim] if event.claim else []
     exif = prediction.get("exif_location")
@@ -134,16 +167,6 @@ def build_verdict(
     checks = [consistency(prediction, coarse_claim(c, floor), policy) for c in claims]
     for check in checks:
         check["distance_km"] = floor_distance(check["distance_km"], floor)
-
-    # The reported point stands for the whole best cell: a photo taken anywhere in it can lie
-    # this far away. Never less than the floor, never 0 km for a cell wider than a point.
-    precision = max(floor, cell_radius_km(prediction["best_guess"]) + _snap_km(floor))
-    confidence = prediction["confidence"].copy()
-    for key in ("radius_50_km", "radius_90_km"):
-        confidence[key] = round(max(confidence[key] + _snap_km(floor), precision), 3)
-    best_cell = _floor_cell(prediction["best_guess"], floor)
-    place = places.lookup(best_cell["lat"], best_cell["lon"]) if places else None
-    best = BestGuess(**best_cell, place=place)
     return {
         "id": event.id,
         "post_id": event.post_id,
@@ -151,13 +174,7 @@ def build_verdict(
         "model_version": prediction["model_version"],
         "produced_at": datetime.now(UTC).isoformat(),
         "image_sha256": image_sha256,
-        "location": {
-            "cells": [_floor_cell(c, floor) for c in prediction["cells"][: policy.top_k]],
-            "best_guess": best,
-            "confidence": confidence,
-            "precision_km": round(precision, 3),
-            "precision_floor_km": floor,
-        },
+        "location": location or location_of(prediction, policy, places),
         "scene": prediction["scene"],
         "consistency": checks,
         "cache_hit": cache_hit,

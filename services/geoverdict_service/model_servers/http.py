@@ -10,7 +10,6 @@ InferenceUnavailableError, which the consumer answers by pausing, not by dead-le
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import threading
 import time
@@ -18,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from geoverdict_service.backoff import delay
 from geoverdict_service.exceptions import BadImageError, ConfigError, InferenceUnavailableError
@@ -31,8 +32,8 @@ Reply = dict[str, Any]  # one model reply: contract.checked_prediction makes it 
 def parse_reply(body: bytes | str, server: str) -> Reply:
     """One image's reply (prediction.schema.json); its error reply raises BadImageError."""
     try:
-        reply = json.loads(body)
-    except ValueError as exc:
+        reply = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise InferenceUnavailableError(f"{server} sent invalid JSON: {exc}") from exc
     if not isinstance(reply, dict):
         raise InferenceUnavailableError(f"{server} sent {type(reply).__name__}, not an object")
