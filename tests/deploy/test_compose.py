@@ -1,69 +1,55 @@
 """docker-compose.yml (and its overrides) is valid Compose and secure by default, checked
-without an engine: what it publishes, what each container may do, where secrets come from."""
+without an engine: what it publishes, what each container may do, where secrets come from, and
+that the Triton variant replaces TorchServe for the consumer."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
-import subprocess
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.deploy.compose import (
+    COMPOSE,
+    ENV_EXAMPLE,
+    GPU,
+    SECURE,
+    TEST_SECRETS,
+    TRITON,
+    TRITON_GPU,
+    TRITON_SECURE,
+    active,
+    config,
+    environment,
+    merged,
+)
 from tests.repo import REPO_ROOT
 
-COMPOSE = REPO_ROOT / "docker-compose.yml"
-GPU = REPO_ROOT / "docker-compose.gpu.yml"
-SECURE = REPO_ROOT / "docker-compose.secure.yml"
-ENV_EXAMPLE = REPO_ROOT / ".env.example"
-# A deployment's .env: the passwords docker compose refuses to start without.
-TEST_SECRETS = {
-    "REDIS_PASSWORD": "ab" * 16,
-    "REDIS_EXPORTER_PASSWORD": "cd" * 16,
-    "GRAFANA_ADMIN_PASSWORD": "ef" * 12,
-    "KAFKA_ADMIN_PASSWORD": "a1" * 16,
-    "KAFKA_CONSUMER_PASSWORD": "b2" * 16,
-    "KAFKA_CLIENT_PASSWORD": "c3" * 16,
-}
 # Built here from a base image whose digest could not be checked (docs/security.md).
-BUILT = {"torchserve", "consumer"}
-
-
-def _compose() -> list[str]:
-    docker = shutil.which("docker")
-    if (
-        docker
-        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
-    ):
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        return [legacy]
-    pytest.skip("neither `docker compose` nor docker-compose is installed (.ci/run installs it)")
-
-
-def _config(files: list[Path], secrets: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cmd = [*_compose(), "--env-file", str(ENV_EXAMPLE)]
-    for path in files:
-        cmd += ["-f", str(path)]
-    env = {k: v for k, v in os.environ.items() if k not in TEST_SECRETS} | secrets
-    return subprocess.run(
-        [*cmd, "config", "-q"], capture_output=True, text=True, cwd=REPO_ROOT, env=env
-    )
+BUILT = {"torchserve", "consumer", "triton", "consumer-triton"}
+VARIANTS = {
+    "cpu": [COMPOSE],
+    "gpu": [COMPOSE, GPU],
+    "secure": [COMPOSE, SECURE],
+    "triton": [COMPOSE, TRITON],
+    "triton-gpu": [COMPOSE, TRITON, TRITON_GPU],
+    "triton-secure": [COMPOSE, SECURE, TRITON, TRITON_SECURE],
+}
+SERVER_PREFIXES = ("GEOVERDICT_TORCHSERVE_", "GEOVERDICT_TRITON_", "GEOVERDICT_MODEL_SERVER")
 
 
 def services() -> dict[str, Any]:
     return dict(yaml.safe_load(COMPOSE.read_text())["services"])
 
 
-@pytest.mark.parametrize(
-    "files", [[COMPOSE], [COMPOSE, GPU], [COMPOSE, SECURE]], ids=["cpu", "gpu", "secure"]
-)
+@pytest.mark.parametrize("files", list(VARIANTS.values()), ids=list(VARIANTS))
 def test_compose_config_validates(files: list[Path]) -> None:
-    result = _config(files, TEST_SECRETS)
+    result = config(files, TEST_SECRETS, "-q")
     assert result.returncode == 0, result.stderr
 
 
@@ -74,7 +60,7 @@ def test_compose_refuses_to_start_without_the_passwords() -> None:
         if line and not line.startswith("#")
     )  # fmt: skip
     assert all(example[name] == "" for name in TEST_SECRETS)
-    result = _config([COMPOSE], {})
+    result = config([COMPOSE], {}, "-q")
     assert result.returncode != 0
     assert "REDIS_PASSWORD" in result.stderr or "GRAFANA_ADMIN_PASSWORD" in result.stderr
 
@@ -95,15 +81,17 @@ def test_compose_is_scalable_and_keeps_no_secrets() -> None:
     assert "container_name" not in consumer and "ports" not in consumer
     assert consumer["depends_on"]["torchserve"]["condition"] == "service_healthy"
     assert consumer["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
-    for name, service in found.items():
+    overrides = [yaml.safe_load(p.read_text())["services"] for p in (SECURE, TRITON, TRITON_SECURE)]
+    for name, service in [item for s in (found, *overrides) for item in s.items()]:
         for key, value in (service.get("environment") or {}).items():
             if any(word in key.upper() for word in ("PASSWORD", "TOKEN", "SECRET")):
                 assert str(value).startswith("${"), f"{name}.{key} must come from .env"
             assert "change-me" not in str(value)
 
 
-def test_only_this_host_can_reach_what_is_published() -> None:
-    for name, service in services().items():
+@pytest.mark.parametrize("path", [COMPOSE, TRITON], ids=["compose", "triton"])
+def test_only_this_host_can_reach_what_is_published(path: Path) -> None:
+    for name, service in yaml.safe_load(path.read_text())["services"].items():
         for port in service.get("ports", []):
             # HOST:PUBLISHED:TARGET, HOST a literal or ${VARIABLE:-default}
             bind = re.match(r"(\$\{\w+:-([^}]*)\}|[^:]+):", str(port))
@@ -113,7 +101,10 @@ def test_only_this_host_can_reach_what_is_published() -> None:
 
 
 def test_every_container_is_hardened_and_limited() -> None:
-    for name, service in services().items():
+    triton = yaml.safe_load(TRITON.read_text())["services"]
+    added = {name: s for name, s in triton.items() if name not in services()}
+    assert set(added) == {"triton", "consumer-triton"}
+    for name, service in (services() | added).items():
         assert service.get("cap_drop") == ["ALL"], name
         assert "no-new-privileges:true" in service.get("security_opt", []), name
         limits = service["deploy"]["resources"]["limits"]
@@ -212,3 +203,99 @@ def test_torchserve_loads_models_from_its_store_only() -> None:
     store = Path("/srv/store")
     local = TorchServeServer(Path("/nonexistent"), 1, 2, 3, store).properties()
     assert local["allowed_urls"] == f"file://{store.resolve()}/.*"  # the same rule, its store
+
+
+# -- Triton in TorchServe's place (docker-compose.triton.yml) -------------------------------------
+def consumers(services: dict[str, Any]) -> dict[str, Any]:
+    """The services that run `geoverdict consume` (the consumer image)."""
+    return {n: s for n, s in services.items() if s["image"].startswith("geoverdict/consumer:")}
+
+
+def dockerfile_instruction(path: Path, name: str) -> list[str]:
+    """A Dockerfile's exec-form instruction (ENTRYPOINT, CMD) as a list."""
+    text = path.read_text().replace("\\\n", " ")
+    (line,) = [line for line in text.splitlines() if line.startswith(f"{name} [")]
+    return list(json.loads(line.removeprefix(name)))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_variant_runs_one_model_server_and_its_consumers_accept_their_settings(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geoverdict_service.settings import ENV_PREFIX, load_service_settings
+
+    found = active(merged(VARIANTS[name]))
+    server = "triton" if name.startswith("triton") else "torchserve"
+    other = {"triton": "torchserve", "torchserve": "triton"}[server]
+    assert server in found and other not in found, sorted(found)
+    (consumer,) = consumers(found).values()
+    env = environment(consumer)
+    assert not [key for key in env if key.startswith(f"GEOVERDICT_{other.upper()}_")]
+    assert env.get("GEOVERDICT_MODEL_SERVER", "torchserve") == server
+    assert consumer["depends_on"][server]["condition"] == "service_healthy"
+    # The consumer would start on it: one model server's settings, none of the other's.
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_service_settings()
+    assert settings.model_server == server
+    assert settings.server.url == f"http://{server}:{8000 if server == 'triton' else 8080}"
+
+
+@pytest.mark.parametrize("name", ["triton", "triton-secure"])
+def test_the_triton_consumer_is_the_consumer_but_for_its_model_server(name: str) -> None:
+    services = merged(VARIANTS[name])
+    base, triton = services["consumer"], services["consumer-triton"]
+    own = {"depends_on", "environment", "volumes", "networks", "profiles"}
+    assert {k: v for k, v in base.items() if k not in own} == {
+        k: v for k, v in triton.items() if k not in own
+    }
+
+    def shared(service: dict[str, Any]) -> dict[str, str]:
+        return {k: v for k, v in environment(service).items() if not k.startswith(SERVER_PREFIXES)}
+
+    assert shared(base) == shared(triton)
+    assert set(base["depends_on"]) - {"torchserve"} == set(triton["depends_on"]) - {"triton"}
+    # Prometheus' consumer job and `docker compose exec consumer` find it by that name.
+    assert triton["networks"]["default"]["aliases"] == ["consumer"]
+
+
+def test_triton_reads_its_secret_from_the_volume_the_consumer_mounts_read_only() -> None:
+    services = yaml.safe_load(TRITON.read_text())["services"]
+    triton, consumer = services["triton"], services["consumer-triton"]
+    command = triton["command"]
+    assert "entrypoint" not in triton  # the image's: deploy/triton/entrypoint.sh
+    # No secret here: the entrypoint adds the restriction with the key file's secret.
+    assert not [arg for arg in command if "restricted" in arg or "Bearer" in arg]
+    key_file = Path(command[command.index("--inference-key") + 1])
+    (volume,) = [v for v in triton["volumes"] if v.endswith(f":{key_file.parent}")]
+    name = volume.split(":", 1)[0]
+    assert consumer["volumes"] == [f"{name}:/keys:ro"]
+    assert consumer["environment"]["GEOVERDICT_TRITON_KEY_FILE"] == f"/keys/{key_file.name}"
+    assert not [k for k in consumer["environment"] if "TOKEN" in k]
+    # The repository is written at each start on a tmpfs; the root filesystem stays read-only.
+    assert command[command.index("--repository") + 1] in triton["tmpfs"]
+    assert triton["read_only"] is True
+    # The image's own defaults are the same arguments (`docker run` without compose).
+    dockerfile = REPO_ROOT / "deploy" / "triton" / "Dockerfile"
+    assert dockerfile_instruction(dockerfile, "ENTRYPOINT") == ["/opt/geoverdict/entrypoint.sh"]
+    assert dockerfile_instruction(dockerfile, "CMD") == command
+    healthcheck = shlex.join(triton["healthcheck"]["test"])
+    assert "/v2/health/ready" in healthcheck and "Bearer" not in healthcheck
+
+
+def test_prometheus_scrapes_the_model_server_of_each_variant() -> None:
+    jobs = {
+        job["job_name"]: job
+        for job in yaml.safe_load(
+            (REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+        )["scrape_configs"]
+    }
+    command = yaml.safe_load(TRITON.read_text())["services"]["triton"]["command"]
+    metrics_port = int(command[command.index("--metrics-port") + 1])
+    for job, port in (("torchserve", 8082), ("triton", metrics_port)):
+        # By DNS: the variant's other model server is no target at all, not a target down.
+        (sd,) = jobs[job]["dns_sd_configs"]
+        assert (sd["names"], sd["port"]) == ([job], port)
+    assert jobs["geoverdict-consumer"]["dns_sd_configs"][0]["names"] == ["consumer"]

@@ -1,5 +1,6 @@
 """Every series that a dashboard panel or an alert rule reads really exists: a real Prometheus
-scrapes the real consumer, TorchServe and Redis exporter while events flow (integration)."""
+scrapes the real consumer, TorchServe, Triton and Redis exporter while events flow
+(integration)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def prometheus(
         targets = {
             "geoverdict-consumer": f"127.0.0.1:{service.health_port}",
             "torchserve": stack.torchserve.url("metrics").removeprefix("http://"),
+            "triton": stack.triton.url("metrics").removeprefix("http://"),
             "redis": f"127.0.0.1:{exporter_port}",
             "prometheus": f"127.0.0.1:{prom_port}",
         }
@@ -136,7 +138,10 @@ def test_all_scrape_targets_are_up(prometheus: str) -> None:
     query = urllib.parse.urlencode({"query": "up"})
     _, body = _get(f"{prometheus}/api/v1/query?{query}")
     up = {r["metric"]["job"]: r["value"][1] for r in json.loads(body)["data"]["result"]}
-    assert up == {"geoverdict-consumer": "1", "torchserve": "1", "redis": "1", "prometheus": "1"}
+    assert up == {
+        "geoverdict-consumer": "1", "torchserve": "1", "triton": "1", "redis": "1",
+        "prometheus": "1",
+    }  # fmt: skip
 
 
 def test_promtool_check_metrics_accepts_the_consumer_output(prometheus: str, stack: Stack) -> None:
