@@ -17,11 +17,12 @@ from tests.repo import REPO_ROOT
 CHART = REPO_ROOT / "deploy" / "helm" / "geoverdict"
 INSTALL = REPO_ROOT / "deploy" / "helm" / "install-helm.sh"
 GO_MISSING = 3  # install-helm.sh's status when Helm is not built and Go is absent
-# The three variants `make test` renders: values files in the chart (none: the defaults).
+# The variants `make test` renders: values files in the chart (none: the defaults).
 VARIANTS = {
     "default": (),
     "gpu": (CHART / "ci" / "gpu-values.yaml",),
     "keda": (CHART / "ci" / "keda-values.yaml",),
+    "triton": (CHART / "ci" / "triton-values.yaml",),
 }
 
 
@@ -72,3 +73,9 @@ def find(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any
     if len(found) != 1:
         raise LookupError(f"{len(found)} {kind} manifests for {component}")
     return found[0]
+
+
+def container(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    """The first container of a component's Deployment (the consumer, the model server)."""
+    spec = find(docs, "Deployment", component)["spec"]["template"]["spec"]
+    return dict(spec["containers"][0])

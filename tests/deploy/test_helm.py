@@ -1,5 +1,5 @@
 """The Helm chart (deploy/helm/geoverdict), checked without a cluster: `helm lint`, then
-`helm template` of its three variants (defaults, GPU, KEDA) validated against Kubernetes'
+`helm template` of its variants (defaults, GPU, KEDA, Triton) validated against Kubernetes'
 schemas and the CRDs in schemas/, and what an operator relies on in the rendered manifests."""
 
 from __future__ import annotations
@@ -19,18 +19,25 @@ from geoverdict_service.settings import (
     KafkaSettings,
     ServiceSettings,
     TorchServeSettings,
+    TritonSettings,
     load_service_settings,
 )
+from tests.deploy.compose import TRITON
 from tests.deploy.helm import CHART, VARIANTS, find, helm, render, template_args
+from tests.deploy.helm import container as first_container
 from tests.deploy.manifests import problems
 from tests.repo import REPO_ROOT
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "kafka": KafkaSettings,
     "torchserve": TorchServeSettings,
+    "triton": TritonSettings,
     "consumer": ServiceSettings,
 }
-PREFIXES = {"kafka": "KAFKA_", "torchserve": "TORCHSERVE_", "consumer": ""}
+PREFIXES = {"kafka": "KAFKA_", "torchserve": "TORCHSERVE_", "triton": "TRITON_", "consumer": ""}
+# Settings the chart leaves out on purpose: Triton's entrypoint reads the key-file form, which
+# consumers then mount too (a bare token would be a second copy of the secret to keep equal).
+UNREACHED = {"GEOVERDICT_TRITON_TOKEN"}
 # Chart defaults chosen on purpose against the service's: a cluster's brokers are never on
 # localhost, and dead letters keep no image bytes in production (as in docker-compose).
 CHART_OWN_DEFAULTS = {("kafka", "bootstrap_servers"), ("consumer", "dead_letter_payload")}
@@ -47,15 +54,18 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 
 
 def consumer_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = find(docs, "Deployment", "consumer")["spec"]["template"]["spec"]
-    return dict(spec["containers"][0])
+    return first_container(docs, "consumer")
+
+
+def pod(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return dict(find(docs, "Deployment", component)["spec"]["template"]["spec"])
 
 
 def setting_names() -> set[str]:
     names = set()
     for section, cls in SETTINGS.items():
         for field in cls.model_fields:
-            if field not in SETTINGS:  # ServiceSettings' nested kafka and torchserve
+            if field not in SETTINGS:  # ServiceSettings' nested kafka and model servers
                 names.add(f"{ENV_PREFIX}{PREFIXES[section]}{field}".upper())
     return names
 
@@ -205,11 +215,17 @@ def test_scrape_jobs_keep_the_names_alerts_use(rendered: dict[str, list[dict[str
         if doc["kind"] == "ServiceMonitor"
     }
     assert jobs == {"consumer": "geoverdict-consumer", "torchserve": "torchserve", "redis": "redis"}
+    triton = {  # its Redis is outside the release
+        doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        for doc in rendered["triton"]
+        if doc["kind"] == "ServiceMonitor"
+    }
+    assert triton == {"consumer", "triton"}
 
 
 def test_every_service_setting_is_reachable(rendered: dict[str, list[dict[str, Any]]]) -> None:
     reached = {env["name"] for docs in rendered.values() for env in consumer_container(docs)["env"]}
-    assert setting_names() - reached == set()
+    assert setting_names() - reached == UNREACHED
 
 
 def test_chart_settings_are_the_services(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -233,7 +249,8 @@ def test_the_service_accepts_the_rendered_settings(
         monkeypatch.setenv(env["name"], env.get("value", "from-a-secret"))
     settings = load_service_settings()
     assert settings.group_id == "geoverdict"
-    assert settings.torchserve.url.endswith(":8090")
+    # TorchServe through its pods' gateway, Triton directly.
+    assert settings.server.url.endswith(":8000" if name == "triton" else ":8090")
 
 
 def secret_like_values(node: Any, path: str = "") -> list[str]:
@@ -262,12 +279,25 @@ def test_values_hold_no_secret() -> None:
         (("config.kafka.security_protocol=SASL_SSL",), "kafka.saslPassword.existingSecret"),
         (("config.consumer.redis_url=redis://x:6379/0",), "config.consumer.redis_url is set by"),
         (("torchserve.modelStore.source=volume",), "torchserve.modelStore.volume"),
+        (("modelServer=onnx",), "modelServer: torchserve or triton"),
+        (("modelServer=triton", "inferenceKey.mode=env"), "inferenceKey.mode: file with"),
+        (("modelServer=triton", "config.triton.auth_header=x"), "config.triton.auth_header is set"),
+        (("modelServer=triton", "triton.modelStore.source=volume"), "triton.modelStore.volume"),
         (
             ("consumer.autoscaling.keda.enabled=true", "config.kafka.security_protocol=SSL"),
             "authenticationRef",
         ),
     ],
-    ids=["sasl-without-password", "managed-setting", "volume-without-source", "keda-tls-no-auth"],
+    ids=[
+        "sasl-without-password",
+        "managed-setting",
+        "volume-without-source",
+        "unknown-server",
+        "triton-token",
+        "triton-header",
+        "triton-volume-without-source",
+        "keda-tls-no-auth",
+    ],
 )
 def test_chart_refuses_incomplete_values_with_the_fix(sets: tuple[str, ...], says: str) -> None:
     result = helm(*template_args((), sets))
@@ -287,3 +317,115 @@ def test_redis_in_cluster_only_without_an_url(rendered: dict[str, list[dict[str,
 
 def test_values_files_are_in_the_chart() -> None:
     assert all(Path(p).is_relative_to(CHART) for paths in VARIANTS.values() for p in paths)
+
+
+# -- Triton (modelServer: triton) ---------------------------------------------------------------
+def test_one_model_server_is_deployed_and_the_consumers_get_its_settings_alone(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    servers = (("default", "torchserve", "triton"), ("triton", "triton", "torchserve"))
+    for name, server, other in servers:
+        docs = rendered[name]
+        components = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs}
+        assert server in components and other not in components, name
+        assert ("gateway" in components) == (server == "torchserve")  # Triton checks the key
+        env = {e["name"]: e.get("value") for e in consumer_container(docs)["env"]}
+        assert env["GEOVERDICT_MODEL_SERVER"] == server
+        assert not [k for k in env if k.startswith(f"GEOVERDICT_{other.upper()}_")], name
+    env = {e["name"]: e.get("value") for e in consumer_container(rendered["triton"])["env"]}
+    assert env["GEOVERDICT_TRITON_URL"] == "http://geoverdict-triton:8000"
+    assert env["GEOVERDICT_TRITON_AUTH_HEADER"] == "authorization"
+    assert (env["GEOVERDICT_TRITON_BATCH_SIZE"], env["GEOVERDICT_TRITON_CONCURRENCY"]) == (
+        "16",
+        "32",
+    )
+
+
+def _secret_mounts(spec: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """Path of each Secret item a container sees -> "secret/key"."""
+    volumes = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+    found = {}
+    for mount in container["volumeMounts"]:
+        secret = volumes.get(mount["name"])
+        if secret is None:
+            continue
+        assert mount.get("readOnly") is True, mount
+        for item in secret["items"]:
+            found[f"{mount['mountPath']}/{item['path']}"] = f"{secret['secretName']}/{item['key']}"
+    return found
+
+
+def test_triton_and_the_consumers_mount_the_same_inference_key_secret(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["triton"]
+    consumer_spec, triton_spec = pod(docs, "consumer"), pod(docs, "triton")
+    consumer, triton = consumer_spec["containers"][0], triton_spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in consumer["env"]}
+    consumer_key = _secret_mounts(consumer_spec, consumer)[env["GEOVERDICT_TRITON_KEY_FILE"]]
+    args = triton["args"]
+    triton_key = _secret_mounts(triton_spec, triton)[args[args.index("--inference-key") + 1]]
+    assert consumer_key == triton_key == "geoverdict-inference-key/key_file.json"
+    # No secret on the rendered command line: the entrypoint adds it from the file.
+    assert not [a for a in args if "restricted" in a or "Bearer" in a]
+    assert not [e for e in triton.get("env", []) if "valueFrom" in e]
+
+
+def test_triton_runs_the_arguments_docker_compose_gives_it(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """One entrypoint contract: the chart and docker-compose.triton.yml pass the same arguments,
+    but for where each mounts the secret."""
+    chart = list(first_container(rendered["triton"], "triton")["args"])
+    compose = list(yaml.safe_load(TRITON.read_text())["services"]["triton"]["command"])
+    at = chart.index("--inference-key") + 1
+    assert chart[:at] + chart[at + 1 :] == compose[:at] + compose[at + 1 :]
+
+
+def test_triton_is_probed_without_the_secret_and_ready_with_the_consumers_model(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    triton = first_container(rendered["triton"], "triton")
+    assert triton["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert triton["readinessProbe"]["httpGet"] == {
+        "path": "/v2/models/geoverdict/ready",
+        "port": "http",
+    }
+    assert {p["name"]: p["containerPort"] for p in triton["ports"]} == {
+        "http": 8000,
+        "metrics": 8002,
+    }
+    service = find(rendered["triton"], "Service", "triton")["spec"]
+    assert {p["port"] for p in service["ports"]} == {8000, 8002}
+    assert find(rendered["triton"], "PodDisruptionBudget", "triton")["spec"]["maxUnavailable"] == 1
+
+
+def test_only_the_consumers_reach_triton(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    policy = find(rendered["triton"], "NetworkPolicy", "triton")["spec"]
+    consumers, scrapers = policy["ingress"]
+    assert consumers["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "consumer"
+    )
+    assert consumers["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    assert "from" not in scrapers and scrapers["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+
+
+def test_triton_on_gpu_nodes_serves_with_the_gpu_batching(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    spec = pod(rendered["triton"], "triton")
+    triton = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in triton["env"]}
+    assert env["SERVING"] == "gpu"  # deploy/triton/entrypoint.sh: --gpu
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["runtimeClassName"] == "nvidia"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    shm = {v["name"]: v for v in spec["volumes"]}["shm"]["emptyDir"]
+    assert shm == {"medium": "Memory", "sizeLimit": "2Gi"}
+    assert {"name": "shm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
+    assert spec["initContainers"][0]["image"].endswith("models:geoverdict-3f0612745a")
+    cpu = pod(render(sets=("modelServer=triton",)), "triton")
+    cpu_env = {e["name"]: e.get("value") for e in cpu["containers"][0]["env"]}
+    assert cpu_env["SERVING"] == "cpu" and "runtimeClassName" not in cpu
+    assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"]["limits"]
