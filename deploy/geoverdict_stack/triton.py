@@ -108,6 +108,8 @@ class TritonServer(Server):
             "--allow-metrics", "true", "--metrics-address", HOST,
             "--metrics-port", str(self.metrics_port),
             "--exit-on-error", "true", "--strict-readiness", "true",
+            # An idle keep-alive client holds the shutdown for all of it (30 s by default).
+            "--exit-timeout-secs", "5",
             "--log-info", "true", "--log-verbose", "0",
         ]  # fmt: skip
 

@@ -42,9 +42,16 @@ from geoverdict_service.pipeline.delivery import Delivery
 from geoverdict_service.pipeline.intake import Intake, fetch_wait_s
 from geoverdict_service.pipeline.items import Item, guard
 from geoverdict_service.pipeline.lookup import Lookup
-from geoverdict_service.pipeline.parts import Cache, Consumer, Inference, Producer
+from geoverdict_service.pipeline.parts import (
+    Cache,
+    Consumer,
+    Inference,
+    Producer,
+    TransactionalProducer,
+)
 from geoverdict_service.pipeline.pause import Pauser
 from geoverdict_service.pipeline.predictions import Predictions
+from geoverdict_service.pipeline.transactions import ExactlyOnce
 from geoverdict_service.settings import ServiceSettings
 from geoverdict_service.shutdown import GracefulShutdown
 from geoverdict_service.verdicts import build_verdict, location_of
@@ -61,6 +68,7 @@ class Rebalance(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Every batch is committed before the next poll, so nothing is in flight here.
         log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        self.service.on_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -75,7 +83,8 @@ class VerdictService:
         settings: ServiceSettings,
         *,
         consumer: Consumer,
-        producer: Producer,
+        producer: Producer | None = None,
+        transactional: Callable[[str], TransactionalProducer] | None = None,
         inference: Inference,
         cache: Cache,
         metrics: Metrics | None = None,
@@ -109,6 +118,17 @@ class VerdictService:
         self.predictions = Predictions(inference, metrics, settings.min_precision_km)
         self.delivery = Delivery(producer, metrics, settings)
         self.checkpoint = Checkpoint(consumer)
+        # exactly_once: a transactional producer per input partition (transactions.py)
+        self.transactions: ExactlyOnce | None = None
+        if settings.processing_guarantee == "exactly_once":
+            if transactional is None:
+                raise ServiceError("exactly_once needs transactional producers")
+            self.transactions = ExactlyOnce(
+                transactional, consumer, self.delivery, metrics, settings.group_id,
+                settings.transactional_id_prefix,
+            )  # fmt: skip
+        elif producer is None:
+            raise ServiceError("at_least_once needs a producer")
         self.pauser = Pauser(
             consumer,
             inference,
@@ -150,6 +170,7 @@ class VerdictService:
             on_error=lambda op: metrics.cache_errors.labels(operation=op).inc(),
         )
         client_id = f"geoverdict-{socket.gethostname()}-{os.getpid()}"
+        exactly_once = settings.processing_guarantee == "exactly_once"
         consumer = make_consumer(
             kafka,
             api_version=api_version,
@@ -161,14 +182,29 @@ class VerdictService:
             max_poll_interval_ms=settings.max_poll_interval_ms,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
+            # Input produced in transactions (a platform's own) counts once it is committed.
+            isolation_level="read_committed" if exactly_once else "read_uncommitted",
         )
-        producer = make_producer(
+
+        def transactional(transactional_id: str) -> TransactionalProducer:
+            return make_producer(
+                kafka, api_version=api_version, client_id=f"{client_id}-{transactional_id}",
+                acks="all", linger_ms=5, enable_idempotence=True,
+                transactional_id=transactional_id,
+                transaction_timeout_ms=settings.transaction_timeout_ms,
+                # A transaction's first send waits on the last one's markers (the broker answers
+                # CONCURRENT_TRANSACTIONS): kafka-python's 100 ms backoff made each 110 ms.
+                retry_backoff_ms=5,
+            )  # fmt: skip
+
+        producer = None if exactly_once else make_producer(
             kafka, api_version=api_version, client_id=client_id, acks="all", linger_ms=5, retries=5
-        )
+        )  # fmt: skip
         return cls(
             settings,
             consumer=consumer,
             producer=producer,
+            transactional=transactional if exactly_once else None,
             inference=inference,
             cache=cache,
             metrics=metrics,
@@ -260,11 +296,15 @@ class VerdictService:
     def close(self) -> None:
         """Flush, commit what was acknowledged, close every client."""
         try:
-            self.producer.flush(timeout=self.settings.shutdown_timeout_s)
-            self.checkpoint.final_commit()
+            if self.producer is not None:
+                self.producer.flush(timeout=self.settings.shutdown_timeout_s)
+                self.checkpoint.final_commit()
         finally:
             self.consumer.close(autocommit=False)
-            self.producer.close(timeout=self.settings.shutdown_timeout_s)
+            if self.producer is not None:
+                self.producer.close(timeout=self.settings.shutdown_timeout_s)
+            if self.transactions is not None:
+                self.transactions.close()
             self.inference.close()
             self.cache.close()
             self.intake.close()
@@ -275,22 +315,43 @@ class VerdictService:
         """Count the assignment; keep newly assigned partitions paused while the model server
         is down."""
         self.metrics.assigned.set(len(self.consumer.assignment()))
+        if self.transactions is not None:  # fences the partitions' former owners
+            self.transactions.assigned(assigned)
+            self.metrics.transactional_producers.set(self.transactions.producers())
         self.pauser.keep_paused(assigned)
+
+    def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """With exactly_once, close the producers of the partitions taken away."""
+        if self.transactions is not None:
+            self.transactions.revoked(revoked)
+            self.metrics.transactional_producers.set(self.transactions.producers())
 
     # -- one batch -----------------------------------------------------------------------------
     def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Turn one poll's records into verdicts and dead letters, then commit them."""
         started = time.perf_counter()
+        if self.transactions is not None:  # a partition lost to a new owner is left to it
+            batch = {tp: records for tp, records in batch.items() if self.transactions.owned(tp)}
         items = self.intake.read(batch)
         self.lookup.find(items, self.predictions.model_version)
         unavailable = self.predictions.predict(items)
         self._build_verdicts(items, started)
         answered, cut = self.checkpoint.cut(items)
-        self.delivery.deliver(answered)  # raises, and nothing is committed, without Kafka's acks
+        rewound = self._complete(items, answered)
         self.lookup.store(items)
-        self.checkpoint.commit(answered)
         if unavailable:
-            self.pauser.pause(cut)
+            self.pauser.pause({**cut, **rewound})
+
+    def _complete(self, items: list[Item], answered: list[Item]) -> dict[TopicPartition, int]:
+        """Answers out and offsets committed, by the processing guarantee: exactly_once, each
+        partition's in one transaction (an aborted one sought back to the batch's start, whose
+        offsets are returned); at_least_once, the offsets after Kafka acknowledged (raises, and
+        commits nothing, without the acks)."""
+        if self.transactions is not None:
+            return self.transactions.complete(items, answered)
+        self.delivery.count(self.delivery.deliver(answered))
+        self.checkpoint.commit(answered)
+        return {}
 
     def _build_verdicts(self, items: list[Item], started: float) -> None:
         """Each predicted item's verdict, encoded; a verdict that cannot be built fails its item."""

@@ -36,6 +36,9 @@ SCENES = ("indoor", "natural", "urban")
 CLAIM_SOURCES = ("event", "exif")
 
 
+TRANSACTION_RESULTS = ("committed", "aborted", "fenced")
+
+
 class Metrics:
     """Every metric the service exposes, on its own registry (tests make several)."""
 
@@ -93,7 +96,7 @@ class Metrics:
         )  # fmt: skip
         self.paused = Gauge(
             "geoverdict_paused_partitions",
-            "Partitions paused while TorchServe is down.",
+            "Partitions paused while the model server is down.",
             registry=r,
         )
         self.assigned = Gauge(
@@ -105,6 +108,23 @@ class Metrics:
         )  # fmt: skip
         self.scenes = Counter(
             "geoverdict_scene_verdicts", "Verdicts by top-level scene.", ["scene"], registry=r
+        )
+        # exactly_once: each partition's batch is one transaction (committed, aborted and
+        # come again, or fenced: the partition taken over by another consumer)
+        self.transactions = Counter(
+            "geoverdict_transactions", "Kafka transactions, by how they ended.", ["result"],
+            registry=r,
+        )  # fmt: skip
+        self.transaction_seconds = Histogram(
+            "geoverdict_transaction_seconds",
+            "One partition's transaction, from begin to commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=r,
+        )
+        self.transactional_producers = Gauge(
+            "geoverdict_transactional_producers",
+            "Transactional producers open (one per assigned partition with exactly_once).",
+            registry=r,
         )
         self.model = Info("geoverdict_model", "The model version producing verdicts.", registry=r)
         self.last_loop = Gauge(
@@ -125,6 +145,8 @@ class Metrics:
             self.mismatches.labels(claim_source=source)
         for scene in SCENES:
             self.scenes.labels(scene=scene)
+        for result in TRANSACTION_RESULTS:
+            self.transactions.labels(result=result)
 
 
 class HealthServer:

@@ -209,8 +209,21 @@ class ServiceSettings(VerdictSettings):
     # A cap for bursts: steady traffic polls what is there. Fixed costs per batch (acks, the
     # cache round trip) spread over up to this many events.
     max_poll_records: int = Field(256, ge=1, le=10_000)
-    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    # A batch must be answered within this, or the group takes its partitions away; with
+    # exactly_once its transaction stays open as long (transaction_timeout_ms).
+    max_poll_interval_ms: int = Field(120_000, ge=10_000)
     session_timeout_ms: int = Field(45_000, ge=6_000)
+    # exactly_once: each poll's verdicts, dead letters and offsets of one input partition in
+    # one Kafka transaction (docs/operations.md, "Processing guarantee"); at_least_once:
+    # offsets committed after Kafka acknowledged the answers (a crash between re-sends them).
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    # Transactional ids are PREFIX-GROUP-TOPIC-PARTITION: one producer per input partition,
+    # which fences the partition's former owner (its open transaction aborted) when created.
+    transactional_id_prefix: str = Field("geoverdict", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    # No transaction outlives this (the broker aborts it); >= max_poll_interval_ms, so a batch
+    # still within its poll interval is never cut short, and <= the broker's
+    # transaction.max.timeout.ms (15 minutes by default).
+    transaction_timeout_ms: int = Field(120_000, ge=10_000, le=900_000)
     # Redis prediction cache (fail open: the service goes on without it)
     # May hold the user and password (redis://geoverdict:PASSWORD@host:6379/0): a secret.
     redis_url: SecretStr | None = SecretStr("redis://localhost:6379/0")
@@ -251,6 +264,19 @@ class ServiceSettings(VerdictSettings):
         if chosen is None or other is not None:
             raise ValueError(
                 f"model_server is {self.model_server}: give its settings and no other server's"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _transactions_outlast_batches(self) -> ServiceSettings:
+        if (
+            self.processing_guarantee == "exactly_once"
+            and self.transaction_timeout_ms < self.max_poll_interval_ms
+        ):
+            raise ValueError(
+                "transaction_timeout_ms must be >= max_poll_interval_ms with exactly_once "
+                f"({self.transaction_timeout_ms} < {self.max_poll_interval_ms}): a batch "
+                "within its poll interval would see its transaction aborted"
             )
         return self
 

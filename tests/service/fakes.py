@@ -40,7 +40,11 @@ def settings(**overrides: Any) -> ServiceSettings:
         **overrides.pop("kafka", {}),
     )
     torchserve = TorchServeSettings(token="t")
-    values: dict[str, Any] = {"redis_url": None, "shutdown_timeout_s": 1.0, **overrides}
+    # The at-least-once rules by default; the exactly-once tests ask for theirs.
+    values: dict[str, Any] = {
+        "redis_url": None, "shutdown_timeout_s": 1.0, "processing_guarantee": "at_least_once",
+        **overrides,
+    }  # fmt: skip
     return ServiceSettings(kafka=kafka, torchserve=torchserve, **values)
 
 
@@ -299,6 +303,7 @@ class Parts:
     inference: FakeInference
     cache: FakeCache
     metrics: Metrics
+    transactions: FakeTransactions | None = None  # exactly_once
 
 
 def build(
@@ -307,9 +312,11 @@ def build(
     inference: FakeInference | None = None,
     cache: FakeCache | None = None,
     fetch: Callable[[str], bytes] | None = None,
+    exactly_once: bool = False,
     **setting_overrides: Any,
 ) -> tuple[Any, Parts]:
-    """A VerdictService on fakes, subscribed and knowing its model version."""
+    """A VerdictService on fakes, subscribed and knowing its model version; `exactly_once`:
+    with transactional producers on FakeTransactions (parts.transactions)."""
     from geoverdict_service.consumer import VerdictService
 
     parts = Parts(
@@ -319,10 +326,14 @@ def build(
         cache or FakeCache(),
         Metrics(),
     )
+    if exactly_once:
+        parts.transactions = FakeTransactions(parts.consumer)
+        setting_overrides["processing_guarantee"] = "exactly_once"
     service = VerdictService(
         settings(**setting_overrides),
         consumer=parts.consumer,
-        producer=parts.producer,
+        producer=None if exactly_once else parts.producer,
+        transactional=parts.transactions.make if parts.transactions else None,
         inference=parts.inference,
         cache=parts.cache,
         metrics=parts.metrics,
@@ -340,3 +351,92 @@ def step(service: Any, parts: Parts) -> int:
     if batch:
         service.process(batch)
     return sum(len(records) for records in batch.values())
+
+
+class FakeTransactions:
+    """A broker's transactions as the exactly-once rules see them: records a transactional
+    producer sends become visible (to a read_committed reader) and its offsets committed only
+    at its commit; an abort drops both; a newer producer of the same id fences the older."""
+
+    def __init__(self, consumer: FakeConsumer) -> None:
+        self.consumer = consumer
+        self.visible: list[Sent] = []  # what a read_committed reader sees, in commit order
+        self.epochs: dict[str, int] = {}  # transactional id -> the live producer's epoch
+        self.producers: list[FakeTransactionalProducer] = []
+        # failure injection: the next begin/send/offsets/commit of any producer raises this
+        self.fail: dict[str, KafkaError] = {}
+
+    def make(self, transactional_id: str) -> FakeTransactionalProducer:
+        """What the service's factory returns."""
+        producer = FakeTransactionalProducer(self, transactional_id)
+        self.producers.append(producer)
+        return producer
+
+    def on(self, topic: str) -> list[Sent]:
+        """What a read_committed reader sees on one topic."""
+        return [s for s in self.visible if s.topic == topic]
+
+
+class FakeTransactionalProducer(FakeProducer):
+    """A transactional KafkaProducer against FakeTransactions."""
+
+    def __init__(self, broker: FakeTransactions, transactional_id: str) -> None:
+        super().__init__()
+        self.broker = broker
+        self.transactional_id = transactional_id
+        self.epoch = -1
+        self.open = False
+        self.offsets: dict[TopicPartition, int] = {}
+        self.closed = False
+        self.aborts = 0
+
+    def _maybe_fail(self, step: str) -> None:
+        if self.broker.epochs.get(self.transactional_id) != self.epoch:
+            from kafka.errors import ProducerFencedError
+
+            raise ProducerFencedError(f"{self.transactional_id} has a newer producer")
+        error = self.broker.fail.pop(step, None)
+        if error is not None:
+            raise error
+
+    def init_transactions(self) -> None:
+        self.epoch = self.broker.epochs.get(self.transactional_id, -1) + 1
+        self.broker.epochs[self.transactional_id] = self.epoch  # fences the former producer
+
+    def begin_transaction(self) -> None:
+        self._maybe_fail("begin")
+        self.open, self.sent, self.offsets = True, [], {}
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
+        if not self.open:
+            raise AssertionError("a transactional producer sends inside a transaction")
+        error = self.broker.fail.pop("send", None)
+        if error is not None:
+            return FakeFuture(error)
+        return super().send(topic, value, key, headers)
+
+    def send_offsets_to_transaction(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata], consumer_group_id: str
+    ) -> None:
+        self._maybe_fail("offsets")
+        self.offsets.update({tp: meta.offset for tp, meta in offsets.items()})
+
+    def commit_transaction(self) -> None:
+        self._maybe_fail("commit")
+        self.broker.visible.extend(self.sent)
+        self.broker.consumer.committed.update(self.offsets)
+        self.open, self.sent, self.offsets = False, [], {}
+
+    def abort_transaction(self) -> None:
+        self._maybe_fail("abort")
+        self.aborts += 1
+        self.open, self.sent, self.offsets = False, [], {}
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True

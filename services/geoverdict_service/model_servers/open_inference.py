@@ -29,8 +29,10 @@ OUTPUT = "REPLY"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 # Triton answers 400 for a model that is not loaded (yet, or any more): the server is there,
-# the model is not, which is unavailability (a load, a version swap), not a bad image.
-NOT_SERVED = (b"unknown model", b"is not ready", b"not found", b"unavailable")
+# the model is not, which is unavailability (a load, a version swap), not a bad image; and
+# 500 "Stub process ... is not healthy" for every request once a Python stub died (it is not
+# restarted, and readiness still says ready: seen with Triton 2.51).
+NOT_SERVED = (b"unknown model", b"is not ready", b"not found", b"unavailable", b"not healthy")
 FAILED = 500  # the model raised for the request: retried, then the request is split
 
 
@@ -168,15 +170,13 @@ class OpenInferenceClient(HttpModelServer):
     def retryable(self, status: int, body: bytes, attempt: int) -> bool:
         if status in RETRYABLE_STATUS:
             return True
-        if status in (400, 404) and any(text in body.lower() for text in NOT_SERVED):
+        if status in (400, 404, 500) and any(text in body.lower() for text in NOT_SERVED):
             return True
         return status == FAILED and attempt < self.retries
 
     def healthy(self) -> bool:
-        """True when the server and the model are ready (/v2/health/ready,
-        /v2/models/<model>/ready)."""
-        for path in ("/v2/health/ready", f"/v2/models/{self.model}/ready"):
-            answer = self.probe(path)
-            if answer is None or answer[0] != 200:
-                return False
-        return True
+        """True when the model is ready (/v2/models/<model>/ready). Not /v2/health/ready: with
+        strict readiness it says 400 during every version swap, and for good after any failed
+        load of another version, while the model serves (seen with Triton 2.51)."""
+        answer = self.probe(f"/v2/models/{self.model}/ready")
+        return answer is not None and answer[0] == 200

@@ -1,4 +1,5 @@
-"""Answers out: each item's verdict or dead letter produced, Kafka's acks awaited, counted.
+"""Answers out: each item's verdict or dead letter produced, Kafka's acks awaited; counted once
+committed (at once with at_least_once, after its transaction with exactly_once).
 
 A record whose verdict or dead letter would not fit the broker's limit (ours, or a lower one
 that only the broker's refusal shows) is dead-lettered as a reference instead. Kafka not
@@ -30,12 +31,24 @@ log = logging.getLogger(__name__)
 
 # A broker's own limit (message.max.bytes, a topic's max.message.bytes) may be below ours.
 TOO_LARGE_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError)
+Delivered = list[tuple[Item, Output]]  # acknowledged answers, in order
+
+
+class BrokerRefusedError(ServiceError):
+    """In a transaction, the broker refused copies as too large: the transaction cannot commit
+    any more; the batch comes again, these records then dead-lettered as references."""
+
+    def __init__(self, items: list[Item]) -> None:
+        super().__init__(f"{len(items)} answers larger than the broker takes")
+        self.items = items
 
 
 class Delivery:
     """Produces the answers of a batch and returns once Kafka acknowledged every one."""
 
-    def __init__(self, producer: Producer, metrics: Metrics, settings: ServiceSettings) -> None:
+    def __init__(
+        self, producer: Producer | None, metrics: Metrics, settings: ServiceSettings
+    ) -> None:
         self._producer = producer
         self._metrics = metrics
         self._verdict_topic = settings.kafka.verdict_topic
@@ -43,30 +56,50 @@ class Delivery:
         self._max_bytes = settings.kafka.max_message_bytes
         self._letter_payload = settings.dead_letter_payload
         self._flush_timeout_s = settings.shutdown_timeout_s
+        # Records whose copy a broker refused in an aborted transaction: references next time.
+        self._as_reference: set[tuple[str, int, int]] = set()
 
-    def deliver(self, items: list[Item]) -> None:
-        """Send each item's verdict or dead letter and wait for Kafka's acks.
+    def deliver(
+        self, items: list[Item], producer: Producer | None = None, transaction: bool = False
+    ) -> Delivered:
+        """Send each item's verdict or dead letter (with `producer`, default the service's) and
+        wait for Kafka's acks; returns what was acknowledged, to count once it is committed.
 
-        Raises ServiceError when Kafka does not acknowledge: then nothing may be committed."""
+        Raises ServiceError when Kafka does not acknowledge: then nothing may be committed; in a
+        `transaction`, BrokerRefusedError when the broker refused a copy as too large (the
+        transaction is lost; the records are sent as references when they come again)."""
+        producer = producer or self._producer
+        if producer is None:
+            raise ServiceError("no producer to deliver with")
         sends: list[tuple[Item, Output, SendFuture]] = []
         for item in items:
             output = self._output(item)
-            sends.append((item, output, self._send(output)))
-        self._flush()
+            sends.append((item, output, self._send(producer, output)))
+        self._flush(producer)
+        delivered: Delivered = []
         refused: list[tuple[Item, Output]] = []
         for item, output, future in sends:
             if self._acknowledged(output, future):
-                self._count(item, output)
+                delivered.append((item, output))
             else:
                 refused.append((item, output))
+        if refused and transaction:
+            self._as_reference.update(_place(item) for item, _ in refused)
+            raise BrokerRefusedError([item for item, _ in refused])
         # The broker refused a copy as too large (its limit is below ours): send a reference.
         retries = [(item, self._reference(item, output)) for item, output in refused]
-        futures = [(item, output, self._send(output)) for item, output in retries]
+        futures = [(item, output, self._send(producer, output)) for item, output in retries]
         if futures:
-            self._flush()
+            self._flush(producer)
         for item, output, future in futures:
             if not self._acknowledged(output, future):
                 raise ServiceError(f"Kafka refused even the reference of a too-large {output.kind}")
+            delivered.append((item, output))
+        return delivered
+
+    def count(self, delivered: Delivered) -> None:
+        """The verdict and dead-letter metrics of answers now committed."""
+        for item, output in delivered:
             self._count(item, output)
 
     def _output(self, item: Item) -> Output:
@@ -86,7 +119,9 @@ class Delivery:
                 record.topic, record.partition, record.offset, failure.reason,
                 printable(str(failure), 300),
             )  # fmt: skip
-        if record_size(output.key, output.value, output.headers) > self._max_bytes:
+        too_large = record_size(output.key, output.value, output.headers) > self._max_bytes
+        if too_large or _place(item) in self._as_reference:
+            self._as_reference.discard(_place(item))
             return self._reference(item, output)
         return output
 
@@ -106,17 +141,17 @@ class Delivery:
         )  # fmt: skip
         return self._letter_output(reference(item.record, original, item.event_id))
 
-    def _send(self, output: Output) -> SendFuture:
+    def _send(self, producer: Producer, output: Output) -> SendFuture:
         try:
-            return self._producer.send(
+            return producer.send(
                 output.topic, key=output.key, value=output.value, headers=output.headers or None
             )
         except KafkaError as exc:
             raise ServiceError(f"Kafka did not take a {output.kind}: {exc}") from exc
 
-    def _flush(self) -> None:
+    def _flush(self, producer: Producer) -> None:
         try:
-            self._producer.flush(timeout=self._flush_timeout_s)
+            producer.flush(timeout=self._flush_timeout_s)
         except KafkaError as exc:
             raise ServiceError(f"Kafka did not acknowledge in time: {exc}") from exc
 
@@ -153,3 +188,7 @@ def _event_time(item: Item) -> float:
     if item.event is not None and item.event.time is not None:
         return item.event.time.timestamp()
     return float(item.record.timestamp) / 1000.0
+
+
+def _place(item: Item) -> tuple[str, int, int]:
+    return item.record.topic, item.record.partition, item.record.offset

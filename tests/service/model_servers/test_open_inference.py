@@ -4,11 +4,13 @@ and a failing request split to find its bad image."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from geoverdict_service.exceptions import BadImageError, InferenceUnavailableError
@@ -103,16 +105,21 @@ def client_for() -> Iterator[ClientFor]:
         client.close()
 
 
-def test_the_encoding_is_tritonclients() -> None:
-    pytest.importorskip("tritonclient")
-    import numpy as np
-    from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
+def test_the_encoding_is_the_one_tritons_python_backend_reads() -> None:
+    # Triton's own (de)serializer, from the pinned wheel the local stack runs.
+    from geoverdict_stack import prerequisites
 
+    utils = prerequisites.triton(fetch=False).backends / "python" / "triton_python_backend_utils.py"
+    if not utils.is_file():
+        pytest.skip("Triton is not installed (geoverdict stack fetch)")
+    spec = importlib.util.spec_from_file_location("triton_python_backend_utils", utils)
+    assert spec is not None and spec.loader is not None
+    pb_utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pb_utils)
     elements = [b"", b"a", b"\x00\xff" * 300, "é".encode()]
     ours = encode_bytes(elements)
-    theirs = serialize_byte_tensor(np.array(elements, dtype=np.object_)).tobytes()
-    assert ours == theirs
-    assert [bytes(e) for e in deserialize_bytes_tensor(ours)] == elements == decode_bytes(ours)
+    assert pb_utils.serialize_byte_tensor(np.array(elements, dtype=np.object_)) == ours
+    assert list(pb_utils.deserialize_bytes_tensor(ours)) == elements == decode_bytes(ours)
 
 
 def test_a_request_is_its_json_header_then_the_images() -> None:
@@ -188,6 +195,17 @@ def test_a_refused_secret_is_unavailability_named_as_such(
         client.submit_many([b"jpeg"])[0].result()
     assert not client.healthy()
     assert client_for(triton.server.url).healthy()
+
+
+def test_a_dead_stub_is_the_servers_unavailability_not_the_images_fault(
+    triton: FakeTriton, client_for: ClientFor
+) -> None:
+    dead = Reply(500, b'{"error":"Stub process \'demo_0_0\' is not healthy."}')
+    triton.script = [dead] * 3
+    (future,) = client_for(triton.server.url, retries=2).submit_many([b"jpeg"])
+    with pytest.raises(InferenceUnavailableError, match="not healthy"):
+        future.result()
+    assert triton.batches == []  # never split to blame the image
 
 
 def test_a_request_that_keeps_failing_is_split_to_blame_only_its_bad_image(

@@ -55,7 +55,10 @@ def sample(metrics: Metrics, name: str, labels: dict[str, str]) -> float:
 
 def test_verdicts_and_dead_letters_go_to_their_topics_and_are_counted() -> None:
     producer, metrics = FakeProducer(), Metrics()
-    delivery(producer, metrics).deliver([answered(0, claim=BUENOS_AIRES), failed(1), answered(2)])
+    sender = delivery(producer, metrics)
+    delivered = sender.deliver([answered(0, claim=BUENOS_AIRES), failed(1), answered(2)])
+    assert sample(metrics, "geoverdict_verdicts_produced_total", {"cache": "miss"}) == 0
+    sender.count(delivered)  # once committed
     assert [json.loads(s.value or b"")["post_id"] for s in producer.on(VERDICTS)] == [
         "post-0", "post-2",
     ]  # fmt: skip
@@ -79,7 +82,8 @@ def test_a_verdict_that_would_exceed_the_brokers_limit_is_dead_lettered_as_a_ref
 
 def test_a_broker_with_a_lower_limit_than_ours_gets_a_reference_after_refusing_the_copy() -> None:
     producer, metrics = FakeProducer(broker_limit=LIMIT), Metrics()
-    delivery(producer, metrics).deliver([failed(0, b"[" * (2 * LIMIT))])
+    sender = delivery(producer, metrics)
+    sender.count(sender.deliver([failed(0, b"[" * (2 * LIMIT))]))
     (letter,) = producer.on(DEAD)
     assert (letter.header["reason"], letter.header["original_reason"]) == (
         "too_large", "invalid_json",
