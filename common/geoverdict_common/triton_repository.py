@@ -155,9 +155,7 @@ def write_repository(
 ) -> dict[str, Path]:  # fmt: skip
     """A repository serving `load` (`NAME=FILE.mar` or `FILE.mar` of `store`, "all": every
     archive of the store); returns model name -> version folder."""
-    entries = (
-        [p.name for p in sorted(store.glob("*.mar"))] if list(load) == ["all"] else list(load)
-    )
+    entries = [p.name for p in sorted(store.glob("*.mar"))] if list(load) == ["all"] else list(load)
     models: Mapping[str, str] = model_archives(entries)
     return {
         name: add_model(repository, name, store / file, serving, link=link)
