@@ -19,7 +19,7 @@ from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 from tqdm import tqdm
 
-from geoverdict_service.kafka_clients import make_consumer
+from geoverdict_service.kafka_clients import make_subscriber
 from geoverdict_service.settings import KafkaSettings
 from geoverdict_service.watcher import records
 
@@ -85,7 +85,7 @@ class VerdictCollector:
     ) -> VerdictCollector:
         """A collector of `topic` (default: the verdict topic); without a group it commits
         nothing and, `from_beginning`, reads what the topic already holds."""
-        consumer = make_consumer(
+        consumer = make_subscriber(
             kafka, group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             consumer_timeout_ms=int(POLL_TIMEOUT_S * 1000), **options,

@@ -171,13 +171,13 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from geoverdict_service.kafka_clients import check_cluster, make_consumer  # noqa: PLC0415
+    from geoverdict_service.kafka_clients import check_cluster, make_subscriber  # noqa: PLC0415
     from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
     from geoverdict_service.watcher import HEADER, format_row, verdicts  # noqa: PLC0415
 
     kafka = load_kafka_settings(bootstrap_servers=args.bootstrap_servers, verdict_topic=args.topic)
     api_version = check_cluster(kafka, {"verdict_topic": kafka.verdict_topic})
-    consumer = make_consumer(
+    consumer = make_subscriber(
         kafka,
         api_version=api_version,
         auto_offset_reset="earliest" if args.from_beginning else "latest",

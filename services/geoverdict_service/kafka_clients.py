@@ -69,6 +69,12 @@ def make_consumer(kafka: KafkaSettings, **options: Any) -> KafkaConsumer:
     return _built(KafkaConsumer, kafka, {**common_options(kafka), **limits, **options})
 
 
+def make_subscriber(kafka: KafkaSettings, **options: Any) -> KafkaConsumer:
+    """A reader of verdicts or dead letters: read_committed, so it sees what the service
+    committed (exactly_once: each answer once) and never an aborted transaction's records."""
+    return make_consumer(kafka, isolation_level="read_committed", **options)
+
+
 def make_producer(kafka: KafkaSettings, **options: Any) -> KafkaProducer:
     """A producer that refuses (as a failed future) a record larger than the broker takes."""
     limits = {"max_request_size": kafka.max_message_bytes}

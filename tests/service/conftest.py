@@ -126,6 +126,7 @@ def collect(stack: Stack, topic: str, expected: int, timeout_s: float = 90.0) ->
     """Read a topic from the start until `expected` records arrived (or the timeout)."""
     consumer = KafkaConsumer(
         topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest",
+        isolation_level="read_committed",  # what subscribers must read
         enable_auto_commit=False, group_id=None, consumer_timeout_ms=1000,
     )  # fmt: skip
     records: list[Any] = []

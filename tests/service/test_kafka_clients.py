@@ -31,3 +31,22 @@ def test_a_full_fetch_plus_one_whole_batch_fits_the_frame_limit(max_message_byte
         assert producer.config["max_request_size"] == max_message_bytes
     finally:
         producer.close(timeout=1)
+
+
+def test_subscribers_read_committed_records_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoverdict_service import collector, kafka_clients
+    from geoverdict_service.settings import KafkaSettings
+
+    seen: dict[str, object] = {}
+
+    class Recorder:
+        def __init__(self, **options: object) -> None:
+            seen.update(options)
+
+        def subscribe(self, topics: list[str]) -> None:
+            seen["topics"] = topics
+
+    monkeypatch.setattr(kafka_clients, "KafkaConsumer", Recorder)
+    collector.VerdictCollector.from_settings(KafkaSettings(bootstrap_servers="k:9092"))
+    assert seen["isolation_level"] == "read_committed"
+    assert seen["topics"] == ["geoverdict.verdicts"]
