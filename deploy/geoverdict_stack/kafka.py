@@ -55,6 +55,9 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+TRANSACTION_MAX_TIMEOUT_MS = 900_000  # Kafka's default, 15 minutes
+
+
 class KafkaServer(Server):
     """A single-node KRaft cluster; ready when a metadata request answers."""
 
@@ -180,6 +183,8 @@ class KafkaServer(Server):
             "offsets.topic.num.partitions": "4",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
+            # The longest transaction a producer may ask for (the consumer asks 120 s), stated.
+            "transaction.max.timeout.ms": str(TRANSACTION_MAX_TIMEOUT_MS),
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             # One node, short-lived: rebalance at once, keep little on disk.

@@ -255,6 +255,8 @@ class VerdictService:
             self.predictions.learn_model_version(self.inference.model_version())
             if not self._wait_for_topic():
                 return
+            if self.transactions is not None:
+                self.transactions.check()
             self.subscribe()
             idle_since = time.monotonic()
             while not self._stop.is_set():

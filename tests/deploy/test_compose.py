@@ -171,16 +171,26 @@ def test_the_secure_profile_grants_what_the_local_stack_enforces() -> None:
         if not line.strip().startswith("acl --allow-principal"):
             continue
         principal = re.search(r"User:(\w+)", line)
-        resource = re.search(r"--(topic|group) \"\$\$(\w+)\"", line)
+        resource = re.search(r"--(topic|group|transactional-id) \"\$\$(\w+)\"|--(cluster)", line)
         assert principal and resource, line
-        for operation in re.findall(r"--operation (\w+)", line):
-            granted.add((principal[1], operation.upper(), resource[1], resource[2]))
-    names = {"INPUT": "i", "VERDICTS": "v", "DEAD": "d", "GROUP": "g"}
+        kind, name = (resource[1], resource[2]) if resource[1] else ("cluster", "CLUSTER")
+        prefixed = "--resource-pattern-type prefixed" in line
+        for camel in re.findall(r"--operation (\w+)", line):
+            operation = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", camel).upper()  # IdempotentWrite
+            granted.add((principal[1], operation, kind, name, prefixed))
+    names = {"INPUT": "i", "VERDICTS": "v", "DEAD": "d", "GROUP": "g", "TXN_PREFIX": "t"}
+    names["CLUSTER"] = acls.CLUSTER
     expected = {
-        (g.principal, g.operation, g.resource, {v: k for k, v in names.items()}[g.name])
-        for g in acls.grants("i", "v", "d", group="g")
+        (g.principal, g.operation, g.resource, {v: k for k, v in names.items()}[g.name], g.prefixed)
+        for g in acls.grants("i", "v", "d", group="g", transactional_prefix="t")
     }
     assert granted == expected
+    # the prefix granted is the one the consumer is given
+    init_env, consumer_env = (
+        secure["kafka-init"]["environment"],
+        services()["consumer"]["environment"],
+    )
+    assert init_env["TXN_PREFIX"] == consumer_env["GEOVERDICT_TRANSACTIONAL_ID_PREFIX"]
 
     env = secure["kafka"]["environment"]
     local = KafkaServer(Path("/nonexistent"), 1, 2, sasl_port=3, ssl_port=4)
@@ -299,3 +309,17 @@ def test_prometheus_scrapes_the_model_server_of_each_variant() -> None:
         (sd,) = jobs[job]["dns_sd_configs"]
         assert (sd["names"], sd["port"]) == ([job], port)
     assert jobs["geoverdict-consumer"]["dns_sd_configs"][0]["names"] == ["consumer"]
+
+
+def test_the_brokers_allow_the_longest_transaction_the_consumer_may_ask_for() -> None:
+    from geoverdict_service.settings import ServiceSettings
+    from geoverdict_stack.kafka import TRANSACTION_MAX_TIMEOUT_MS
+
+    limit = next(
+        m.le
+        for m in ServiceSettings.model_fields["transaction_timeout_ms"].metadata
+        if hasattr(m, "le")
+    )
+    compose = services()["kafka"]["environment"]["KAFKA_TRANSACTION_MAX_TIMEOUT_MS"]
+    # a longer timeout than the broker's maximum fails InitProducerId on every assignment
+    assert limit == int(compose) == TRANSACTION_MAX_TIMEOUT_MS

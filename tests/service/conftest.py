@@ -55,10 +55,16 @@ def topics(stack: Stack) -> dict[str, str]:
         stack.kafka_bootstrap,
         acls.grants(
             names["input_topic"], names["verdict_topic"], names["dead_letter_topic"],
-            group=names["group_id"],
+            group=names["group_id"], transactional_prefix=transactional_prefix(names),
         ),
     )  # fmt: skip
     return names
+
+
+def transactional_prefix(topics: dict[str, str]) -> str:
+    """The transactional-id prefix granted to the consumer's user for these topics alone (the
+    stack grants `geoverdict`, the default, for its own topics)."""
+    return f"txn-{topics['group_id']}"
 
 
 def service_settings(

@@ -363,7 +363,7 @@ class FakeTransactions:
         self.visible: list[Sent] = []  # what a read_committed reader sees, in commit order
         self.epochs: dict[str, int] = {}  # transactional id -> the live producer's epoch
         self.producers: list[FakeTransactionalProducer] = []
-        # failure injection: the next begin/send/offsets/commit of any producer raises this
+        # failure injection: the next init/begin/send/offsets/commit of any producer raises this
         self.fail: dict[str, KafkaError] = {}
 
     def make(self, transactional_id: str) -> FakeTransactionalProducer:
@@ -400,6 +400,9 @@ class FakeTransactionalProducer(FakeProducer):
             raise error
 
     def init_transactions(self) -> None:
+        error = self.broker.fail.pop("init", None)
+        if error is not None:
+            raise error
         self.epoch = self.broker.epochs.get(self.transactional_id, -1) + 1
         self.broker.epochs[self.transactional_id] = self.epoch  # fences the former producer
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from geoverdict_stack.stack import Stack
-from tests.service.conftest import collect, jpeg
+from tests.service.conftest import collect, jpeg, transactional_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -261,6 +261,7 @@ def test_the_secure_profile_runs_end_to_end_over_sasl_ssl(
     consumer_env = kafka_env(
         stack, topics, tls=True, user="geoverdict",
         GEOVERDICT_GROUP_ID=topics["group_id"],
+        GEOVERDICT_TRANSACTIONAL_ID_PREFIX=transactional_prefix(topics),  # granted to it alone
         GEOVERDICT_REDIS_URL=stack.redis_url,
         GEOVERDICT_TORCHSERVE_URL=stack.torchserve.url("inference"),
         GEOVERDICT_TORCHSERVE_KEY_FILE=str(stack.torchserve_key_file),
@@ -280,6 +281,24 @@ def test_the_secure_profile_runs_end_to_end_over_sasl_ssl(
         _, stderr = consumer.communicate(timeout=60)
     assert len(verdicts) == 1, stderr[-2000:]
     assert consumer.returncode == 0, stderr[-2000:]
+
+
+def test_a_consumer_user_without_transactional_ids_stops_at_start_naming_the_grant(
+    stack: Stack, fixture_model: str, topics: dict[str, str]
+) -> None:
+    env = kafka_env(
+        stack, topics, tls=True, user="geoverdict",
+        GEOVERDICT_GROUP_ID=topics["group_id"],
+        GEOVERDICT_TRANSACTIONAL_ID_PREFIX="not-granted",
+        GEOVERDICT_REDIS_URL=stack.redis_url,
+        GEOVERDICT_TORCHSERVE_URL=stack.torchserve.url("inference"),
+        GEOVERDICT_TORCHSERVE_KEY_FILE=str(stack.torchserve_key_file),
+        GEOVERDICT_TORCHSERVE_MODEL_NAME=fixture_model,
+    )  # fmt: skip
+    result = run(["consume", "--metrics-port", "0"], env, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = errors(result.stderr)
+    assert "'not-granted'" in line and "GEOVERDICT_TRANSACTIONAL_ID_PREFIX" in line
 
 
 def test_acls_keep_each_user_to_its_role(stack: Stack, topics: dict[str, str]) -> None:

@@ -12,9 +12,16 @@ from typing import Any
 
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaTimeoutError, ProducerFencedError
+from kafka.errors import (
+    InvalidTransactionTimeoutError,
+    KafkaTimeoutError,
+    ProducerFencedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailedError,
+)
 
 from geoverdict_service.events import make_event
+from geoverdict_service.exceptions import KafkaUnavailableError
 from tests.service.conftest import jpeg
 from tests.service.fakes import (
     DEAD,
@@ -231,3 +238,35 @@ def test_fencing_errors_are_told_apart_from_the_ones_worth_a_retry() -> None:
 
     assert issubclass(ProducerFencedError, FENCED)
     assert not issubclass(KafkaTimeoutError, FENCED)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "named"),
+    [
+        (TransactionalIdAuthorizationFailedError(), "GEOVERDICT_TRANSACTIONAL_ID_PREFIX"),
+        (InvalidTransactionTimeoutError(), "GEOVERDICT_TRANSACTION_TIMEOUT_MS"),
+    ],
+    ids=["no-acl", "timeout-too-long"],
+)
+def test_a_user_refused_transactions_is_told_at_start_what_to_fix(
+    refusal: Exception, named: str
+) -> None:
+    service, parts = build(stream(1, 0), exactly_once=True, group_id="grp")
+    assert parts.transactions is not None
+    parts.transactions.fail["init"] = refusal
+    with pytest.raises(KafkaUnavailableError, match=named):
+        service.transactions.check()
+    check = parts.transactions.producers[-1]
+    assert check.transactional_id == "geoverdict-grp-check"  # never a partition's id
+    assert check.closed
+    service.transactions.check()  # allowed now: passes
+
+
+def test_a_refusal_mid_stream_stops_the_consumer_with_nothing_committed() -> None:
+    service, parts = build(stream(1, 3), exactly_once=True)
+    assert parts.transactions is not None
+    parts.transactions.fail["send"] = TopicAuthorizationFailedError()  # an ACL taken away
+    with pytest.raises(KafkaUnavailableError, match="may not write the verdict"):
+        step(service, parts)  # no retry loop: the command ends with this line
+    assert verdict_posts(parts) == []
+    assert parts.consumer.committed == {}  # the batch is read again by the next owner

@@ -23,9 +23,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from kafka import OffsetAndMetadata, TopicPartition
-from kafka.errors import InvalidProducerEpochError, KafkaError, ProducerFencedError
+from kafka.errors import (
+    AuthorizationError,
+    GroupAuthorizationFailedError,
+    InvalidProducerEpochError,
+    InvalidTransactionTimeoutError,
+    KafkaError,
+    ProducerFencedError,
+    TopicAuthorizationFailedError,
+)
 
-from geoverdict_service.exceptions import ServiceError
+from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.pipeline.delivery import Delivered, Delivery
 from geoverdict_service.pipeline.items import Item
@@ -34,6 +42,8 @@ from geoverdict_service.pipeline.parts import Consumer, TransactionalProducer
 log = logging.getLogger(__name__)
 
 FENCED = (ProducerFencedError, InvalidProducerEpochError)
+# Refusals no retry mends: the consumer stops with the setting to fix (its batch uncommitted).
+REFUSED = (AuthorizationError, InvalidTransactionTimeoutError)
 
 
 def transactional_id(prefix: str, group: str, tp: TopicPartition) -> str:
@@ -63,6 +73,39 @@ class ExactlyOnce:
         self._fenced: set[TopicPartition] = set()  # lost to a new owner; until reassigned
         self._pool: ThreadPoolExecutor | None = None
 
+    def check(self) -> None:
+        """At start-up, before joining the group: may this consumer's user make transactional
+        producers with its prefix, with its transaction timeout? One producer with a check id
+        (PREFIX-GROUP-check, never a partition's) is initialised and closed.
+
+        Raises KafkaUnavailableError naming the setting or the ACL to fix."""
+        producer = self._make(f"{self._prefix}-{self._group}-check")
+        try:
+            producer.init_transactions()
+        except REFUSED as exc:
+            raise self._refusal(exc) from exc
+        finally:
+            producer.close(timeout=1.0)
+
+    def _refusal(self, exc: BaseException) -> KafkaUnavailableError:
+        if isinstance(exc, InvalidTransactionTimeoutError):
+            cause = (
+                "the broker refuses the transaction timeout: GEOVERDICT_TRANSACTION_TIMEOUT_MS "
+                "must not exceed the broker's transaction.max.timeout.ms"
+            )
+        elif isinstance(exc, TopicAuthorizationFailedError):
+            cause = "this user may not write the verdict or dead-letter topic: grant it WRITE"
+        elif isinstance(exc, GroupAuthorizationFailedError):
+            cause = f"this user may not commit the offsets of group {self._group!r}: grant it READ"
+        else:
+            cause = (
+                f"this user may not use transactional ids starting {self._prefix!r}: grant it "
+                "WRITE and DESCRIBE on transactional ids prefixed GEOVERDICT_TRANSACTIONAL_ID_"
+                "PREFIX, and IDEMPOTENT_WRITE on the cluster (docs/operations.md), or set "
+                "GEOVERDICT_PROCESSING_GUARANTEE=at_least_once"
+            )
+        return KafkaUnavailableError(f"exactly_once: {cause} ({type(exc).__name__})")
+
     # -- the group's assignment --------------------------------------------------------------
     def assigned(self, partitions: Iterable[TopicPartition]) -> None:
         """Make and initialise each new partition's producer: that fences its former owner
@@ -72,7 +115,7 @@ class ExactlyOnce:
             if tp not in self._producers:
                 try:
                     self._producers[tp] = self._open(tp)
-                except KafkaError as exc:  # made again at its first batch
+                except KafkaError as exc:  # made again at its first batch (a refusal stops it)
                     log.warning("no transactional producer for %s yet: %s", _name(tp), exc)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
@@ -129,6 +172,8 @@ class ExactlyOnce:
         started = time.perf_counter()
         try:
             producer = self._producers.get(tp) or self._reopen(tp)
+        except REFUSED as exc:
+            raise self._refusal(exc) from exc
         except KafkaError as exc:
             log.warning("transaction of %s not begun: %s", _name(tp), exc)
             self._metrics.transactions.labels(result="aborted").inc()
@@ -144,6 +189,9 @@ class ExactlyOnce:
             return None
         except (KafkaError, ServiceError) as exc:
             self._abort(tp, producer, exc)
+            refused = exc if isinstance(exc, REFUSED) else exc.__cause__  # a send's, wrapped
+            if isinstance(refused, REFUSED):
+                raise self._refusal(refused) from exc
             return None
         self._metrics.transactions.labels(result="committed").inc()
         self._metrics.transaction_seconds.observe(time.perf_counter() - started)
