@@ -14,6 +14,7 @@ import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import (
     InvalidTransactionTimeoutError,
+    KafkaError,
     KafkaTimeoutError,
     ProducerFencedError,
     TopicAuthorizationFailedError,
@@ -245,8 +246,16 @@ def test_fencing_errors_are_told_apart_from_the_ones_worth_a_retry() -> None:
     [
         (TransactionalIdAuthorizationFailedError(), "GEOVERDICT_TRANSACTIONAL_ID_PREFIX"),
         (InvalidTransactionTimeoutError(), "GEOVERDICT_TRANSACTION_TIMEOUT_MS"),
+        # what kafka-python 2.3 really raises for it (Kafka 4.1)
+        (
+            KafkaError(
+                "Unexpected error in InitProducerIdResponse: [Error 50] "
+                "InvalidTransactionTimeoutError"
+            ),
+            "GEOVERDICT_TRANSACTION_TIMEOUT_MS",
+        ),
     ],
-    ids=["no-acl", "timeout-too-long"],
+    ids=["no-acl", "timeout-too-long", "timeout-too-long-as-raised"],
 )
 def test_a_user_refused_transactions_is_told_at_start_what_to_fix(
     refusal: Exception, named: str

@@ -82,13 +82,15 @@ class ExactlyOnce:
         producer = self._make(f"{self._prefix}-{self._group}-check")
         try:
             producer.init_transactions()
-        except REFUSED as exc:
-            raise self._refusal(exc) from exc
+        except KafkaError as exc:
+            if _refused(exc):
+                raise self._refusal(exc) from exc
+            raise
         finally:
             producer.close(timeout=1.0)
 
     def _refusal(self, exc: BaseException) -> KafkaUnavailableError:
-        if isinstance(exc, InvalidTransactionTimeoutError):
+        if isinstance(exc, InvalidTransactionTimeoutError) or _TIMEOUT_REFUSED in str(exc):
             cause = (
                 "the broker refuses the transaction timeout: GEOVERDICT_TRANSACTION_TIMEOUT_MS "
                 "must not exceed the broker's transaction.max.timeout.ms"
@@ -172,9 +174,9 @@ class ExactlyOnce:
         started = time.perf_counter()
         try:
             producer = self._producers.get(tp) or self._reopen(tp)
-        except REFUSED as exc:
-            raise self._refusal(exc) from exc
         except KafkaError as exc:
+            if _refused(exc):
+                raise self._refusal(exc) from exc
             log.warning("transaction of %s not begun: %s", _name(tp), exc)
             self._metrics.transactions.labels(result="aborted").inc()
             return None
@@ -189,8 +191,8 @@ class ExactlyOnce:
             return None
         except (KafkaError, ServiceError) as exc:
             self._abort(tp, producer, exc)
-            refused = exc if isinstance(exc, REFUSED) else exc.__cause__  # a send's, wrapped
-            if isinstance(refused, REFUSED):
+            refused = exc if isinstance(exc, KafkaError) else exc.__cause__  # a send's, wrapped
+            if refused is not None and _refused(refused):
                 raise self._refusal(refused) from exc
             return None
         self._metrics.transactions.labels(result="committed").inc()
@@ -242,6 +244,15 @@ class ExactlyOnce:
         except KafkaError as cannot:  # a broker restart, say: made again at the next batch
             log.warning("%s: abort failed (%s); its producer is made again", _name(tp), cannot)
             self._close(tp)
+
+
+# kafka-python 2.3 raises a plain KafkaError for InitProducerId's INVALID_TRANSACTION_TIMEOUT,
+# naming it in the message (seen on Kafka 4.1).
+_TIMEOUT_REFUSED = "InvalidTransactionTimeoutError"
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, REFUSED) or _TIMEOUT_REFUSED in str(exc)
 
 
 def _name(tp: TopicPartition) -> str:
