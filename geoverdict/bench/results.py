@@ -251,6 +251,63 @@ class Streams:
         return cls(*(_flat(StreamResult, data[run]) for run in runs))
 
 
+# When exactly_once costs more than this against at_least_once, at_least_once is the better
+# default (issue 20): a tenth of the throughput, or 50 ms more at the 99th percentile.
+GUARANTEE_THROUGHPUT_COST = 0.10
+GUARANTEE_P99_COST_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Guarantees:
+    """at_least_once's runs of the same stream (the streams' runs are exactly_once's, the
+    default): the same consumer and photos, Redis flushed first."""
+
+    pipeline: StreamResult
+    cached: StreamResult
+    cached_paced: StreamResult
+
+    def compare(self, exactly_once: Streams) -> dict[str, Any]:
+        """Both side by side, what exactly_once costs, and the default those costs call for."""
+        rows: dict[str, Any] = {}
+        for name, (pipeline, cached, paced) in {
+            "exactly_once": (exactly_once.pipeline, exactly_once.cached, exactly_once.cached_paced),
+            "at_least_once": (self.pipeline, self.cached, self.cached_paced),
+        }.items():
+            rows[name] = {
+                "pipeline_events_per_s": pipeline.events_per_s,
+                "pipeline_p99_ms": pipeline.p99_ms,
+                "cached_events_per_s": cached.events_per_s,
+                "cached_paced_p50_ms": paced.p50_ms,
+                "cached_paced_p99_ms": paced.p99_ms,
+                "consumer_cpu_ms_cold": pipeline.cpu_s_per_1000,
+                "consumer_cpu_ms_cached": cached.cpu_s_per_1000,
+            }
+        throughput_cost = max(
+            1 - exactly_once.pipeline.events_per_s / max(self.pipeline.events_per_s, 1e-9),
+            1 - exactly_once.cached.events_per_s / max(self.cached.events_per_s, 1e-9),
+        )
+        p99_cost = exactly_once.cached_paced.p99_ms - self.cached_paced.p99_ms
+        rows["exactly_once_throughput_cost"] = round(throughput_cost, 3)
+        rows["exactly_once_p99_cost_ms"] = round(p99_cost, 1)
+        too_dear = throughput_cost > GUARANTEE_THROUGHPUT_COST or p99_cost > GUARANTEE_P99_COST_MS
+        rows["default_called_for"] = "at_least_once" if too_dear else "exactly_once"
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """Its runs, as results.json keeps them."""
+        return {
+            "pipeline": self.pipeline.to_json(),
+            "cached": self.cached.to_json(),
+            "cached_paced": self.cached_paced.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Guarantees:
+        """From results.json's at_least_once section."""
+        runs = ("pipeline", "cached", "cached_paced")
+        return cls(*(_flat(StreamResult, data[run]) for run in runs))
+
+
 @dataclass(frozen=True)
 class TritonBench:
     """Triton beside TorchServe in the same run: through the service's Open Inference Protocol
@@ -303,6 +360,7 @@ class BenchResults:
     streams: Streams
     seconds: float  # the whole run
     triton: TritonBench | None = None  # absent in results made before Triton was measured
+    at_least_once: Guarantees | None = None  # absent in results made before issue 20
 
     @property
     def efficiency(self) -> float:
@@ -322,6 +380,14 @@ class BenchResults:
             "efficiency": self.efficiency,
             "seconds": self.seconds,
             **({"triton": self.triton.to_json(), "servers": self.servers()} if self.triton else {}),
+            **(
+                {
+                    "at_least_once": self.at_least_once.to_json(),
+                    "guarantees": self.at_least_once.compare(self.streams),
+                }
+                if self.at_least_once
+                else {}
+            ),
         }
 
     def servers(self) -> dict[str, Any]:
@@ -371,6 +437,9 @@ class BenchResults:
                 streams=Streams.from_json(data),
                 seconds=float(data["seconds"]),
                 triton=TritonBench.from_json(data["triton"]) if "triton" in data else None,
+                at_least_once=(
+                    Guarantees.from_json(data["at_least_once"]) if "at_least_once" in data else None
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsError(f"{source} is not a `geoverdict bench` result: {exc!r}") from exc

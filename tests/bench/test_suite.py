@@ -53,3 +53,10 @@ def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> 
         assert servers[name]["consumer_cpu_ms_cold"] > 0
     assert results["triton"]["pipeline"]["verdicts"] == results["triton"]["pipeline"]["events"]
     assert "| | TorchServe | Triton |" in text
+    # exactly_once (the default) beside at_least_once on the same stream
+    assert (
+        results["at_least_once"]["pipeline"]["verdicts"]
+        == results["at_least_once"]["pipeline"]["events"]
+    )
+    assert results["guarantees"]["default_called_for"] in {"exactly_once", "at_least_once"}
+    assert "| | exactly_once (default) | at_least_once |" in text

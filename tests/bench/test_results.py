@@ -1,0 +1,43 @@
+"""The benchmark's derived figures: the processing guarantee its numbers call for."""
+
+from __future__ import annotations
+
+import pytest
+
+from geoverdict.bench.results import Guarantees, StreamResult, Streams
+
+
+def run(events_per_s: float, p99_ms: float = 10.0, label: str = "run") -> StreamResult:
+    return StreamResult(
+        label=label, events=100, verdicts=100, seconds=100 / events_per_s,
+        events_per_s=events_per_s, p50_ms=p99_ms / 2, p95_ms=p99_ms, p99_ms=p99_ms,
+        rate="burst", cpu_s_per_1000=1.0,
+    )  # fmt: skip
+
+
+def exactly_once(pipeline: float, cached: float, paced_p99: float) -> Streams:
+    return Streams(run(pipeline), run(cached), run(cached, paced_p99), run(10.0))
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "cached", "paced_p99", "called_for"),
+    [
+        (95.0, 1900.0, 30.0, "exactly_once"),  # 5% slower, 20 ms more: worth it
+        (85.0, 1900.0, 30.0, "at_least_once"),  # the model-bound stream 15% slower
+        (95.0, 1700.0, 30.0, "at_least_once"),  # the cached path 15% slower
+        (95.0, 1900.0, 70.0, "at_least_once"),  # 60 ms more at p99
+    ],
+)
+def test_the_default_called_for_follows_the_issues_limits(
+    pipeline: float, cached: float, paced_p99: float, called_for: str
+) -> None:
+    at_least_once = Guarantees(run(100.0), run(2000.0), run(2000.0, 10.0))
+    compared = at_least_once.compare(exactly_once(pipeline, cached, paced_p99))
+    assert compared["default_called_for"] == called_for
+    assert compared["exactly_once"]["cached_events_per_s"] == cached
+    assert compared["at_least_once"]["cached_events_per_s"] == 2000.0
+
+
+def test_results_keep_both_guarantees_through_json() -> None:
+    at_least_once = Guarantees(run(100.0, label="a"), run(2000.0), run(2000.0, 10.0))
+    assert Guarantees.from_json(at_least_once.to_json()) == at_least_once
