@@ -7,7 +7,10 @@ of these only after contract.check passed (contract.checked_prediction), never b
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:  # annotations only: the Triton image's Python 3.10 has no typing.NotRequired
+    from typing_extensions import NotRequired
 
 
 class Point(TypedDict):
