@@ -35,15 +35,20 @@ INPUT = "IMAGE"
 OUTPUT = "REPLY"
 # Triton's Python stub embeds its interpreter with a path of its own: it ignores PYTHONPATH
 # (seen with Triton 2.51), so the entry point applies it (as site dirs: .pth files, editable
-# installs included) before anything imports numpy.
+# installs included) before anything imports numpy, ahead of what the interpreter found by
+# itself: the stub takes its prefix from PATH's python3, an activated virtual environment's
+# with its numpy 2 (which misreads Triton's BYTES tensors).
 BOOTSTRAP = '''"""Triton's Python-backend entry point of a geoverdict model (written by
 geoverdict_common.triton_repository; the code is geoverdict_training.serving.triton_model)."""
 
 import os
 import site
+import sys
 
+_found = list(sys.path)
 for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
     site.addsitedir(entry)
+sys.path[:] = [p for p in sys.path if p not in _found] + _found
 
 from geoverdict_training.serving.triton_model import TritonPythonModel  # noqa: E402, F401
 '''

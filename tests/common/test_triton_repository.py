@@ -3,7 +3,10 @@ beside the digest its model store recorded, an archive the store does not list r
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,21 @@ def test_all_serves_every_archive_of_the_store_under_its_stem(tmp_path: Path) ->
     assert not (written["a"] / ARCHIVE).is_symlink()
     named = write_repository(tmp_path / "named", store, ["geo=b.mar"])
     assert list(named) == ["geo"]
+
+
+def test_the_entry_points_packages_win_over_what_the_stubs_interpreter_found(
+    tmp_path: Path,
+) -> None:
+    # Triton's stub ignores PYTHONPATH (as `python -E` does) and takes its prefix from PATH's
+    # python3: an activated virtual environment's, whose numpy 2 misreads BYTES tensors. What
+    # PYTHONPATH names (the pinned numpy 1.26) must come first.
+    pinned = tmp_path / "pinned"
+    (pinned / "numpy").mkdir(parents=True)
+    (pinned / "numpy" / "__init__.py").write_text("PINNED = True\n")
+    header = BOOTSTRAP.rsplit("from geoverdict_training", 1)[0]
+    probe = header + "import numpy\nprint(getattr(numpy, 'PINNED', False))\n"
+    found = subprocess.run(
+        [sys.executable, "-E", "-c", probe], env={**os.environ, "PYTHONPATH": str(pinned)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert found.stdout.strip() == "True", found.stderr

@@ -292,7 +292,9 @@ def test_triton_reads_its_secret_from_the_volume_the_consumer_mounts_read_only()
     assert dockerfile_instruction(dockerfile, "ENTRYPOINT") == ["/opt/geoverdict/entrypoint.sh"]
     assert dockerfile_instruction(dockerfile, "CMD") == command
     healthcheck = shlex.join(triton["healthcheck"]["test"])
-    assert "/v2/health/ready" in healthcheck and "Bearer" not in healthcheck
+    model = consumer["environment"]["GEOVERDICT_TRITON_MODEL_NAME"]
+    # the consumer's model, not the server's overall readiness (false after any failed load)
+    assert f"/v2/models/{model}/ready" in healthcheck and "Bearer" not in healthcheck
 
 
 def test_prometheus_scrapes_the_model_server_of_each_variant() -> None:
