@@ -29,6 +29,7 @@ from tests.service.conftest import (
     running,
     service_settings,
 )
+from tests.stack_fixtures import add_fixture_model, triton_load
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,9 @@ def prometheus(
                            "-web.listen-address", f"127.0.0.1:{exporter_port}"],
         tmp / "exporter.log", tmp,
     )  # fmt: skip
+    # Triton's per-model series exist once a model is loaded (the Triton variant's panels).
+    add_fixture_model(stack.triton.repository)
+    triton_load(stack.triton, "fixture")
     with running(settings) as service:
         config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
