@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,8 @@ def test_consumer_probes_health_and_readiness(rendered: dict[str, list[dict[str,
 
 
 def test_every_pod_runs_unprivileged(variant: tuple[str, list[dict[str, Any]]]) -> None:
-    for deployment in (d for d in variant[1] if d["kind"] == "Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+    for workload in (d for d in variant[1] if d["kind"] in {"Deployment", "Job"}):
+        pod = workload["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
         for container in pod["containers"] + pod.get("initContainers", []):
@@ -287,6 +288,8 @@ def test_values_hold_no_secret() -> None:
             ("consumer.autoscaling.keda.enabled=true", "config.kafka.security_protocol=SSL"),
             "authenticationRef",
         ),
+        (("kafka.acls.enabled=true", "kafka.acls.adminProperties.existingSecret=a"), "principal"),
+        (("kafka.acls.enabled=true", "kafka.acls.principal=geoverdict"), "existingSecret"),
     ],
     ids=[
         "sasl-without-password",
@@ -297,6 +300,8 @@ def test_values_hold_no_secret() -> None:
         "triton-header",
         "triton-volume-without-source",
         "keda-tls-no-auth",
+        "acls-without-principal",
+        "acls-without-admin",
     ],
 )
 def test_chart_refuses_incomplete_values_with_the_fix(sets: tuple[str, ...], says: str) -> None:
@@ -429,3 +434,52 @@ def test_triton_on_gpu_nodes_serves_with_the_gpu_batching(
     cpu_env = {e["name"]: e.get("value") for e in cpu["containers"][0]["env"]}
     assert cpu_env["SERVING"] == "cpu" and "runtimeClassName" not in cpu
     assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"]["limits"]
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_the_acl_job_grants_what_the_local_stack_enforces(guarantee: str) -> None:
+    from geoverdict_stack import acls
+
+    docs = render(VARIANTS["keda"], (f"config.consumer.processing_guarantee={guarantee}",))
+    job = find(docs, "Job", "kafka-acls")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    assert container["image"] == compose["kafka-init"]["image"]  # Kafka's tools, pinned alike
+    env = {e["name"]: e["value"] for e in container["env"]}
+    granted = set()
+    for line in container["args"][0].splitlines():
+        if not line.strip().startswith("acl --operation"):
+            continue
+        resource = re.search(r"--(topic|group|transactional-id) \"\$(\w+)\"|--(cluster)", line)
+        assert resource, line
+        kind, name = (resource[1], env[resource[2]]) if resource[1] else ("cluster", acls.CLUSTER)
+        prefixed = "--resource-pattern-type prefixed" in line
+        for camel in re.findall(r"--operation (\w+)", line):
+            operation = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", camel).upper()
+            granted.add((env["PRINCIPAL"], operation, kind, name, prefixed))
+    expected = {
+        (g.principal, g.operation, g.resource, g.name, g.prefixed)
+        for g in acls.grants(
+            env["INPUT"],
+            env["VERDICTS"],
+            env["DEAD"],
+            group=env["GROUP"],
+            transactional_prefix=env["TXN_PREFIX"],
+        )
+        if g.principal == acls.CONSUMER_USER
+        and (guarantee == "exactly_once" or g.resource not in {"transactional-id", "cluster"})
+    }
+    assert granted == expected
+    # the names are the consumers' own settings
+    consumer = {e["name"]: e.get("value") for e in container_env(docs)}
+    assert env["GROUP"] == consumer["GEOVERDICT_GROUP_ID"]
+    assert env["INPUT"] == consumer["GEOVERDICT_KAFKA_INPUT_TOPIC"]
+    assert env["PRINCIPAL"] == consumer["GEOVERDICT_KAFKA_SASL_USERNAME"]
+    if guarantee == "exactly_once":
+        assert env["TXN_PREFIX"] == consumer["GEOVERDICT_TRANSACTIONAL_ID_PREFIX"]
+
+
+def container_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The consumer container's environment."""
+    return list(first_container(docs, "consumer")["env"])
