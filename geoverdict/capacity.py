@@ -1,10 +1,11 @@
-"""`geoverdict capacity`: how many partitions, consumers and TorchServe replicas an event rate
-needs, and the lag threshold to scale consumers on, from what `geoverdict bench` measured.
+"""`geoverdict capacity`: how many partitions, consumers and model-server replicas an event
+rate needs, and the lag threshold to scale consumers on, from what `geoverdict bench` measured
+for the chosen model server (TorchServe, or Triton with `--model-server triton`).
 
-The model (docs/operations.md, "Capacity"): a cache miss costs one TorchServe inference and
-`consumer_cpu_s_per_1000_events` of consumer CPU, a hit only the cached CPU cost. A consumer is
-one Python process, so about one core; a TorchServe replica is what the benchmark ran (its
-machine's cores, or its GPU). Both are planned at `utilization` of what was measured, so that a
+The model (docs/operations.md, "Capacity"): a cache miss costs one inference and the consumer's
+CPU per cold event with that server, a hit only the cached CPU cost. A consumer is one Python
+process, so about one core; a model-server replica is what the benchmark ran (its machine's
+cores, or its GPU). Both are planned at `utilization` of what was measured, so that a
 burst or a slower day does not make lag grow at once. The partitions cap the consumers that can
 work (Kafka gives a partition to one consumer of the group), so the plan leaves room to double.
 """
@@ -32,31 +33,47 @@ class Measured:
     source: str
     cores: int
     gpu: str | None
-    torchserve_images_per_s: float  # one TorchServe, cold images, at its best concurrency
+    server_images_per_s: float  # one model server, cold images, at its best concurrency
     consumer_cpu_ms_cold: float  # consumer CPU per event that misses the cache
     consumer_cpu_ms_cached: float  # ... and per event answered from the cache
     pipeline_events_per_s: float  # the whole pipeline on the benchmark's one machine
+    server: str = "torchserve"  # or triton
+
+    @property
+    def server_name(self) -> str:
+        """The model server as the operator reads it."""
+        return {"torchserve": "TorchServe", "triton": "Triton"}[self.server]
 
     @classmethod
-    def from_results(cls, path: Path) -> Measured:
-        """Read bench/results.json (or another run's)."""
+    def from_results(cls, path: Path, server: str = "torchserve") -> Measured:
+        """Read bench/results.json (or another run's): the figures with `server`."""
         from geoverdict.bench.results import BenchResults, ResultsError  # noqa: PLC0415
 
         try:
             results = BenchResults.read(path)
         except ResultsError as exc:
             raise CapacityError(f"{exc}; run `make bench`") from exc
-        pipeline, cached = results.streams.pipeline, results.streams.cached
+        serving, pipeline, cached = (
+            results.serving,
+            results.streams.pipeline,
+            results.streams.cached,
+        )
+        if server == "triton":
+            if results.triton is None:
+                raise CapacityError(f"{path} has no Triton figures; run `make bench`")
+            serving, pipeline = results.triton.serving, results.triton.pipeline
+            cached = results.triton.cached
         if pipeline.cpu_s_per_1000 is None or cached.cpu_s_per_1000 is None:
             raise CapacityError(f"{path} has no consumer CPU figures; run `make bench`")
         return cls(
             source=str(path),
             cores=results.machine.cores,
             gpu=results.machine.gpu,
-            torchserve_images_per_s=results.serving.images_per_s,
+            server_images_per_s=serving.images_per_s,
             consumer_cpu_ms_cold=pipeline.cpu_s_per_1000,
             consumer_cpu_ms_cached=cached.cpu_s_per_1000,
             pipeline_events_per_s=pipeline.events_per_s,
+            server=server,
         )
 
 
@@ -69,9 +86,9 @@ class Plan:
     utilization: float
     lag_seconds: float
     consumer_events_per_s: float  # what one consumer sustains at `utilization`
-    torchserve_events_per_s: float  # cold images one TorchServe replica sustains at it
+    server_events_per_s: float  # cold images one model-server replica sustains at it
     consumers: int
-    torchserve_replicas: int
+    server_replicas: int
     partitions: int
     lag_threshold: int
     consumer_cores: float
@@ -89,7 +106,7 @@ class Plan:
             [
                 f"Capacity for {self.events_per_s:,.0f} events/s, "
                 f"{self.cache_hit_ratio:.0%} answered from the cache "
-                f"(measured: {m.source}, TorchServe on {device}; planned at "
+                f"(measured: {m.source}, {m.server_name} on {device}; planned at "
                 f"{self.utilization:.0%} of it):",
                 "",
                 "| what | value | from |",
@@ -99,9 +116,9 @@ class Plan:
                 f"per miss, {m.consumer_cpu_ms_cached:.2f} per hit) |",
                 f"| consumer CPU | {self.consumer_cores:.2f} cores | the same costs at the "
                 f"target rate |",
-                f"| TorchServe replicas | {self.torchserve_replicas} | one replica sustains "
-                f"{self.torchserve_events_per_s:,.0f} cold images/s "
-                f"(measured {m.torchserve_images_per_s:.1f}) |",
+                f"| {m.server_name} replicas | {self.server_replicas} | one replica sustains "
+                f"{self.server_events_per_s:,.0f} cold images/s "
+                f"(measured {m.server_images_per_s:.1f}) |",
                 f"| input topic partitions | {self.partitions} | room for twice the consumers "
                 f"(at least {MIN_PARTITIONS}) |",
                 f"| KEDA lagThreshold | {self.lag_threshold} | {self.lag_seconds:g} s of "
@@ -133,7 +150,7 @@ def plan(
         miss * measured.consumer_cpu_ms_cold + cache_hit_ratio * measured.consumer_cpu_ms_cached
     )
     consumer_rate = 1000.0 / cpu_ms * utilization
-    torchserve_rate = measured.torchserve_images_per_s * utilization
+    server_rate = measured.server_images_per_s * utilization
     consumers = max(1, math.ceil(events_per_s / consumer_rate))
     return Plan(
         events_per_s=events_per_s,
@@ -141,9 +158,9 @@ def plan(
         utilization=utilization,
         lag_seconds=lag_seconds,
         consumer_events_per_s=consumer_rate,
-        torchserve_events_per_s=torchserve_rate,
+        server_events_per_s=server_rate,
         consumers=consumers,
-        torchserve_replicas=max(1, math.ceil(events_per_s * miss / torchserve_rate)),
+        server_replicas=max(1, math.ceil(events_per_s * miss / server_rate)),
         partitions=max(MIN_PARTITIONS, 2 * consumers),
         lag_threshold=max(1, math.ceil(events_per_s / consumers * lag_seconds)),
         consumer_cores=events_per_s * cpu_ms / 1000.0,
@@ -155,7 +172,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `capacity` command."""
     parser = subparsers.add_parser(
         "capacity",
-        help="partitions, consumers, TorchServe replicas and lag threshold for an event rate",
+        help="partitions, consumers, model-server replicas and lag threshold for an event rate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -170,6 +187,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--lag-seconds", type=float, default=10.0, help="backlog per consumer before scaling out"
     )
+    parser.add_argument(
+        "--model-server", choices=("torchserve", "triton"), default="torchserve",
+        help="plan with this server's measured figures (default torchserve)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.set_defaults(func=_run)
 
@@ -180,7 +201,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (CapacityError,)
 def _run(args: argparse.Namespace) -> int:
     results = args.results or Path("bench") / "results.json"  # of the working directory
     result = plan(
-        Measured.from_results(results),
+        Measured.from_results(results, args.model_server),
         args.events_per_s,
         cache_hit_ratio=args.cache_hit_ratio,
         utilization=args.utilization,

@@ -22,8 +22,8 @@ def measured(images_per_s: float = 50.0, cold_ms: float = 2.0, cached_ms: float 
 def test_the_committed_benchmark_gives_the_documented_plan() -> None:
     # docs/operations.md, "Capacity", quotes this plan.
     result = plan(Measured.from_results(RESULTS), 1000)
-    assert result.measured.torchserve_images_per_s == pytest.approx(57.16)
-    assert (result.consumers, result.torchserve_replicas, result.partitions) == (4, 25, 8)
+    assert result.measured.server_images_per_s == pytest.approx(57.16)
+    assert (result.consumers, result.server_replicas, result.partitions) == (4, 25, 8)
     assert result.lag_threshold == 2500
 
 
@@ -33,20 +33,20 @@ def test_replicas_cover_the_rate_at_the_planned_utilization() -> None:
     assert result.consumer_events_per_s == pytest.approx(250)
     assert result.consumers == 4 and result.consumer_cores == pytest.approx(2.0)
     # 50 cold images/s per TorchServe, 25 at half load -> 40 replicas
-    assert result.torchserve_replicas == 40
+    assert result.server_replicas == 40
     assert result.partitions == 8 and result.lag_threshold == 2500
 
 
 def test_cache_hits_spare_torchserve_and_consumer_cpu() -> None:
     cold, warm = plan(measured(), 1000), plan(measured(), 1000, cache_hit_ratio=0.8)
-    assert warm.torchserve_replicas == math.ceil(200 / 35) < cold.torchserve_replicas
+    assert warm.server_replicas == math.ceil(200 / 35) < cold.server_replicas
     assert warm.consumer_cores == pytest.approx(1000 * (0.2 * 2.0 + 0.8 * 0.5) / 1000)
     assert warm.consumers <= cold.consumers
 
 
 def test_a_small_stream_still_gets_room_to_grow() -> None:
     result = plan(measured(), 1)
-    assert (result.consumers, result.torchserve_replicas, result.partitions) == (1, 1, 6)
+    assert (result.consumers, result.server_replicas, result.partitions) == (1, 1, 6)
     assert result.lag_threshold == 10  # ten seconds of events
 
 

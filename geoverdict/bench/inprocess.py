@@ -74,6 +74,38 @@ def model_cpu_ms_per_image(
         torch.set_num_threads(previous)
 
 
+def stage_cpu_ms_per_image(
+    archive: Path, images: Sequence[bytes], batch_size: int, threads: int = 1
+) -> dict[str, float]:
+    """CPU-ms per image of each stage of the servers' shared core (the Responder), with
+    `threads` torch threads: `decode` (header checks, Pillow decode, resize and crop), `model`
+    (the forward pass, hierarchy and calibration) and `reply` (the reply's JSON-ready dict).
+    Decode is what a GPU's JPEG decoder can take over; the rest of the CPU around the model is
+    the server's."""
+    from geoverdict_training.serving.responder import Responder  # noqa: PLC0415
+
+    responder = Responder.from_archive(archive, torch.device("cpu"))
+    spent = {"decode": 0.0, "model": 0.0, "reply": 0.0}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            responder.answer(list(images[:batch_size]))  # warm-up
+            for batch in _batches(images, batch_size):
+                started = time.process_time()
+                items = responder.prepare(list(batch))
+                decoded = time.process_time()
+                items = responder.infer(items)
+                inferred = time.process_time()
+                responder.replies(items)
+                spent["decode"] += decoded - started
+                spent["model"] += inferred - decoded
+                spent["reply"] += time.process_time() - inferred
+    finally:
+        torch.set_num_threads(previous)
+    return {stage: round(seconds / len(images) * 1000, 2) for stage, seconds in spent.items()}
+
+
 class _Context(SimpleNamespace):
     """What the handler reads from TorchServe's context, for use without TorchServe."""
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from geoverdict.bench.results import (
+    GPU_BOX_CORES,
+    GPU_MODEL_IMAGES_PER_S,
     GUARANTEE_P99_COST_MS,
     GUARANTEE_THROUGHPUT_COST,
     BenchResults,
@@ -56,7 +58,9 @@ def table(results: BenchResults) -> str:
         f"{part.get('s2sphere_extrapolated_s', float('nan')):.0f} s)",
         f"- whole run: {results.seconds:.0f} s",
     ]
-    return "\n".join(lines + servers_table(results) + guarantees_table(results))
+    return "\n".join(
+        lines + servers_table(results) + gpu_box_table(results) + guarantees_table(results)
+    )
 
 
 def _ms(value: float | None) -> str:
@@ -204,4 +208,29 @@ def guarantees_table(results: BenchResults) -> list[str]:
         f"(at_least_once would be the default above {GUARANTEE_THROUGHPUT_COST:.0%}), its p99 "
         f"cost **{g['exactly_once_p99_cost_ms']:.1f} ms** (above {GUARANTEE_P99_COST_MS:.0f} ms)",
         f"- the default these numbers call for: **{g['default_called_for']}**",
+    ]
+
+
+def gpu_box_table(results: BenchResults) -> list[str]:
+    """What the per-stage costs of this run mean for a GPU box: computed, labelled so."""
+    box = results.gpu_box()
+    if not box:
+        return []
+    rows = [
+        f"| {name} | {b['server_outside_model_ms']:.2f} | {b['consumer_ms']:.2f} | "
+        f"{b['broker_ms']:.2f} | {b['decode_ms']:.2f} | {b['events_per_s_decode_on_cpu']:,} | "
+        f"{b['events_per_s_decode_on_gpu']:,} |"
+        for name, b in box.items()
+    ]
+    return [
+        "",
+        f"**Estimate, computed (not measured)**: a {GPU_BOX_CORES}-core box whose GPU runs the "
+        "model, every core busy with the CPU work around it at this run's cost per event, capped "
+        f"at the model alone on an H200 ({GPU_MODEL_IMAGES_PER_S:,} images/s, measured before, "
+        "not by this run):",
+        "",
+        "| server | server CPU-ms outside the model | consumer | broker | of it decode | "
+        "events/s, decode on CPU | events/s, decode on GPU |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
     ]

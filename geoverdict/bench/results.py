@@ -98,6 +98,9 @@ class InProcess:
     # CPU-ms of this process per image in the raw forward passes at the serving batch size:
     # the model's own cost, which no server can avoid (None in results before it was measured)
     model_cpu_ms_per_image: float | None = None
+    # CPU-ms per image of the servers' shared core by stage, one torch thread: decode, model,
+    # reply (None in results before they were measured)
+    stages_cpu_ms_per_image: dict[str, float] | None = None
 
     @property
     def raw_best_batch_size(self) -> int:
@@ -117,6 +120,7 @@ class InProcess:
             "raw_best_batch_size": self.raw_best_batch_size,
             "handler_images_per_s": self.handler_images_per_s,
             "model_cpu_ms_per_image": self.model_cpu_ms_per_image,
+            "stages_cpu_ms_per_image": self.stages_cpu_ms_per_image,
         }
 
     @classmethod
@@ -126,10 +130,12 @@ class InProcess:
         if not raw:
             raise ValueError("raw_by_batch_size is empty")
         model_cpu = data.get("model_cpu_ms_per_image")
+        stages = data.get("stages_cpu_ms_per_image")
         return cls(
             raw,
             float(data["handler_images_per_s"]),
             None if model_cpu is None else float(model_cpu),
+            None if stages is None else {str(k): float(v) for k, v in stages.items()},
         )
 
 
@@ -202,6 +208,7 @@ class StreamResult:
     rate: str  # "burst" or the paced publishing rate
     cpu_s_per_1000: float | None = None
     rss_mb: float | None = None
+    broker_cpu_ms: float | None = None  # the Kafka broker's CPU-ms per event over the run
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -347,6 +354,31 @@ def outside_model(point: ServingPoint, model_cpu_ms: float | None) -> float | No
     return round(point.cpu_ms_per_image - model_cpu_ms, 2)
 
 
+# The GPU box of issue 19's question, and the one GPU figure the project has: the demo model
+# alone on an H200 (the developers' guide; measured before, not by this run).
+GPU_BOX_CORES = 16
+GPU_MODEL_IMAGES_PER_S = 29_600
+
+
+def gpu_box_estimate(
+    outside_ms: float, consumer_ms: float, broker_ms: float, decode_ms: float
+) -> dict[str, float]:
+    """Computed, not measured: events/s of a GPU_BOX_CORES-core box whose GPU runs the model,
+    every core busy with the CPU work around it at this machine's cost per event (the model
+    server's beyond the model, the consumer's, the broker's), with decode on the CPU and with
+    decode on the GPU's JPEG decoder; never above what the GPU alone allows."""
+    on_cpu = outside_ms + consumer_ms + broker_ms
+    on_gpu = max(outside_ms - decode_ms, 0.0) + consumer_ms + broker_ms
+    return {
+        "cpu_ms_per_event_decode_on_cpu": round(on_cpu, 2),
+        "cpu_ms_per_event_decode_on_gpu": round(on_gpu, 2),
+        "events_per_s_decode_on_cpu": round(min(GPU_BOX_CORES * 1000 / on_cpu,
+                                                GPU_MODEL_IMAGES_PER_S)),
+        "events_per_s_decode_on_gpu": round(min(GPU_BOX_CORES * 1000 / on_gpu,
+                                                GPU_MODEL_IMAGES_PER_S)),
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BenchResults:
     """One `geoverdict bench` run."""
@@ -380,6 +412,7 @@ class BenchResults:
             "efficiency": self.efficiency,
             "seconds": self.seconds,
             **({"triton": self.triton.to_json(), "servers": self.servers()} if self.triton else {}),
+            **({"gpu_box_estimate": self.gpu_box()} if self.gpu_box() else {}),
             **(
                 {
                     "at_least_once": self.at_least_once.to_json(),
@@ -389,6 +422,31 @@ class BenchResults:
                 else {}
             ),
         }
+
+    def gpu_box(self) -> dict[str, Any]:
+        """gpu_box_estimate for each model server, from this run's per-stage costs (empty
+        where one was not measured)."""
+        stages, model_cpu = (
+            self.in_process.stages_cpu_ms_per_image,
+            self.in_process.model_cpu_ms_per_image,
+        )
+        if stages is None or self.triton is None:
+            return {}
+        rows: dict[str, Any] = {}
+        for name, (serving, pipeline) in {
+            "torchserve": (self.serving, self.streams.pipeline),
+            "triton": (self.triton.serving, self.triton.pipeline),
+        }.items():
+            outside = outside_model(serving.best, model_cpu)
+            consumer, broker = pipeline.cpu_s_per_1000, pipeline.broker_cpu_ms
+            if outside is None or consumer is None or broker is None:
+                continue
+            rows[name] = {
+                "server_outside_model_ms": outside, "consumer_ms": consumer,
+                "broker_ms": broker, "decode_ms": stages["decode"],
+                **gpu_box_estimate(outside, consumer, broker, stages["decode"]),
+            }  # fmt: skip
+        return rows
 
     def servers(self) -> dict[str, Any]:
         """TorchServe and Triton side by side, and the issue's ratios (derived, for readers)."""

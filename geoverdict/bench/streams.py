@@ -52,10 +52,14 @@ def measure(
     rate: float | None = None,
     timeout_s: float = 600.0,
     consumer_pid: int | None = None,
+    broker_pids: Sequence[int] = (),
 ) -> StreamResult:
-    """Publish, wait for every verdict, and compute throughput and latency."""
+    """Publish, wait for every verdict, and compute throughput and latency (and the CPU per
+    event of the consumer and of the broker's processes, when given)."""
     proc = psutil.Process(consumer_pid) if consumer_pid else None
     cpu_before = sum(proc.cpu_times()[:2]) if proc else 0.0
+    brokers = [psutil.Process(pid) for pid in broker_pids]
+    broker_before = _cpu_s(brokers)
     events = (make_event(f"bench-{k}", image_bytes=image) for k, image in enumerate(images))
     collected = collector.collect(
         send_events(producer, topic, events, rate), timeout_s, progress=label
@@ -67,6 +71,7 @@ def measure(
     if proc is not None:
         cpu = (sum(proc.cpu_times()[:2]) - cpu_before) / max(1, answered) * 1000
         rss = proc.memory_info().rss / 2**20
+    broker_ms = (_cpu_s(brokers) - broker_before) / max(1, answered) * 1000 if brokers else None
     return StreamResult(
         label=label,
         events=len(collected.sent_at),
@@ -79,7 +84,13 @@ def measure(
         rate="burst" if rate is None else f"{rate:.0f}/s",
         cpu_s_per_1000=None if cpu is None else round(cpu, 3),
         rss_mb=None if rss is None else round(rss, 1),
+        broker_cpu_ms=None if broker_ms is None else round(broker_ms, 3),
     )
+
+
+def _cpu_s(processes: Sequence[psutil.Process]) -> float:
+    """User and system CPU seconds of these processes so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def server_environment(stack: Stack, server: str, model: str) -> dict[str, str]:

@@ -115,6 +115,8 @@ def run(options: BenchOptions) -> BenchResults:
     print(f"handler: {handler} images/s", flush=True)
     model_cpu = inprocess.model_cpu_ms_per_image(archive, photos, options.triton_batch_size)
     print(f"model alone: {model_cpu} CPU-ms per image (1 thread)", flush=True)
+    stages = inprocess.stage_cpu_ms_per_image(archive, photos, options.triton_batch_size)
+    print(f"stages: {stages} CPU-ms per image (1 thread)", flush=True)
 
     config = StackConfig.with_free_ports(
         run_dir=runs_dir() / "bench", model_store=archive.parent,
@@ -128,7 +130,7 @@ def run(options: BenchOptions) -> BenchResults:
 
     results = BenchResults(
         machine=machine, model=archive.name, settings=options.to_json(), partitioning=part,
-        in_process=InProcess(raw, handler, model_cpu), serving=served, streams=streams,
+        in_process=InProcess(raw, handler, model_cpu, stages), serving=served, streams=streams,
         seconds=round(time.monotonic() - started, 1), triton=triton, at_least_once=at_least_once,
     )  # fmt: skip
     report.write(results, options.out, options.docs)
@@ -231,7 +233,9 @@ def _pipeline_runs(
 
     try:
         measure("warm-up", photos[-8:])
-        pipeline = measure("pipeline", photos[:-8], consumer_pid=consumer.pid)
+        pipeline = measure(
+            "pipeline", photos[:-8], consumer_pid=consumer.pid, broker_pids=stack.pids("kafka")
+        )
         cached_images = list(photos) * options.cached_repeats
         cached = measure("cached", cached_images, consumer_pid=consumer.pid)
         # Latency of a steady stream below capacity (a burst only measures its own queue).
