@@ -41,3 +41,13 @@ def test_the_default_called_for_follows_the_issues_limits(
 def test_results_keep_both_guarantees_through_json() -> None:
     at_least_once = Guarantees(run(100.0, label="a"), run(2000.0), run(2000.0, 10.0))
     assert Guarantees.from_json(at_least_once.to_json()) == at_least_once
+
+
+def test_the_gpu_box_estimate_is_the_cores_over_the_cpu_around_the_model() -> None:
+    from geoverdict.bench.results import GPU_MODEL_IMAGES_PER_S, gpu_box_estimate
+
+    box = gpu_box_estimate(outside_ms=10.0, consumer_ms=1.0, broker_ms=2.0, decode_ms=4.0)
+    assert box["events_per_s_decode_on_cpu"] == round(16_000 / 13)  # the issue's ~1,200
+    assert box["events_per_s_decode_on_gpu"] == round(16_000 / 9)  # decode off the CPU
+    tiny = gpu_box_estimate(outside_ms=0.1, consumer_ms=0.1, broker_ms=0.1, decode_ms=0.1)
+    assert tiny["events_per_s_decode_on_gpu"] == GPU_MODEL_IMAGES_PER_S  # the GPU's own limit
