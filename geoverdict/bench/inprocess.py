@@ -21,19 +21,24 @@ def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def raw_throughput(
-    archive: Path, images: Sequence[bytes], batch_sizes: Sequence[int]
-) -> dict[int, float]:
-    """Images/s of the model alone (no decoding, no replies) at each batch size."""
+def _decoded(archive: Path, images: Sequence[bytes]) -> tuple[Any, list[torch.Tensor]]:
+    """The archive's predictor on the CPU and the images as its input tensors (3, H, W)."""
     from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
 
     bundle = read_bundle(archive)
-    predictor = bundle.predictor("cpu")
     transform = bundle.transform()
     tensors = []
     for data in images:
         with Image.open(io.BytesIO(data)) as image:
             tensors.append(transform(image.convert("RGB")))
+    return bundle.predictor("cpu"), tensors
+
+
+def raw_throughput(
+    archive: Path, images: Sequence[bytes], batch_sizes: Sequence[int]
+) -> dict[int, float]:
+    """Images/s of the model alone (no decoding, no replies) at each batch size."""
+    predictor, tensors = _decoded(archive, images)
     results: dict[int, float] = {}
     with torch.inference_mode():
         for size in batch_sizes:
@@ -51,15 +56,7 @@ def model_cpu_ms_per_image(
 ) -> float:
     """CPU-ms of the model's forward passes per image on decoded tensors, with `threads`
     torch threads as each server worker runs it: what no server can avoid spending."""
-    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
-
-    bundle = read_bundle(archive)
-    predictor = bundle.predictor("cpu")
-    transform = bundle.transform()
-    tensors = []
-    for data in images:
-        with Image.open(io.BytesIO(data)) as image:
-            tensors.append(transform(image.convert("RGB")))
+    predictor, tensors = _decoded(archive, images)
     batches = [torch.stack(list(b)) for b in _batches(tensors, batch_size)]  # (B, 3, H, W)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
