@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import (
+    InvalidProducerEpochError,
     InvalidTransactionTimeoutError,
     KafkaError,
     KafkaTimeoutError,
@@ -176,6 +177,31 @@ def test_a_fenced_consumer_commits_nothing_and_leaves_the_partition_to_its_new_o
     assert verdict_posts(parts) == ["p0-0", "p0-1", "p0-2", "later"]
 
 
+def test_a_send_refused_as_fenced_leaves_the_partition_without_making_a_producer_again() -> None:
+    # Found by the frozen-consumer proof: woken past its session, a consumer's produce came
+    # back InvalidProducerEpoch (wrapped in the delivery's ServiceError), its abort failed "in
+    # an error state", and the producer it made again for the next batch fenced the
+    # partition's new owner: the two fenced each other in turn and the zombie committed its
+    # stale batch (55 duplicates of 1,200).
+    service, parts = build(stream(1, 3), exactly_once=True)
+    assert parts.transactions is not None
+    parts.transactions.fail["send"] = InvalidProducerEpochError()
+    parts.transactions.fail["abort"] = KafkaError(
+        "Cannot execute transactional method because we are in an error state: "
+        "[Error 47] InvalidProducerEpochError"
+    )
+    step(service, parts)
+    assert verdict_posts(parts) == [] and parts.consumer.committed == {}
+    step(service, parts)  # the lost partition's records are left alone
+    assert len(parts.transactions.producers) == 1  # none made again: the new owner stays
+    assert (
+        parts.metrics.registry.get_sample_value(
+            "geoverdict_transactions_total", {"result": "fenced"}
+        )
+        == 1
+    )
+
+
 def test_revoked_partitions_close_their_producers() -> None:
     service, parts = build(stream(2, 0), exactly_once=True)
     assert parts.transactions is not None
@@ -279,3 +305,31 @@ def test_a_refusal_mid_stream_stops_the_consumer_with_nothing_committed() -> Non
         step(service, parts)  # no retry loop: the command ends with this line
     assert verdict_posts(parts) == []
     assert parts.consumer.committed == {}  # the batch is read again by the next owner
+
+
+def test_a_txn_offset_commit_error_ends_the_transaction_instead_of_hanging_it() -> None:
+    # kafka-python 2.3.3 read `errors.CoordinatorNotAvailableError` off a dict for any error in
+    # a TxnOffsetCommit response: the AttributeError died in the network callback, and
+    # send_offsets_to_transaction waited forever (a consumer frozen past its session, then
+    # woken, hung there and never stopped on SIGTERM; the frozen-consumer proof found it).
+    from kafka.producer.transaction_manager import (
+        TransactionalRequestResult,
+        TransactionManager,
+        TransactionState,
+        TxnOffsetCommitHandler,
+    )
+    from kafka.protocol.txn_offset_commit import TxnOffsetCommitResponse
+
+    build(stream(1, 0), exactly_once=True)  # the service's exactly-once parts are loaded
+    for code, error in [(90, ProducerFencedError), (16, KafkaError)]:  # fenced; not coordinator
+        manager = TransactionManager("geoverdict-grp-images-0", 60_000, api_version=(2, 1))
+        manager._transition_to(TransactionState.INITIALIZING)
+        manager._transition_to(TransactionState.READY)
+        manager.begin_transaction()
+        offsets = {tp(0): OffsetAndMetadata(5, "", -1)}
+        manager._pending_txn_offset_commits.update(offsets)
+        result = TransactionalRequestResult()
+        handler = TxnOffsetCommitHandler(manager, "grp", offsets, result)
+        handler.handle_response(TxnOffsetCommitResponse[2](0, [(INPUT, [(0, code)])]))
+        assert result.failed  # send_offsets_to_transaction raises it, the batch is aborted
+        assert isinstance(result.exception, error)
