@@ -34,7 +34,12 @@ from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_k
 from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
 from geoverdict_service.fetch import FetchPolicy, fetch_image
 from geoverdict_service.geo import PlaceNames
-from geoverdict_service.kafka_clients import check_cluster, make_consumer, make_producer
+from geoverdict_service.kafka_clients import (
+    check_cluster,
+    make_consumer,
+    make_producer,
+    make_transactional_producer,
+)
 from geoverdict_service.metrics import HealthServer, Metrics, loop_alive
 from geoverdict_service.model_servers import client_for
 from geoverdict_service.pipeline.checkpoint import Checkpoint
@@ -187,11 +192,12 @@ class VerdictService:
         )
 
         def transactional(transactional_id: str) -> TransactionalProducer:
-            return make_producer(
-                kafka, api_version=api_version, client_id=f"{client_id}-{transactional_id}",
-                acks="all", linger_ms=5, enable_idempotence=True,
-                transactional_id=transactional_id,
+            return make_transactional_producer(
+                kafka, transactional_id, api_version=api_version,
+                client_id=f"{client_id}-{transactional_id}", linger_ms=5,
                 transaction_timeout_ms=settings.transaction_timeout_ms,
+                # each transaction step waits at most as long as a flush (kafka-python: forever)
+                max_block_ms=round(settings.shutdown_timeout_s * 1000),
                 # A transaction's first send waits on the last one's markers (the broker answers
                 # CONCURRENT_TRANSACTIONS): kafka-python's 100 ms backoff made each 110 ms.
                 retry_backoff_ms=5,

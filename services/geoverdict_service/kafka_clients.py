@@ -24,6 +24,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.client_async import KafkaClient
 from kafka.errors import (
     IllegalSaslStateError,
+    IllegalStateError,
+    KafkaTimeoutError,
     NoBrokersAvailable,
     SaslAuthenticationFailedError,
     UnsupportedSaslMechanismError,
@@ -79,6 +81,46 @@ def make_producer(kafka: KafkaSettings, **options: Any) -> KafkaProducer:
     """A producer that refuses (as a failed future) a record larger than the broker takes."""
     limits = {"max_request_size": kafka.max_message_bytes}
     return _built(KafkaProducer, kafka, {**common_options(kafka), **limits, **options})
+
+
+def make_transactional_producer(
+    kafka: KafkaSettings, transactional_id: str, **options: Any
+) -> KafkaProducer:
+    """A transactional producer (idempotent, acks all) whose transaction steps are bounded."""
+    limits = {"max_request_size": kafka.max_message_bytes}
+    chosen = {**common_options(kafka), **limits, "acks": "all", "enable_idempotence": True,
+              "transactional_id": transactional_id, **options}  # fmt: skip
+    return _built(BoundedTransactionalProducer, kafka, chosen)
+
+
+class BoundedTransactionalProducer(KafkaProducer):
+    """kafka-python 2.3's KafkaProducer whose send_offsets_to_transaction, commit_transaction
+    and abort_transaction wait at most `max_block_ms` (as init_transactions and Java's client
+    do), raising KafkaTimeoutError after it. kafka-python waits forever there; a producer whose
+    transaction coordinator moved during a broker restart never found it again, and its abort
+    held the consumer's batch (and its shutdown) indefinitely. Uses the producer's own
+    transaction manager and sender, as those methods do."""
+
+    def send_offsets_to_transaction(self, offsets: Any, consumer_group_id: str) -> None:
+        self._bounded("send_offsets_to_transaction", lambda m: m.send_offsets_to_transaction(
+            offsets, consumer_group_id))  # fmt: skip
+
+    def commit_transaction(self) -> None:
+        self._bounded("commit_transaction", lambda m: m.begin_commit())
+
+    def abort_transaction(self) -> None:
+        self._bounded("abort_transaction", lambda m: m.begin_abort())
+
+    def _bounded(self, step: str, begin: Any) -> None:
+        manager = self._transaction_manager
+        if manager is None:
+            raise IllegalStateError(f"{step} needs a transactional_id")
+        result = begin(manager)
+        self._sender.wakeup()
+        if not result.wait(timeout_ms=self.config["max_block_ms"]):
+            raise KafkaTimeoutError(
+                f"{step} not done within max_block_ms ({self.config['max_block_ms']} ms)"
+            )
 
 
 def _built(cls: Any, kafka: KafkaSettings, options: dict[str, Any]) -> Any:

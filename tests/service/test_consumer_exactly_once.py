@@ -91,12 +91,22 @@ def test_answers_and_offsets_are_committed_together_and_nowhere_else() -> None:
 
 
 @pytest.mark.parametrize(
-    "step_name", ["send", "offsets", "commit"], ids=["produce", "send_offsets", "commit"]
+    ("step_name", "error"),
+    [
+        ("send", KafkaTimeoutError("send timed out")),
+        ("offsets", KafkaError("NotCoordinatorError")),
+        ("commit", KafkaError("CoordinatorLoadInProgressError")),
+        ("offsets", KafkaTimeoutError("offsets not done within max_block_ms")),
+        ("commit", KafkaTimeoutError("commit not done within max_block_ms")),
+    ],
+    ids=["produce", "send_offsets", "commit", "send_offsets_timeout", "commit_timeout"],
 )
-def test_a_failure_before_the_commit_aborts_and_the_batch_comes_again(step_name: str) -> None:
+def test_a_failure_before_the_commit_aborts_and_the_batch_comes_again(
+    step_name: str, error: KafkaError
+) -> None:
     service, parts = build(stream(1, 4), exactly_once=True)
     assert parts.transactions is not None
-    parts.transactions.fail[step_name] = KafkaTimeoutError(f"{step_name} timed out")
+    parts.transactions.fail[step_name] = error
     step(service, parts)
     # nothing of the aborted transaction is visible, no offset moved, the batch sought back
     assert verdict_posts(parts) == []
@@ -117,6 +127,14 @@ def test_a_failure_before_the_commit_aborts_and_the_batch_comes_again(step_name:
     step(service, parts)  # the batch again: now committed, each answer exactly once
     assert verdict_posts(parts) == ["p0-0", "p0-1", "p0-2", "p0-3"]
     assert parts.consumer.committed == {tp(0): 4}
+    # ... by a producer made and initialised again: the aborted one may have lost its
+    # coordinator for good (a broker restart did that to kafka-python 2.3.3's producers)
+    first, again = parts.transactions.producers
+    assert first.closed and not again.closed and again.epoch == 1
+    # A step that timed out is not aborted by a call that would wait as long again: the new
+    # producer's initialisation aborts it (the fenced epoch above).
+    timed_out = isinstance(error, KafkaTimeoutError) and step_name != "send"
+    assert first.aborts == (0 if timed_out else 1)
 
 
 def test_one_partitions_abort_leaves_the_others_committed() -> None:

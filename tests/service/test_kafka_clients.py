@@ -50,3 +50,37 @@ def test_subscribers_read_committed_records_only(monkeypatch: pytest.MonkeyPatch
     collector.VerdictCollector.from_settings(KafkaSettings(bootstrap_servers="k:9092"))
     assert seen["isolation_level"] == "read_committed"
     assert seen["topics"] == ["geoverdict.verdicts"]
+
+
+@pytest.mark.parametrize("step", ["abort_transaction", "commit_transaction", "offsets"])
+def test_a_transaction_step_without_its_coordinator_times_out_instead_of_hanging(
+    step: str,
+) -> None:
+    # kafka-python waits forever for these; after a broker restart a consumer's abort did, and
+    # the consumer answered nothing more until it was killed (the broker-restart proof).
+    import time
+
+    from kafka import OffsetAndMetadata, TopicPartition
+    from kafka.errors import KafkaTimeoutError
+    from kafka.producer.transaction_manager import TransactionState
+
+    from geoverdict_service.kafka_clients import make_transactional_producer
+
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9")  # nobody answers there
+    producer = make_transactional_producer(kafka, "t-0", api_version=(2, 6), max_block_ms=300)
+    try:
+        manager = producer._transaction_manager
+        manager._transition_to(TransactionState.INITIALIZING)  # as if init_transactions ran
+        manager._transition_to(TransactionState.READY)
+        producer.begin_transaction()
+        manager._transaction_started = True  # as if a record or offsets went in: EndTxn is due
+        started = time.monotonic()
+        with pytest.raises(KafkaTimeoutError, match="max_block_ms"):
+            if step == "offsets":
+                offsets = {TopicPartition("images", 0): OffsetAndMetadata(1, "", -1)}
+                producer.send_offsets_to_transaction(offsets, "group")
+            else:
+                getattr(producer, step)()
+        assert time.monotonic() - started < 5
+    finally:
+        producer.close(timeout=1)

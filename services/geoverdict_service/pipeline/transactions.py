@@ -31,6 +31,7 @@ from kafka.errors import (
     InvalidProducerEpochError,
     InvalidTransactionTimeoutError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFencedError,
     TopicAuthorizationFailedError,
     for_code,
@@ -243,15 +244,24 @@ class ExactlyOnce:
     def _abort(
         self, tp: TopicPartition, producer: TransactionalProducer, exc: BaseException
     ) -> None:
+        """Abort, and close the producer: the partition's next batch makes and initialises a
+        new one. A producer that lost its transaction coordinator in a broker restart never
+        found it again (kafka-python 2.3.3: each later transaction timed out until the consumer
+        was restarted). Made only at the next batch, after a poll: a consumer that lost the
+        partition meanwhile learns it there first, and never fences the new owner."""
         log.warning("transaction of %s aborted, its batch comes again: %s", _name(tp), exc)
         self._metrics.transactions.labels(result="aborted").inc()
+        if isinstance(exc, KafkaTimeoutError):  # a step timed out: its coordinator is not there
+            self._close(tp)  # the next producer's init_transactions aborts it, without waiting
+            return
         try:
             producer.abort_transaction()
         except FENCED as fenced:
             self._fence(tp, fenced)
-        except KafkaError as cannot:  # a broker restart, say: made again at the next batch
-            log.warning("%s: abort failed (%s); its producer is made again", _name(tp), cannot)
-            self._close(tp)
+            return
+        except KafkaError as cannot:  # a broker restart, say
+            log.warning("%s: abort failed (%s)", _name(tp), cannot)
+        self._close(tp)
 
 
 # kafka-python 2.3 raises a plain KafkaError for InitProducerId's INVALID_TRANSACTION_TIMEOUT,
