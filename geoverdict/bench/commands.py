@@ -93,6 +93,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     training.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev")
     training.add_argument("--json", action="store_true", help="print JSON")
     training.set_defaults(func=_training)
+    proofs = sub.add_parser(
+        "exactly-once",
+        help="the exactly-once proofs on a stack of their own: kill -9, a group that grows "
+        "and shrinks, a frozen consumer, the broker restarted (tens of minutes at full size)",
+        description="Counts every event's answers with kcat read_committed; results in "
+        "bench/exactly-once.json and docs/benchmarks.md. Exits 1 when a proof of "
+        "exactly_once missed or duplicated an answer.",
+    )
+    proofs.add_argument(
+        "proofs", nargs="*", metavar="PROOF",
+        help="kill, rebalance, freeze, broker-restart (default: all)",
+    )  # fmt: skip
+    proofs.add_argument("--model-server", choices=("torchserve", "triton"), default="torchserve")
+    proofs.add_argument("--kill-events", type=_positive_int, default=1000)
+    proofs.add_argument("--kills", type=_positive_int, default=10)
+    proofs.add_argument("--rebalance-events", type=_positive_int, default=3000)
+    proofs.add_argument("--freeze-events", type=_positive_int, default=1200)
+    proofs.add_argument("--restart-events", type=_positive_int, default=1200)
+    proofs.add_argument("--rate", type=_positive_float, default=40.0, help="events/s, paced proofs")
+    proofs.add_argument("--seed", type=int, default=0, help="random seed of the kill moments")
+    proofs.set_defaults(func=_exactly_once)
+    soak = sub.add_parser(
+        "soak",
+        help="one exactly-once consumer answering a steady stream for an hour: memory, lag "
+        "and p99 every 5 minutes, every answer counted at the end",
+    )
+    soak.add_argument("--duration", type=_duration, default=3600.0, help="e.g. 1h, 20m, 90s")
+    soak.add_argument("--rate", type=_positive_float, required=True, help="events/s")
+    soak.add_argument("--window", type=_duration, default=300.0, help="sampling window (5m)")
+    soak.add_argument("--model-server", choices=("torchserve", "triton"), default="torchserve")
+    soak.set_defaults(func=_soak)
 
 
 def _positive_int(text: str) -> int:
@@ -103,6 +134,51 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _duration(text: str) -> float:
+    """Seconds from 90, 90s, 20m or 1h."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1.0)
+    try:
+        return _positive_float(number) * unit
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"not a duration (90s, 20m, 1h): {text!r}") from exc
+
+
+def _exactly_once(args: argparse.Namespace) -> int:
+    from geoverdict.bench import proofs  # noqa: PLC0415
+
+    options = proofs.ProofOptions(
+        proofs=tuple(args.proofs) or proofs.PROOFS, model=args.model, photos=args.photos,
+        model_server=args.model_server, kill_events=args.kill_events, kills=args.kills,
+        rebalance_events=args.rebalance_events, rate=args.rate,
+        freeze_events=args.freeze_events, restart_events=args.restart_events, seed=args.seed,
+        **_outputs(args),
+    )  # fmt: skip
+    return 0 if proofs.run(options).exact else 1
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from geoverdict.bench import proofs  # noqa: PLC0415
+
+    outputs = _outputs(args)
+    result = proofs.soak(
+        args.duration, args.rate, model=args.model, photos=args.photos,
+        model_server=args.model_server, window_s=args.window, out=outputs.get("out"),
+        docs=outputs.get("docs", proofs.default_docs()),
+    )  # fmt: skip
+    return 0 if result.passed else 1
 
 
 def _partitioning(args: argparse.Namespace) -> int:

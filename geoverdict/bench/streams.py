@@ -8,39 +8,26 @@ import os
 import statistics
 import subprocess
 import sys
-import uuid
 from collections.abc import Sequence
 
 import psutil
 from kafka import KafkaProducer
 
+from geoverdict.bench.consumers import Topics
 from geoverdict.bench.results import StreamResult
 from geoverdict_service.collector import VerdictCollector
 from geoverdict_service.events import make_event
 from geoverdict_service.publisher import send_events
-from geoverdict_stack.kafka import create_topics
 from geoverdict_stack.stack import Stack
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile of `values` (nearest rank; NaN for none)."""
     if not values:
         return float("nan")
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-class Topics:
-    """Fresh input and verdict topics for one run."""
-
-    def __init__(self, stack: Stack, partitions: int = 4) -> None:
-        tag = uuid.uuid4().hex[:8]
-        self.input = f"bench-images-{tag}"
-        self.verdicts = f"bench-verdicts-{tag}"
-        self.dead = f"bench-dead-{tag}"
-        self.group = f"bench-{tag}"
-        create_topics(stack.kafka_bootstrap, {self.input: partitions, self.verdicts: partitions,
-                                              self.dead: partitions})  # fmt: skip
 
 
 def measure(
@@ -79,8 +66,8 @@ def measure(
         seconds=round(collected.seconds, 3),
         events_per_s=round(collected.per_s, 2),
         p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
-        p95_ms=round(_percentile(latencies, 95), 1),
-        p99_ms=round(_percentile(latencies, 99), 1),
+        p95_ms=round(percentile(latencies, 95), 1),
+        p99_ms=round(percentile(latencies, 99), 1),
         rate="burst" if rate is None else f"{rate:.0f}/s",
         cpu_s_per_1000=None if cpu is None else round(cpu, 3),
         rss_mb=None if rss is None else round(rss, 1),
@@ -115,13 +102,9 @@ def consumer_process(
     talking to `server` (torchserve or triton)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("GEOVERDICT_")},
-        "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+        **topics.environment(),
         "GEOVERDICT_REDIS_URL": stack.redis_url,
         **server_environment(stack, server, model),
-        "GEOVERDICT_KAFKA_INPUT_TOPIC": topics.input,
-        "GEOVERDICT_KAFKA_VERDICT_TOPIC": topics.verdicts,
-        "GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC": topics.dead,
-        "GEOVERDICT_GROUP_ID": topics.group,
         "GEOVERDICT_METRICS_PORT": "0",
         "GEOVERDICT_METRICS_HOST": "127.0.0.1",
         **extra_env,

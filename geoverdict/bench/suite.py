@@ -218,7 +218,7 @@ def _pipeline_runs(
     from geoverdict.bench import streams  # noqa: PLC0415
     from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
 
-    topics = streams.Topics(stack)
+    topics = streams.Topics.create(stack.kafka_bootstrap, prefix="bench")
     collector = VerdictCollector.from_settings(kafka, topics.verdicts)
     consumer = streams.consumer_process(
         stack, topics, server, MODEL_NAME,
@@ -254,7 +254,7 @@ def _naive_run(
     from geoverdict.bench import streams  # noqa: PLC0415
     from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
 
-    topics = streams.Topics(stack)
+    topics = streams.Topics.create(stack.kafka_bootstrap, prefix="bench")
     collector = VerdictCollector.from_settings(kafka, topics.verdicts)
     naive = streams.naive_process(stack, topics, MODEL_NAME, len(photos))
     try:
