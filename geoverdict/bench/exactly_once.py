@@ -439,13 +439,13 @@ def freeze_run(
     target: Target,
     events: int = 1200,
     rate: float = 40.0,
-    attempts: int = 100,
+    attempts: int = 200,
     seed: int = 0,
     partitions: int = 4,
 ) -> FreezeRun:
-    """Two consumers A and B; SIGSTOP A until the broker shows one of A's transactions open
-    (else SIGCONT, a short random wait, again: at most `attempts` times); keep A stopped until
-    B owns every partition; SIGCONT A; count."""
+    """Two consumers A and B; SIGSTOP A the moment the broker shows one of its transactions
+    open (at most `attempts` SIGSTOPs, _catch_open_transaction); keep A stopped until B owns
+    every partition; SIGCONT A; count."""
     rng = random.Random(seed)
     topics = Topics.create(target.bootstrap, partitions, prefix="freeze")
     view = GroupView(topics)
@@ -496,17 +496,29 @@ def _catch_open_transaction(
     ids: list[str],
     attempts: int,
     rng: random.Random,
+    timeout_s: float = 120.0,
 ) -> tuple[int, list[TransactionState]]:
-    """SIGSTOP `consumer` until one of its transactions (`ids`) is open at the broker; it is
-    left stopped then. Each miss is thawed well within its session timeout."""
-    for attempt in range(1, attempts + 1):
+    """SIGSTOP `consumer` with one of its transactions (`ids`) open at the broker; it is left
+    stopped then. The broker is watched until one shows open, the consumer stopped at once,
+    and the transaction checked again 50 ms later (one whose commit was on its way would have
+    ended by then); a miss is thawed at once, well within its session timeout. Returns the
+    SIGSTOPs it took."""
+    deadline = time.monotonic() + timeout_s
+    stops = 0
+    while stops < attempts and time.monotonic() < deadline:
+        if not any(s.ongoing for s in broker.describe(ids).values()):
+            time.sleep(rng.uniform(0.0, 0.004))
+            continue
         consumer.freeze()
+        stops += 1
+        time.sleep(0.05)
         open_now = [s for s in broker.describe(ids).values() if s.ongoing]
         if open_now:
-            return attempt, open_now
+            return stops, open_now
         consumer.thaw()
-        time.sleep(rng.uniform(0.02, 0.4))
-    raise BenchError(f"no transaction of consumer A open in {attempts} SIGSTOPs")
+    raise BenchError(
+        f"no transaction of consumer A stayed open in {stops} SIGSTOPs over {timeout_s:.0f} s"
+    )
 
 
 def _superseded(
@@ -589,7 +601,6 @@ def broker_restart_run(
         stream = Stream(own, topics.input, events, rate, prefix=f"restart-{topics.group}")
         _wait_committed(view, events // 3, consumer, _done_timeout(events))
         open_at_stop = _open_transactions(own.bootstrap, ids, timeout_s=10)
-        before = view.committed()
         view.close()
         signalled = time.monotonic()
         _stop_broker(record, how)
@@ -598,7 +609,9 @@ def broker_restart_run(
         record, _ = server.start()
         back = time.monotonic()
         view = GroupView(topics)
-        recovery = _recovery(view, consumer, before, timeout_s=180)
+        # what had been committed when the broker stopped is read back once it answers; the
+        # recovery is the consumer's first commit beyond it
+        recovery = _recovery(view, consumer, back, timeout_s=180)
         stream.join()
         finished = recovery is not None and _finished(view, events)
         counts = count_answers(own.bootstrap, (topics.verdicts, topics.dead), stream.ids)
@@ -646,14 +659,17 @@ def _stop_broker(record: process.ProcessRecord, how: str) -> None:
 
 
 def _recovery(
-    view: GroupView, consumer: ConsumerProcess, before: int, timeout_s: float
+    view: GroupView, consumer: ConsumerProcess, back: float, timeout_s: float
 ) -> float | None:
-    """Seconds until the group commits past `before`; None when it did not (or the consumer
+    """Seconds from `back` (the broker started again, monotonic) until the group commits
+    beyond what the broker held when it answered again; None when it did not (or the consumer
     exited)."""
     try:
-        return _wait_committed(view, before + 1, consumer, timeout_s)
+        held = view.committed()
+        _wait_committed(view, held + 1, consumer, timeout_s)
     except BenchError:
         return None
+    return time.monotonic() - back
 
 
 def _finished(view: GroupView, events: int) -> bool:
@@ -670,6 +686,7 @@ class ExactlyOnceResults:
     """Whatever proofs ran, as bench/exactly-once.json holds them."""
 
     model: str = ""
+    failed: dict[str, str] = field(default_factory=dict)  # proof -> why it could not run
     kill: dict[str, KillRun] = field(default_factory=dict)  # by guarantee
     rebalance: RebalanceRun | None = None
     freeze: FreezeRun | None = None
@@ -681,7 +698,7 @@ class ExactlyOnceResults:
         once is run to count what it allows, not to pass)."""
         runs: list[Any] = [self.rebalance, self.freeze, *self.broker_restart.values()]
         runs.append(self.kill.get("exactly_once"))
-        return all(r.counts.exact for r in runs if r is not None)
+        return not self.failed and all(r.counts.exact for r in runs if r is not None)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, each proof with its counts."""
