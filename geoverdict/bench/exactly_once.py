@@ -10,6 +10,7 @@ only starts, signals and watches processes; recovering is the service's job.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import random
@@ -64,12 +65,13 @@ class Target:
     photos: Sequence[bytes]
     logs: Path
     max_poll_records: int = 32
+    settings: dict[str, str] = field(default_factory=dict)  # more consumer settings by field
 
     def consumers(self, topics: Topics, guarantee: str, name: str) -> Callable[[], ConsumerProcess]:
         """Starts consumers of `topics`, the n-th logging to `name`-n.log."""
         env = consumer_environment(
             topics, self.model, guarantee, max_poll_records=str(self.max_poll_records),
-            transactional_id_prefix=TRANSACTIONAL_ID_PREFIX,
+            transactional_id_prefix=TRANSACTIONAL_ID_PREFIX, **self.settings,
         )  # fmt: skip
         started = 0
 
@@ -586,8 +588,7 @@ def broker_restart_run(
     server = KafkaServer(target.logs / f"broker-{how.lower()}-{kafka_port}", kafka_port,
                          controller_port, sasl_port=sasl_port, ssl_port=ssl_port)  # fmt: skip
     record, _ = server.start()
-    own = Target(server.bootstrap_servers, target.model, target.photos, target.logs,
-                 target.max_poll_records)  # fmt: skip
+    own = dataclasses.replace(target, bootstrap=server.bootstrap_servers)
     consumer: ConsumerProcess | None = None
     try:
         topics = Topics.create(own.bootstrap, partitions, prefix="restart")

@@ -6,7 +6,6 @@ exactly-once` runs them at full size)."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -33,8 +32,11 @@ def target(stack: Stack, fixture_model: str, tmp_path_factory: pytest.TempPathFa
     """The stack's Kafka and the torch-free fixture model on TorchServe: the proofs are about
     Kafka, the model's speed only sets how long they take."""
     served: Served = torchserve_served(stack, fixture_model)
+    # A transaction step waits at most the shutdown timeout: 10 s rather than 30 keeps the
+    # broker-restart proofs short.
     return Target(stack.kafka_bootstrap, served.environment(), _photos(),
-                  tmp_path_factory.mktemp("proofs"), max_poll_records=8)  # fmt: skip
+                  tmp_path_factory.mktemp("proofs"), max_poll_records=8,
+                  settings={"shutdown_timeout_s": "10"})  # fmt: skip
 
 
 def test_distinct_changes_the_bytes_and_keeps_the_pixels() -> None:
@@ -84,7 +86,7 @@ def test_a_frozen_consumer_is_fenced_and_its_transaction_never_shows(target: Tar
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_the_broker_restarted_mid_transaction_the_consumer_recovers_alone(
-    target: Target, how: str, tmp_path: Path
+    target: Target, how: str
 ) -> None:
     run = exactly_once.broker_restart_run(target, how, events=200, rate=20.0, down_s=3.0)
     assert run.consumer_survived and run.recovery_s is not None, run.consumer_log_tail
