@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geoverdict.bench.answers import Counts
 from geoverdict.bench.exactly_once import (
     BEGIN,
     END,
@@ -161,7 +162,7 @@ def _write(path: Path, data: dict[str, Any], docs: Path | None, begin: str, end:
 
 
 # -- the report ------------------------------------------------------------------------------
-def _counted(counts: Any) -> str:
+def _counted(counts: Counts) -> str:
     return (
         f"{counts.answered}/{counts.events} answered, {counts.missing} missing, "
         f"{counts.duplicates} duplicates"
@@ -180,8 +181,7 @@ def _kill_line(run: KillRun) -> str:
 def _rebalance_line(run: RebalanceRun) -> str:
     changes = "; ".join(
         f"{c.label}: settled in {c.settle_s:.1f} s, longest gap between verdicts "
-        f"{c.pause_s:.1f} s, "
-        f"worst wait {c.worst_latency_s:.1f} s"
+        f"{c.pause_s:.1f} s, worst wait {c.worst_latency_s:.1f} s"
         for c in run.changes
     )
     return (
@@ -210,7 +210,7 @@ def _restart_line(run: BrokerRestartRun) -> str:
 
 def report(results: ExactlyOnceResults) -> str:
     """The proofs as markdown: one row each."""
-    rows: list[tuple[str, str, Any, str]] = []  # proof, guarantee, counts, what happened
+    rows: list[tuple[str, str, Counts, str]] = []  # proof, guarantee, counts, what happened
     for guarantee, kill in results.kill.items():
         label = f"kill -9 x{len(kill.kills)}, {kill.events} events"
         rows.append((label, guarantee, kill.counts, _kill_line(kill)))

@@ -25,11 +25,16 @@ from kafka.client_async import KafkaClient
 from kafka.errors import (
     IllegalSaslStateError,
     IllegalStateError,
+    InvalidProducerEpochError,
+    KafkaError,
     KafkaTimeoutError,
     NoBrokersAvailable,
+    ProducerFencedError,
     SaslAuthenticationFailedError,
     UnsupportedSaslMechanismError,
+    for_code,
 )
+from kafka.producer.transaction_manager import TxnOffsetCommitHandler
 
 from geoverdict_service.exceptions import KafkaUnavailableError
 from geoverdict_service.settings import ENV_PREFIX, KafkaSettings
@@ -90,7 +95,11 @@ def make_transactional_producer(
     limits = {"max_request_size": kafka.max_message_bytes}
     chosen = {**common_options(kafka), **limits, "acks": "all", "enable_idempotence": True,
               "transactional_id": transactional_id, **options}  # fmt: skip
+    fail_transactions_on_txn_offset_commit_errors()
     return _built(BoundedTransactionalProducer, kafka, chosen)
+
+
+_FENCED = (ProducerFencedError, InvalidProducerEpochError)  # another producer has the id
 
 
 class BoundedTransactionalProducer(KafkaProducer):
@@ -121,6 +130,39 @@ class BoundedTransactionalProducer(KafkaProducer):
             raise KafkaTimeoutError(
                 f"{step} not done within max_block_ms ({self.config['max_block_ms']} ms)"
             )
+
+
+def fail_transactions_on_txn_offset_commit_errors() -> None:
+    """kafka-python 2.3.3's TxnOffsetCommit handler reads `errors.CoordinatorNotAvailableError`
+    off its dict of partition errors (a typo for the module `Errors`), so any error in the
+    response raises AttributeError inside the network callback and send_offsets_to_transaction
+    waits forever: a consumer frozen past its session, then woken, hung there. Applied by
+    make_transactional_producer (once per process): such a
+    response fails the transaction (fenced codes as fenced, others as abortable: aborted, and
+    the batch comes again) until the pin moves to a kafka-python without the typo (3.x)."""
+    original = TxnOffsetCommitHandler.handle_response
+    if getattr(original, "fails_the_transaction", False):
+        return
+
+    def handle_response(handler: Any, response: Any) -> None:
+        try:
+            original(handler, response)
+        except AttributeError:
+            errors = [
+                for_code(code)
+                for _, partitions in response.topics
+                for _, code in partitions
+                if code
+            ]
+            fenced = [error for error in errors if issubclass(error, _FENCED)]
+            if fenced:
+                handler.fatal_error(fenced[0]())
+            else:
+                names = ", ".join(sorted({error.__name__ for error in errors}))
+                handler.abortable_error(KafkaError(f"TxnOffsetCommit failed: {names}"))
+
+    handle_response.fails_the_transaction = True  # type: ignore[attr-defined]
+    TxnOffsetCommitHandler.handle_response = handle_response
 
 
 def _built(cls: Any, kafka: KafkaSettings, options: dict[str, Any]) -> Any:

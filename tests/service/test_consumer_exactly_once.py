@@ -323,31 +323,3 @@ def test_a_refusal_mid_stream_stops_the_consumer_with_nothing_committed() -> Non
         step(service, parts)  # no retry loop: the command ends with this line
     assert verdict_posts(parts) == []
     assert parts.consumer.committed == {}  # the batch is read again by the next owner
-
-
-def test_a_txn_offset_commit_error_ends_the_transaction_instead_of_hanging_it() -> None:
-    # kafka-python 2.3.3 read `errors.CoordinatorNotAvailableError` off a dict for any error in
-    # a TxnOffsetCommit response: the AttributeError died in the network callback, and
-    # send_offsets_to_transaction waited forever (a consumer frozen past its session, then
-    # woken, hung there and never stopped on SIGTERM; the frozen-consumer proof found it).
-    from kafka.producer.transaction_manager import (
-        TransactionalRequestResult,
-        TransactionManager,
-        TransactionState,
-        TxnOffsetCommitHandler,
-    )
-    from kafka.protocol.txn_offset_commit import TxnOffsetCommitResponse
-
-    build(stream(1, 0), exactly_once=True)  # the service's exactly-once parts are loaded
-    for code, error in [(90, ProducerFencedError), (16, KafkaError)]:  # fenced; not coordinator
-        manager = TransactionManager("geoverdict-grp-images-0", 60_000, api_version=(2, 1))
-        manager._transition_to(TransactionState.INITIALIZING)
-        manager._transition_to(TransactionState.READY)
-        manager.begin_transaction()
-        offsets = {tp(0): OffsetAndMetadata(5, "", -1)}
-        manager._pending_txn_offset_commits.update(offsets)
-        result = TransactionalRequestResult()
-        handler = TxnOffsetCommitHandler(manager, "grp", offsets, result)
-        handler.handle_response(TxnOffsetCommitResponse[2](0, [(INPUT, [(0, code)])]))
-        assert result.failed  # send_offsets_to_transaction raises it, the batch is aborted
-        assert isinstance(result.exception, error)

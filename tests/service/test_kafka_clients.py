@@ -84,3 +84,35 @@ def test_a_transaction_step_without_its_coordinator_times_out_instead_of_hanging
         assert time.monotonic() - started < 5
     finally:
         producer.close(timeout=1)
+
+
+def test_a_txn_offset_commit_error_ends_the_transaction_instead_of_hanging_it() -> None:
+    # kafka-python 2.3.3 read `errors.CoordinatorNotAvailableError` off a dict for any error in
+    # a TxnOffsetCommit response: the AttributeError died in the network callback, and
+    # send_offsets_to_transaction waited forever (a consumer frozen past its session, then
+    # woken, hung there and never stopped on SIGTERM; the frozen-consumer proof found it).
+    from kafka import OffsetAndMetadata, TopicPartition
+    from kafka.errors import KafkaError, ProducerFencedError
+    from kafka.producer.transaction_manager import (
+        TransactionalRequestResult,
+        TransactionManager,
+        TransactionState,
+        TxnOffsetCommitHandler,
+    )
+    from kafka.protocol.txn_offset_commit import TxnOffsetCommitResponse
+
+    from geoverdict_service.kafka_clients import fail_transactions_on_txn_offset_commit_errors
+
+    fail_transactions_on_txn_offset_commit_errors()  # as every transactional producer's making
+    for code, error in [(90, ProducerFencedError), (16, KafkaError)]:  # fenced; not coordinator
+        manager = TransactionManager("geoverdict-grp-images-0", 60_000, api_version=(2, 1))
+        manager._transition_to(TransactionState.INITIALIZING)
+        manager._transition_to(TransactionState.READY)
+        manager.begin_transaction()
+        offsets = {TopicPartition("images", 0): OffsetAndMetadata(5, "", -1)}
+        manager._pending_txn_offset_commits.update(offsets)
+        result = TransactionalRequestResult()
+        handler = TxnOffsetCommitHandler(manager, "grp", offsets, result)
+        handler.handle_response(TxnOffsetCommitResponse[2](0, [("images", [(0, code)])]))
+        assert result.failed  # send_offsets_to_transaction raises it, the batch is aborted
+        assert isinstance(result.exception, error)

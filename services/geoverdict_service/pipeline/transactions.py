@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import (
@@ -34,9 +33,7 @@ from kafka.errors import (
     KafkaTimeoutError,
     ProducerFencedError,
     TopicAuthorizationFailedError,
-    for_code,
 )
-from kafka.producer.transaction_manager import TxnOffsetCommitHandler
 
 from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
 from geoverdict_service.metrics import Metrics
@@ -77,7 +74,6 @@ class ExactlyOnce:
         self._producers: dict[TopicPartition, TransactionalProducer] = {}
         self._fenced: set[TopicPartition] = set()  # lost to a new owner; until reassigned
         self._pool: ThreadPoolExecutor | None = None
-        _txn_offset_commit_errors_fail_the_transaction()
 
     def check(self) -> None:
         """At start-up, before joining the group: may this consumer's user make transactional
@@ -271,38 +267,6 @@ _TIMEOUT_REFUSED = "InvalidTransactionTimeoutError"
 
 def _refused(exc: BaseException) -> bool:
     return isinstance(exc, REFUSED) or _TIMEOUT_REFUSED in str(exc)
-
-
-def _txn_offset_commit_errors_fail_the_transaction() -> None:
-    """kafka-python 2.3.3's TxnOffsetCommit handler reads `errors.CoordinatorNotAvailableError`
-    off its dict of partition errors (a typo for the module `Errors`), so any error in the
-    response raises AttributeError inside the network callback and send_offsets_to_transaction
-    waits forever: a consumer frozen past its session, then woken, hung there. Here such a
-    response fails the transaction (fenced codes as fenced, others as abortable: aborted, and
-    the batch comes again) until the pin moves to a kafka-python without the typo (3.x)."""
-    original = TxnOffsetCommitHandler.handle_response
-    if getattr(original, "fails_the_transaction", False):
-        return
-
-    def handle_response(handler: Any, response: Any) -> None:
-        try:
-            original(handler, response)
-        except AttributeError:
-            errors = [
-                for_code(code)
-                for _, partitions in response.topics
-                for _, code in partitions
-                if code
-            ]
-            fenced = [error for error in errors if issubclass(error, FENCED)]
-            if fenced:
-                handler.fatal_error(fenced[0]())
-            else:
-                names = ", ".join(sorted({error.__name__ for error in errors}))
-                handler.abortable_error(KafkaError(f"TxnOffsetCommit failed: {names}"))
-
-    handle_response.fails_the_transaction = True  # type: ignore[attr-defined]
-    TxnOffsetCommitHandler.handle_response = handle_response
 
 
 def _name(tp: TopicPartition) -> str:
