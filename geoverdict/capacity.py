@@ -188,9 +188,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--lag-seconds", type=float, default=10.0, help="backlog per consumer before scaling out"
     )
     parser.add_argument(
-        "--model-server", choices=("torchserve", "triton"), default="torchserve",
+        "--model-server",
+        choices=("torchserve", "triton"),
+        default="torchserve",
         help="plan with this server's measured figures (default torchserve)",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.set_defaults(func=_run)
 

@@ -151,10 +151,14 @@ def _verdict(
         claim=Claim(claim[0], claim[1], "event") if claim is not None else None,
     )
     verdict = build_verdict(
-        event, prediction, settings.policy(), places,
-        cache_hit=False, image_sha256=hashlib.sha256(body).hexdigest(),
+        event,
+        prediction,
+        settings.policy(),
+        places,
+        cache_hit=False,
+        image_sha256=hashlib.sha256(body).hexdigest(),
         timings_ms={"model": prediction.get("timings_ms", {}), "total": round(elapsed_ms, 3)},
-    )  # fmt: skip
+    )
     return Located(path, verdict=verdict)
 
 
@@ -201,9 +205,13 @@ def _locate(args: argparse.Namespace) -> int:
     if not args.json:
         print(_HEADER)
     results = locate(
-        args.photos, responder, settings, claim=args.claim, places=PlaceNames(),
+        args.photos,
+        responder,
+        settings,
+        claim=args.claim,
+        places=PlaceNames(),
         batch_size=args.batch_size,
-    )  # fmt: skip
+    )
     for result in results:
         if result.verdict is None:
             failed += 1

@@ -33,9 +33,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The real local stack, started once for the whole session."""
     run_dir = tmp_path_factory.mktemp("stack")
     config = StackConfig.with_free_ports(
-        run_dir=run_dir, model_store=run_dir / "model_store", enable_model_api=True,
+        run_dir=run_dir,
+        model_store=run_dir / "model_store",
+        enable_model_api=True,
         services=SERVICES,
-    )  # fmt: skip
+    )
     with sigterm_as_exit(), Stack(config) as running:
         yield running
 
@@ -47,9 +49,19 @@ def build_archive(
     store.mkdir(parents=True, exist_ok=True)
     archiver = Path(sys.executable).parent / "torch-model-archiver"
     cmd = [
-        str(archiver), "--model-name", name, "--version", "1.0", "--handler", str(handler),
-        "--export-path", str(store), "--runtime", "python", "--force",
-    ]  # fmt: skip
+        str(archiver),
+        "--model-name",
+        name,
+        "--version",
+        "1.0",
+        "--handler",
+        str(handler),
+        "--export-path",
+        str(store),
+        "--runtime",
+        "python",
+        "--force",
+    ]
     if extra_files:
         cmd += ["--extra-files", ",".join(str(f) for f in extra_files)]
     subprocess.run(cmd, check=True, capture_output=True)
@@ -125,8 +137,11 @@ class Served:
     def environment(self) -> dict[str, str]:
         """The same, as a consumer process' environment."""
         prefix = f"GEOVERDICT_{self.server.upper()}_"
-        env = {f"{prefix}URL": self.url, f"{prefix}KEY_FILE": str(self.key_file),
-               f"{prefix}MODEL_NAME": self.model}  # fmt: skip
+        env = {
+            f"{prefix}URL": self.url,
+            f"{prefix}KEY_FILE": str(self.key_file),
+            f"{prefix}MODEL_NAME": self.model,
+        }
         if self.server == "triton":
             env["GEOVERDICT_MODEL_SERVER"] = "triton"
         return env
@@ -140,9 +155,11 @@ def torchserve_served(stack: Stack, model: str) -> Served:
 def triton_load(triton: TritonServer, model: str) -> Served:
     """Load (or reload) a model of the Triton's repository; returns how to reach it."""
     request = urllib.request.Request(
-        f"{triton.url()}/v2/repository/models/{model}/load", data=b"{}", method="POST",
+        f"{triton.url()}/v2/repository/models/{model}/load",
+        data=b"{}",
+        method="POST",
         headers={AUTH_HEADER: f"Bearer {triton.secret()}", "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=180) as resp:
         resp.read()
     return Served("triton", model, triton.url(), triton.inference_key_file)

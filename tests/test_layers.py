@@ -27,12 +27,17 @@ TRAINING_LAYERS = {
 TORCH = {"torch", "torchvision", "timm", "ts", "model_archiver"}
 # Package -> the first-party packages and third-party roots it must never import.
 FORBIDDEN = {
-    "geoverdict_common": {"geoverdict_training", "geoverdict_service", "geoverdict_stack",
-                          "geoverdict", *TORCH},
+    "geoverdict_common": {
+        "geoverdict_training",
+        "geoverdict_service",
+        "geoverdict_stack",
+        "geoverdict",
+        *TORCH,
+    },
     "geoverdict_service": {"geoverdict_training", "geoverdict_stack", "geoverdict", *TORCH},
     "geoverdict_stack": {"geoverdict_training", "geoverdict_service", "geoverdict", *TORCH},
     "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict"},
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)

@@ -133,8 +133,10 @@ def test_a_missing_model_is_one_line_naming_what_to_pass(
     photo.write_bytes(gps_photo(None))
     assert main(["locate", str(photo), "--model", str(tmp_path / "none.mar")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: no model archive at {tmp_path / 'none.mar'}: check the path "
-                   "(geoverdict export makes one)"]  # fmt: skip
+    assert err == [
+        f"error: no model archive at {tmp_path / 'none.mar'}: check the path "
+        "(geoverdict export makes one)"
+    ]
 
 
 def _top(cells: list[dict[str, Any]]) -> list[tuple[str, float]]:

@@ -11,8 +11,16 @@ from geoverdict.mismatch import Photo, false_claims, load, measure, roc_auc
 from geoverdict_common.distances import haversine_km
 from tests.service import samples
 
-CITIES = [samples.PARIS, samples.NEW_YORK, samples.TOKYO, samples.SYDNEY, (-33.9, 18.4),
-          (55.75, 37.62), (-23.55, -46.63), (28.61, 77.21)]  # fmt: skip
+CITIES = [
+    samples.PARIS,
+    samples.NEW_YORK,
+    samples.TOKYO,
+    samples.SYDNEY,
+    (-33.9, 18.4),
+    (55.75, 37.62),
+    (-23.55, -46.63),
+    (28.61, 77.21),
+]
 
 
 def photos(sure: bool) -> list[Photo]:

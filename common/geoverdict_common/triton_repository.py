@@ -114,9 +114,12 @@ parameters [
 # Per GPU: batches of 64 as TorchServe's GPU serving (geoverdict_common.serving.GPU_SERVING),
 # 4 instances to overlap one's CPU work (header checks, replies) with another's GPU work.
 GPU_TRITON = TritonServing(
-    max_batch_size=128, preferred_batch_sizes=(64,), max_queue_delay_us=5000,
-    kind="KIND_GPU", count=4,
-)  # fmt: skip
+    max_batch_size=128,
+    preferred_batch_sizes=(64,),
+    max_queue_delay_us=5000,
+    kind="KIND_GPU",
+    count=4,
+)
 
 
 def add_model(
@@ -155,9 +158,12 @@ def add_model(
 
 
 def write_repository(
-    repository: Path, store: Path, load: Sequence[str], serving: TritonServing | None = None,
+    repository: Path,
+    store: Path,
+    load: Sequence[str],
+    serving: TritonServing | None = None,
     link: bool = True,
-) -> dict[str, Path]:  # fmt: skip
+) -> dict[str, Path]:
     """A repository serving `load` (`NAME=FILE.mar` or `FILE.mar` of `store`, "all": every
     archive of the store); returns model name -> version folder."""
     entries = [p.name for p in sorted(store.glob("*.mar"))] if list(load) == ["all"] else list(load)
@@ -178,9 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = write_repository(
-            args.out, args.model_store, args.load.split(","),
-            GPU_TRITON if args.gpu else TritonServing(), link=False,
-        )  # fmt: skip
+            args.out,
+            args.model_store,
+            args.load.split(","),
+            GPU_TRITON if args.gpu else TritonServing(),
+            link=False,
+        )
     except ServingConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

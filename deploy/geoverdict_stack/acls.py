@@ -50,13 +50,11 @@ def grants(
     transactional_prefix: str = "geoverdict",
 ) -> list[Grant]:
     """The permissions of the consumer and of a client for one set of topics and a group."""
-    consumer = [
-        Grant(CONSUMER_USER, op, "topic", input_topic) for op in ("READ", "DESCRIBE")
-    ] + [
+    consumer = [Grant(CONSUMER_USER, op, "topic", input_topic) for op in ("READ", "DESCRIBE")] + [
         Grant(CONSUMER_USER, op, "topic", topic)
         for topic in (verdict_topic, dead_letter_topic)
         for op in ("WRITE", "DESCRIBE")
-    ]  # fmt: skip
+    ]
     consumer.append(Grant(CONSUMER_USER, "READ", "group", group))
     consumer += [
         Grant(CONSUMER_USER, op, "transactional-id", transactional_prefix, prefixed=True)

@@ -28,32 +28,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _run_dir_option(up)
     up.add_argument("--free-ports", action="store_true", help="use free ports, not 9092/6379/8080")
     up.add_argument(
-        "--services", nargs="+", choices=("kafka", "redis", "torchserve", "triton"),
+        "--services",
+        nargs="+",
+        choices=("kafka", "redis", "torchserve", "triton"),
         help="which servers to start (default: kafka, redis and the --model-server)",
-    )  # fmt: skip
+    )
     up.add_argument(
-        "--model-server", choices=("torchserve", "triton"), default="torchserve",
+        "--model-server",
+        choices=("torchserve", "triton"),
+        default="torchserve",
         help="the model server to start (default torchserve; triton: the tritonserver of the "
         "pinned nvidia-pytriton, serving the same archives)",
-    )  # fmt: skip
+    )
     up.add_argument(
-        "--model", action="append", default=[], metavar="[NAME=]ARCHIVE.mar",
+        "--model",
+        action="append",
+        default=[],
+        metavar="[NAME=]ARCHIVE.mar",
         help="model archive for TorchServe to load: a file of --model-store, or a path (its "
         "folder's SHA256SUMS must list it); repeatable",
-    )  # fmt: skip
+    )
     up.add_argument(
         "--model-store", type=Path, help="TorchServe model store (default model_store/)"
     )
     up.add_argument(
-        "--enable-model-api", action="store_true",
+        "--enable-model-api",
+        action="store_true",
         help="allow registering models over TorchServe's management API (off by default)",
-    )  # fmt: skip
+    )
     up.add_argument("--timeout", type=float, default=120.0, help="start timeout per server, s")
     up.add_argument(
-        "--gpus", type=int, default=0, metavar="N",
+        "--gpus",
+        type=int,
+        default=0,
+        metavar="N",
         help="serve the models on N GPUs with the GPU batch size, delay and workers per GPU "
         "(docs/operations.md, GPU serving)",
-    )  # fmt: skip
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop every process the stack started")
@@ -85,9 +96,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     certs.add_argument("--out", type=Path, default=Path("deploy/secrets/kafka"))
     certs.add_argument(
-        "--host", action="append", required=True,
+        "--host",
+        action="append",
+        required=True,
         help="a name or address producers use to reach Kafka (repeatable)",
-    )  # fmt: skip
+    )
     certs.add_argument("--days", type=int, default=365)
     certs.set_defaults(func=_certs)
 

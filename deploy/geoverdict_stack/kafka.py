@@ -212,11 +212,19 @@ class KafkaServer(Server):
         if (self.data_dir / "meta.properties").exists():
             return  # formatted by an earlier run of the same folder
         result = subprocess.run(
-            [*self._java(libs), "kafka.tools.StorageTool", "format",
-             f"--cluster-id={new_cluster_id()}",
-             "-c", str(self.properties_file)],
-            capture_output=True, text=True, check=False, timeout=120,
-        )  # fmt: skip
+            [
+                *self._java(libs),
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={new_cluster_id()}",
+                "-c",
+                str(self.properties_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
         if result.returncode != 0:
             self.log_file.write_text(result.stdout + result.stderr)
             raise StartError(self.name, "formatting the KRaft storage failed", self.log_file)
@@ -324,9 +332,11 @@ def _wait_for_leaders(
     # kafka-python wants fetch_max_wait_ms (500) < request_timeout_ms < connections_max_idle_ms.
     timeout_ms = min(300_000, max(1000, int((deadline - time.monotonic()) * 1000)))
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, client_id="geoverdict-stack",
-        request_timeout_ms=timeout_ms, enable_auto_commit=False,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap_servers,
+        client_id="geoverdict-stack",
+        request_timeout_ms=timeout_ms,
+        enable_auto_commit=False,
+    )
     try:
         consumer.end_offsets(partitions)
     finally:

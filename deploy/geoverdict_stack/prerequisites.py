@@ -202,8 +202,20 @@ def triton(fetch: bool = True) -> Triton:
     log.info("installing Triton (nvidia-pytriton, hash-checked) into %s", home)
     shutil.rmtree(home, ignore_errors=True)
     lock = resources.copy_to(resources.TRITON_LOCK, home.parent / "triton-lock")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
-           "--only-binary=:all:", "--target", str(home), "-r", str(lock)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--require-hashes",
+        "--only-binary=:all:",
+        "--target",
+        str(home),
+        "-r",
+        str(lock),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not found.server.is_file():
         detail = (result.stdout + result.stderr).strip().splitlines()[-5:]

@@ -93,17 +93,26 @@ class RedisServer(Server):
     def command(self) -> Sequence[str]:
         return [
             prerequisites.redis_server().path,
-            "--bind", HOST,
-            "--port", str(self.port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.home),
-            "--daemonize", "no",
-            "--maxmemory", f"{self.maxmemory_mb}mb",
+            "--bind",
+            HOST,
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.home),
+            "--daemonize",
+            "no",
+            "--maxmemory",
+            f"{self.maxmemory_mb}mb",
             # A verdict cache: evict the least recently used key rather than refuse writes.
-            "--maxmemory-policy", "allkeys-lru",
-            "--aclfile", str(self.users_file),
-        ]  # fmt: skip
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--aclfile",
+            str(self.users_file),
+        ]
 
     def ready(self) -> bool:
         client = redis.Redis.from_url(self.url, socket_timeout=1.0)

@@ -156,20 +156,33 @@ class Stack:
         self.startup_s: dict[str, float] = {}
         c = self.config
         self.kafka = KafkaServer(
-            c.run_dir, c.kafka_port, c.kafka_controller_port,
-            start_timeout=c.start_timeout_s, default_partitions=c.kafka_partitions,
-            sasl_port=c.kafka_sasl_port, ssl_port=c.kafka_ssl_port,
-        )  # fmt: skip
+            c.run_dir,
+            c.kafka_port,
+            c.kafka_controller_port,
+            start_timeout=c.start_timeout_s,
+            default_partitions=c.kafka_partitions,
+            sasl_port=c.kafka_sasl_port,
+            ssl_port=c.kafka_ssl_port,
+        )
         self.redis = RedisServer(c.run_dir, c.redis_port, start_timeout=c.start_timeout_s)
         self.torchserve = TorchServeServer(
-            c.run_dir, c.torchserve_inference_port, c.torchserve_management_port,
-            c.torchserve_metrics_port, c.model_store, c.models,
-            enable_model_api=c.enable_model_api, start_timeout=c.start_timeout_s,
-        )  # fmt: skip
-        self.triton = TritonServer(
-            c.run_dir, c.triton_http_port, c.triton_metrics_port, c.model_store, c.models,
+            c.run_dir,
+            c.torchserve_inference_port,
+            c.torchserve_management_port,
+            c.torchserve_metrics_port,
+            c.model_store,
+            c.models,
+            enable_model_api=c.enable_model_api,
             start_timeout=c.start_timeout_s,
-        )  # fmt: skip
+        )
+        self.triton = TritonServer(
+            c.run_dir,
+            c.triton_http_port,
+            c.triton_metrics_port,
+            c.model_store,
+            c.models,
+            start_timeout=c.start_timeout_s,
+        )
 
     # -- endpoints handed to clients ---------------------------------------------------------
     @property
@@ -229,9 +242,11 @@ class Stack:
     def servers(self) -> list[Server]:
         """The configured servers in start order."""
         by_name: dict[str, Server] = {
-            "kafka": self.kafka, "redis": self.redis, "torchserve": self.torchserve,
+            "kafka": self.kafka,
+            "redis": self.redis,
+            "torchserve": self.torchserve,
             "triton": self.triton,
-        }  # fmt: skip
+        }
         return [by_name[name] for name in SERVICES if name in self.config.services]
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -41,13 +41,54 @@ def make_certificates(folder: Path, hosts: tuple[str, ...], days: int = DAYS) ->
     extensions = folder / "server.ext"
     extensions.write_text(f"subjectAltName={alt_names}\nextendedKeyUsage=serverAuth\n")
     steps = [
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
-         "-out", str(ca), "-days", str(days), "-subj", "/CN=geoverdict local CA"],
-        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-         "-subj", f"/CN={hosts[0]}"],
-        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-out", str(cert), "-days", str(days), "-extfile", str(extensions)],
-    ]  # fmt: skip
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+            "-days",
+            str(days),
+            "-subj",
+            "/CN=geoverdict local CA",
+        ],
+        [
+            openssl,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={hosts[0]}",
+        ],
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            str(days),
+            "-extfile",
+            str(extensions),
+        ],
+    ]
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True, check=False, timeout=60)
         if result.returncode != 0:

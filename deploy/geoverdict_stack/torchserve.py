@@ -130,21 +130,31 @@ class TorchServeServer(Server):
         # Through the same entrypoint as the image: archives checked against the model store's
         # manifest first, the inference key alone published for the consumer.
         entrypoint = [
-            sys.executable, "-m", "geoverdict_stack.torchserve_entrypoint",
-            "--model-store", str(self.model_store), "--load", ",".join(self.models),
-            "--inference-key", str(self.inference_key_file), "--",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "geoverdict_stack.torchserve_entrypoint",
+            "--model-store",
+            str(self.model_store),
+            "--load",
+            ",".join(self.models),
+            "--inference-key",
+            str(self.inference_key_file),
+            "--",
+        ]
         argv = [
             *entrypoint,
             prerequisites.torchserve().path,
             "--start",
             "--foreground",
             "--no-config-snapshots",
-            "--ts-config", str(self.config_file),
-            "--model-store", str(self.model_store),
+            "--ts-config",
+            str(self.config_file),
+            "--model-store",
+            str(self.model_store),
             # warnings only (replaces the vmargs' path)
-            "--log-config", str(self.home / resources.TORCHSERVE_LOG_CONFIG),
-        ]  # fmt: skip
+            "--log-config",
+            str(self.home / resources.TORCHSERVE_LOG_CONFIG),
+        ]
         if self.enable_model_api:
             argv.append("--enable-model-api")
         return argv

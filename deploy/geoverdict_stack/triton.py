@@ -75,8 +75,9 @@ class TritonServer(Server):
 
     def model_names(self) -> list[str]:
         """The names the models are served under."""
-        archives = [entry.partition("=")[0] if "=" in entry else Path(entry).stem
-                    for entry in self.models]  # fmt: skip
+        archives = [
+            entry.partition("=")[0] if "=" in entry else Path(entry).stem for entry in self.models
+        ]
         return [*archives, *self.loaded]
 
     def ports(self) -> dict[str, int]:
@@ -86,32 +87,59 @@ class TritonServer(Server):
         installed = prerequisites.triton()
         python = self.backends / "python"
         shutil.rmtree(self.backends, ignore_errors=True)
-        shutil.copytree(installed.backends / "python", python,
-                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        shutil.copytree(
+            installed.backends / "python", python, ignore=shutil.ignore_patterns("__pycache__")
+        )
         shutil.copy(installed.stub(), python / "triton_python_backend_stub")
         self.inference_key_file.unlink(missing_ok=True)  # a new secret for each start
 
     def command(self) -> Sequence[str]:
         installed = prerequisites.triton(fetch=False)
         entrypoint = [
-            sys.executable, "-m", "geoverdict_stack.triton_entrypoint",
-            "--model-store", str(self.model_store), "--repository", str(self.repository),
-            "--load", ",".join(self.models), "--also-load", ",".join(self.loaded),
-            "--inference-key", str(self.inference_key_file), "--",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "geoverdict_stack.triton_entrypoint",
+            "--model-store",
+            str(self.model_store),
+            "--repository",
+            str(self.repository),
+            "--load",
+            ",".join(self.models),
+            "--also-load",
+            ",".join(self.loaded),
+            "--inference-key",
+            str(self.inference_key_file),
+            "--",
+        ]
         return [
             *entrypoint,
             str(installed.server),
-            "--backend-directory", str(self.backends),
-            "--http-address", HOST, "--http-port", str(self.http_port),
-            "--allow-grpc", "false",
-            "--allow-metrics", "true", "--metrics-address", HOST,
-            "--metrics-port", str(self.metrics_port),
-            "--exit-on-error", "true", "--strict-readiness", "true",
+            "--backend-directory",
+            str(self.backends),
+            "--http-address",
+            HOST,
+            "--http-port",
+            str(self.http_port),
+            "--allow-grpc",
+            "false",
+            "--allow-metrics",
+            "true",
+            "--metrics-address",
+            HOST,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--exit-on-error",
+            "true",
+            "--strict-readiness",
+            "true",
             # An idle keep-alive client holds the shutdown for all of it (30 s by default).
-            "--exit-timeout-secs", "5",
-            "--log-info", "true", "--log-verbose", "0",
-        ]  # fmt: skip
+            "--exit-timeout-secs",
+            "5",
+            "--log-info",
+            "true",
+            "--log-verbose",
+            "0",
+        ]
 
     def environment(self) -> Mapping[str, str]:
         installed = prerequisites.triton(fetch=False)
@@ -137,16 +165,28 @@ class TritonServer(Server):
     def _answers(self, model: str) -> bool:
         """A real request: an empty image, whose `empty` error reply names the model version."""
         data = b"\0\0\0\0"  # one BYTES element of length 0
-        header = json.dumps({
-            "inputs": [{"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES",
-                        "parameters": {"binary_data_size": len(data)}}],
-            "outputs": [{"name": "REPLY"}],
-        }).encode()  # fmt: skip
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "IMAGE",
+                        "shape": [1, 1],
+                        "datatype": "BYTES",
+                        "parameters": {"binary_data_size": len(data)},
+                    }
+                ],
+                "outputs": [{"name": "REPLY"}],
+            }
+        ).encode()
         request = urllib.request.Request(
-            f"{self.url()}/v2/models/{model}/infer", data=header + data, method="POST",
-            headers={"Inference-Header-Content-Length": str(len(header)),
-                     AUTH_HEADER: f"Bearer {self.secret()}"},
-        )  # fmt: skip
+            f"{self.url()}/v2/models/{model}/infer",
+            data=header + data,
+            method="POST",
+            headers={
+                "Inference-Header-Content-Length": str(len(header)),
+                AUTH_HEADER: f"Bearer {self.secret()}",
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
                 (output,) = json.loads(resp.read())["outputs"]

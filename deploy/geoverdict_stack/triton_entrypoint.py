@@ -28,8 +28,15 @@ from geoverdict_common.triton_repository import GPU_TRITON, TritonServing, write
 
 AUTH_HEADER = "authorization"
 # Every API group of Triton 2.51 but health and metadata.
-RESTRICTED = ("inference", "model-repository", "model-config", "shared-memory", "statistics",
-              "trace", "logging")  # fmt: skip
+RESTRICTED = (
+    "inference",
+    "model-repository",
+    "model-config",
+    "shared-memory",
+    "statistics",
+    "trace",
+    "logging",
+)
 
 
 def settle_secret(path: Path) -> str:
@@ -52,11 +59,13 @@ def settle_secret(path: Path) -> str:
 def server_arguments(repository: Path, models: Sequence[str], secret: str) -> list[str]:
     """What the entrypoint adds to tritonserver's command line."""
     return [
-        "--model-repository", str(repository),
-        "--model-control-mode", "explicit",
+        "--model-repository",
+        str(repository),
+        "--model-control-mode",
+        "explicit",
         *[f"--load-model={name}" for name in models],
         f"--http-restricted-api={','.join(RESTRICTED)}:{AUTH_HEADER}=Bearer {secret}",
-    ]  # fmt: skip
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,9 +60,21 @@ def read_records(bootstrap: str, topic: str, committed_only: bool = True) -> tup
     if kcat is None:
         return _read_kafka_python(bootstrap, topic, isolation), "kafka-python (kcat not found)"
     command = [
-        kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
-        "-X", f"isolation.level={isolation}", "-f", KCAT_FORMAT,
-    ]  # fmt: skip
+        kcat,
+        "-b",
+        bootstrap,
+        "-C",
+        "-t",
+        topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-X",
+        f"isolation.level={isolation}",
+        "-f",
+        KCAT_FORMAT,
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
@@ -76,9 +88,13 @@ def read_records(bootstrap: str, topic: str, committed_only: bool = True) -> tup
 
 def _read_kafka_python(bootstrap: str, topic: str, isolation: str) -> list[Row]:
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level=isolation, group_id=None,
-        enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=3000,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap,
+        isolation_level=isolation,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(partitions)

@@ -39,23 +39,29 @@ class DescribeTransactionsResponse_v0(Response):  # noqa: N801 (kafka-python's n
     API_VERSION = 0
     SCHEMA = Schema(
         ("throttle_time_ms", Int32),
-        ("transaction_states", CompactArray(
-            ("error_code", Int16),
-            ("transactional_id", CompactString("utf-8")),
-            ("transaction_state", CompactString("utf-8")),
-            ("transaction_timeout_ms", Int32),
-            ("transaction_start_time_ms", Int64),
-            ("producer_id", Int64),
-            ("producer_epoch", Int16),
-            ("topics", CompactArray(
-                ("topic", CompactString("utf-8")),
-                ("partitions", CompactArray(Int32)),
+        (
+            "transaction_states",
+            CompactArray(
+                ("error_code", Int16),
+                ("transactional_id", CompactString("utf-8")),
+                ("transaction_state", CompactString("utf-8")),
+                ("transaction_timeout_ms", Int32),
+                ("transaction_start_time_ms", Int64),
+                ("producer_id", Int64),
+                ("producer_epoch", Int16),
+                (
+                    "topics",
+                    CompactArray(
+                        ("topic", CompactString("utf-8")),
+                        ("partitions", CompactArray(Int32)),
+                        ("tags", TaggedFields),
+                    ),
+                ),
                 ("tags", TaggedFields),
-            )),
-            ("tags", TaggedFields),
-        )),
+            ),
+        ),
         ("tags", TaggedFields),
-    )  # fmt: skip
+    )
     FLEXIBLE_VERSION = True
 
 

@@ -31,26 +31,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--events", type=_positive_int, default=600, help="events per stream run")
     bench.add_argument("--batch-size", type=_positive_int, default=4, help="TorchServe batch size")
     bench.add_argument(
-        "--batch-sizes", type=_positive_int, nargs="+",
+        "--batch-sizes",
+        type=_positive_int,
+        nargs="+",
         help="batch sizes for the raw (and TorchServe) sweeps (default 1 4 8 16; with "
         "--device 32 64 128 256 512)",
-    )  # fmt: skip
+    )
     bench.add_argument(
-        "--concurrency", type=_positive_int, nargs="+", default=[1, 8, 16, 32, 48],
+        "--concurrency",
+        type=_positive_int,
+        nargs="+",
+        default=[1, 8, 16, 32, 48],
         help="requests in flight for the TorchServe sweep",
-    )  # fmt: skip
+    )
     bench.add_argument(
-        "--triton-concurrency", type=_positive_int, nargs="+", default=[1, 2, 4, 8],
+        "--triton-concurrency",
+        type=_positive_int,
+        nargs="+",
+        default=[1, 2, 4, 8],
         help="requests in flight for the Triton sweep",
-    )  # fmt: skip
+    )
     bench.add_argument(
-        "--triton-batch-size", type=_positive_int, default=8,
+        "--triton-batch-size",
+        type=_positive_int,
+        default=8,
         help="images per request to Triton for the pipeline and its sweep",
-    )  # fmt: skip
+    )
     bench.add_argument(
-        "--triton-batch-sizes", type=_positive_int, nargs="*", default=[1, 4, 16],
+        "--triton-batch-sizes",
+        type=_positive_int,
+        nargs="*",
+        default=[1, 4, 16],
         help="other images-per-request values to measure at 4 requests in flight",
-    )  # fmt: skip
+    )
     bench.add_argument("--naive-events", type=_positive_int, default=150)
     bench.add_argument("--cached-repeats", type=_positive_int, default=5)
     bench.add_argument("--partition-points", type=_positive_int, default=5_000_000)
@@ -58,16 +71,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--docs", type=Path, help="markdown file for the table (default docs/)")
     bench.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     bench.add_argument(
-        "--device", metavar="DEVICE",
+        "--device",
+        metavar="DEVICE",
         help="measure only the model, the handler and training on DEVICE (cuda, cuda:1, cpu)",
-    )  # fmt: skip
+    )
     bench.add_argument(
         "--tiny", action="store_true", help="with --device: every path in seconds (tests)"
     )
     bench.add_argument(
-        "--compile", action="store_true",
+        "--compile",
+        action="store_true",
         help="with --device: also time training through torch.compile (minutes more)",
-    )  # fmt: skip
+    )
     bench.set_defaults(func=_all)
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     partitioning = sub.add_parser(
@@ -83,9 +98,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(not part of the default run: minutes per backbone on a CPU)",
     )
     training.add_argument(
-        "--backbone", dest="backbones", action="append",
+        "--backbone",
+        dest="backbones",
+        action="append",
         help="repeatable (default efficientnet_lite0 and resnet50)",
-    )  # fmt: skip
+    )
     training.add_argument("--batch-size", type=_positive_int, default=32)
     training.add_argument("--steps", type=_positive_int, default=3, help="timed steps")
     training.add_argument("--workers", type=int, default=1, help="DataLoader workers")
@@ -102,9 +119,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "exactly_once missed or duplicated an answer.",
     )
     proofs.add_argument(
-        "proofs", nargs="*", metavar="PROOF",
+        "proofs",
+        nargs="*",
+        metavar="PROOF",
         help="kill, rebalance, freeze, broker-restart (default: all)",
-    )  # fmt: skip
+    )
     proofs.add_argument("--model-server", choices=("torchserve", "triton"), default="torchserve")
     proofs.add_argument("--kill-events", type=_positive_int, default=1000)
     proofs.add_argument("--kills", type=_positive_int, default=10)
@@ -160,12 +179,19 @@ def _exactly_once(args: argparse.Namespace) -> int:
     from geoverdict.bench import proofs  # noqa: PLC0415
 
     options = proofs.ProofOptions(
-        proofs=tuple(args.proofs) or proofs.PROOFS, model=args.model, photos=args.photos,
-        model_server=args.model_server, kill_events=args.kill_events, kills=args.kills,
-        rebalance_events=args.rebalance_events, rate=args.rate,
-        freeze_events=args.freeze_events, restart_events=args.restart_events, seed=args.seed,
+        proofs=tuple(args.proofs) or proofs.PROOFS,
+        model=args.model,
+        photos=args.photos,
+        model_server=args.model_server,
+        kill_events=args.kill_events,
+        kills=args.kills,
+        rebalance_events=args.rebalance_events,
+        rate=args.rate,
+        freeze_events=args.freeze_events,
+        restart_events=args.restart_events,
+        seed=args.seed,
         **_outputs(args),
-    )  # fmt: skip
+    )
     return 0 if proofs.run(options).exact else 1
 
 
@@ -174,10 +200,15 @@ def _soak(args: argparse.Namespace) -> int:
 
     outputs = _outputs(args)
     result = proofs.soak(
-        args.duration, args.rate, model=args.model, photos=args.photos,
-        model_server=args.model_server, window_s=args.window, out=outputs.get("out"),
+        args.duration,
+        args.rate,
+        model=args.model,
+        photos=args.photos,
+        model_server=args.model_server,
+        window_s=args.window,
+        out=outputs.get("out"),
         docs=outputs.get("docs", proofs.default_docs()),
-    )  # fmt: skip
+    )
     return 0 if result.passed else 1
 
 
@@ -226,17 +257,22 @@ def _device(args: argparse.Namespace) -> int:
     from geoverdict.bench.device import DeviceBenchOptions, results_name, run  # noqa: PLC0415
 
     chosen: dict[str, Any] = {
-        "device": args.device, "model": args.model, "photos": args.photos,
-        "compile": args.compile, **_outputs(args),
-    }  # fmt: skip
+        "device": args.device,
+        "model": args.model,
+        "photos": args.photos,
+        "compile": args.compile,
+        **_outputs(args),
+    }
     if args.batch_sizes:
         chosen["batch_sizes"] = tuple(args.batch_sizes)
     make = DeviceBenchOptions.tiny if args.tiny else DeviceBenchOptions
     options = make(**chosen)
     results = run(options)
-    print(f"model alone {results['raw_images_per_s']}, handler {results['handler_images_per_s']} "
-          f"(Pillow {results['handler_pillow_images_per_s']}) images/s; results in "
-          f"{options.out / results_name(results)}")  # fmt: skip
+    print(
+        f"model alone {results['raw_images_per_s']}, handler {results['handler_images_per_s']} "
+        f"(Pillow {results['handler_pillow_images_per_s']}) images/s; results in "
+        f"{options.out / results_name(results)}"
+    )
     return 0
 
 
@@ -246,19 +282,25 @@ def _all(args: argparse.Namespace) -> int:
     from geoverdict.bench.suite import BenchOptions, run  # noqa: PLC0415
 
     options = BenchOptions(
-        model=args.model, photos=args.photos, events=args.events, batch_size=args.batch_size,
+        model=args.model,
+        photos=args.photos,
+        events=args.events,
+        batch_size=args.batch_size,
         batch_sizes=tuple(args.batch_sizes or (1, 4, 8, 16)),
         concurrencies=tuple(args.concurrency),
         triton_batch_size=args.triton_batch_size,
         triton_concurrencies=tuple(args.triton_concurrency),
         triton_batch_sizes=tuple(args.triton_batch_sizes),
-        naive_events=args.naive_events, cached_repeats=args.cached_repeats,
+        naive_events=args.naive_events,
+        cached_repeats=args.cached_repeats,
         partition_points=args.partition_points,
-    )  # fmt: skip
+    )
     overrides = _outputs(args)
     if overrides:
         options = dataclasses.replace(options, **overrides)
     results = run(options)
-    print(f"efficiency {results.efficiency}, pipeline/naive {results.streams.pipeline_vs_naive}x; "
-          f"results in {options.out / 'results.json'}")  # fmt: skip
+    print(
+        f"efficiency {results.efficiency}, pipeline/naive {results.streams.pipeline_vs_naive}x; "
+        f"results in {options.out / 'results.json'}"
+    )
     return 0

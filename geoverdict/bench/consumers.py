@@ -46,9 +46,13 @@ class Topics:
         """Create them (`partitions` each), named `prefix`-images-TAG and so on."""
         tag = uuid.uuid4().hex[:8]
         topics = cls(
-            bootstrap, f"{prefix}-images-{tag}", f"{prefix}-verdicts-{tag}",
-            f"{prefix}-dead-{tag}", f"{prefix}-{tag}", partitions,
-        )  # fmt: skip
+            bootstrap,
+            f"{prefix}-images-{tag}",
+            f"{prefix}-verdicts-{tag}",
+            f"{prefix}-dead-{tag}",
+            f"{prefix}-{tag}",
+            partitions,
+        )
         try:
             create_topics(bootstrap, dict.fromkeys(topics.names(), partitions))
         except KafkaError as exc:
@@ -103,9 +107,12 @@ class ConsumerProcess:
         self.log_file = log_file
         with log_file.open("wb") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "geoverdict", "consume"], env=dict(environment),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-m", "geoverdict", "consume"],
+                env=dict(environment),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def pid(self) -> int:
@@ -190,9 +197,10 @@ class GroupView:
                 bootstrap_servers=topics.bootstrap, client_id="geoverdict-bench-group"
             )
             self._ends = KafkaConsumer(
-                bootstrap_servers=topics.bootstrap, client_id="geoverdict-bench-group",
+                bootstrap_servers=topics.bootstrap,
+                client_id="geoverdict-bench-group",
                 enable_auto_commit=False,
-            )  # fmt: skip
+            )
         except KafkaError as exc:
             raise BenchError(f"no Kafka broker at {topics.bootstrap}: {exc}") from exc
 
@@ -212,26 +220,32 @@ class GroupView:
         """Each member's client id and its input partitions (empty while it rebalances)."""
         # Asked with the authorized operations: else the broker sends its "not asked" value
         # (INT32_MIN), which kafka-python 2.3.3 decodes as operation 31 and fails on.
-        (group,) = self._ask(lambda: self._admin.describe_consumer_groups(
-            [self.topics.group], include_authorized_operations=True))  # fmt: skip
+        (group,) = self._ask(
+            lambda: self._admin.describe_consumer_groups(
+                [self.topics.group], include_authorized_operations=True
+            )
+        )
         if group.state != "Stable":
             return {}
         return {
             member.client_id: {
-                p for topic, parts in member.member_assignment.assignment for p in parts
+                p
+                for topic, parts in member.member_assignment.assignment
+                for p in parts
                 if topic == self.topics.input
             }
             for member in group.members
             if member.member_assignment
-        }  # fmt: skip
+        }
 
     def committed_by_partition(self) -> dict[int, int]:
         """The group's committed offset of each input partition (absent: none yet)."""
         offsets = self._ask(lambda: self._admin.list_consumer_group_offsets(self.topics.group))
         return {
-            tp.partition: meta.offset for tp, meta in offsets.items()
+            tp.partition: meta.offset
+            for tp, meta in offsets.items()
             if tp.topic == self.topics.input and meta.offset >= 0
-        }  # fmt: skip
+        }
 
     def committed(self) -> int:
         """The group's committed offsets on the input topic, summed: records done."""

@@ -87,10 +87,17 @@ class DeviceBenchOptions:
     def tiny(cls, **overrides: Any) -> DeviceBenchOptions:
         """Every path in seconds on a CPU (the tests); numbers that mean nothing."""
         small: dict[str, Any] = dict(
-            images=8, batch_sizes=(2, 4), images_per_point=8, handler_batch_sizes=(4,),
-            handler_batch_size=4, train_batch_size=4, train_steps=2, train_size=64,
-            train_workers=0, docs=None,
-        )  # fmt: skip
+            images=8,
+            batch_sizes=(2, 4),
+            images_per_point=8,
+            handler_batch_sizes=(4,),
+            handler_batch_size=4,
+            train_batch_size=4,
+            train_steps=2,
+            train_size=64,
+            train_workers=0,
+            docs=None,
+        )
         return cls(**{**small, **overrides})
 
     def to_json(self) -> dict[str, Any]:
@@ -144,10 +151,13 @@ def model_sweep(
                     predictor.from_logits(predictor.logits(x, precision.autocast))
                 _synchronize(device)
             seconds = time.perf_counter() - started
-            points.append({
-                "precision": precision.name, "batch_size": batch_size,
-                "images_per_s": round(repeats * batch_size / seconds, 1),
-            })  # fmt: skip
+            points.append(
+                {
+                    "precision": precision.name,
+                    "batch_size": batch_size,
+                    "images_per_s": round(repeats * batch_size / seconds, 1),
+                }
+            )
             print(f"model alone: {points[-1]}", flush=True)
     return points
 
@@ -166,10 +176,13 @@ def _encoded_batches(
     ]
     loader: DataLoader[Any] = DataLoader(
         samples,  # type: ignore[arg-type]  # a list is a map-style dataset
-        batch_size=options.train_batch_size, shuffle=True, drop_last=True,
-        num_workers=options.train_workers, collate_fn=collate_encoded,
+        batch_size=options.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=options.train_workers,
+        collate_fn=collate_encoded,
         persistent_workers=options.train_workers > 0,
-    )  # fmt: skip
+    )
     while True:
         yield from loader
 
@@ -202,9 +215,13 @@ def train_throughput(
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
         net = torch.compile(model) if compiled else model
         return Stepper(
-            net, optimizer, grad_scaler(device, autocast), device,  # type: ignore[arg-type]
-            autocast=autocast, channels_last=gpu,
-        )  # fmt: skip
+            net,
+            optimizer,
+            grad_scaler(device, autocast),
+            device,  # type: ignore[arg-type]
+            autocast=autocast,
+            channels_last=gpu,
+        )
 
     def random_batches() -> Iterator[Batch]:
         labels = {
@@ -218,10 +235,15 @@ def train_throughput(
         return (decode(encoded) for encoded in _encoded_batches(photos, spec.heads, options))
 
     result: dict[str, Any] = {
-        "backbone": backbone, "batch_size": batch_size, "input_size": size,
-        "steps": options.train_steps, "loader_workers": options.train_workers,
-        "precision": "bf16" if gpu else "fp32", "channels_last": gpu, "decode": "device",
-    }  # fmt: skip
+        "backbone": backbone,
+        "batch_size": batch_size,
+        "input_size": size,
+        "steps": options.train_steps,
+        "loader_workers": options.train_workers,
+        "precision": "bf16" if gpu else "fp32",
+        "channels_last": gpu,
+        "decode": "device",
+    }
     runs = [("", False)] + ([("compiled_", True)] if options.compile else [])
     for prefix, compiled in runs:
         step = stepper(compiled)  # both sources train the same model

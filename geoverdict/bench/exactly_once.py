@@ -70,9 +70,13 @@ class Target:
     def consumers(self, topics: Topics, guarantee: str, name: str) -> Callable[[], ConsumerProcess]:
         """Starts consumers of `topics`, the n-th logging to `name`-n.log."""
         env = consumer_environment(
-            topics, self.model, guarantee, max_poll_records=str(self.max_poll_records),
-            transactional_id_prefix=TRANSACTIONAL_ID_PREFIX, **self.settings,
-        )  # fmt: skip
+            topics,
+            self.model,
+            guarantee,
+            max_poll_records=str(self.max_poll_records),
+            transactional_id_prefix=TRANSACTIONAL_ID_PREFIX,
+            **self.settings,
+        )
         started = 0
 
         def start() -> ConsumerProcess:
@@ -230,9 +234,10 @@ def kill_run(
             moment, probes = "random", 0
             if number % 2 == 1:
                 window = (
-                    _open_transaction(broker, ids) if guarantee == "exactly_once"
+                    _open_transaction(broker, ids)
+                    if guarantee == "exactly_once"
                     else _unacknowledged_commit(view)
-                )  # fmt: skip
+                )
                 probes = _freeze_in_window(consumer, window, view, events, rng)
                 if probes < 0 and view.committed() >= events:
                     break  # answered while it was probed
@@ -244,8 +249,15 @@ def kill_run(
             consumer = start()
             if before < events:
                 _wait_committed(view, before + 1, consumer, _done_timeout(events))
-            done.append(Kill(round(killed_at - began, 2), moment, abs(probes), before,
-                             round(time.monotonic() - killed_at, 2)))  # fmt: skip
+            done.append(
+                Kill(
+                    round(killed_at - began, 2),
+                    moment,
+                    abs(probes),
+                    before,
+                    round(time.monotonic() - killed_at, 2),
+                )
+            )
         stream.join()
         view.wait_done(_done_timeout(events))
         seconds = time.monotonic() - began
@@ -377,9 +389,15 @@ def rebalance_run(
         for (label, wall, at_s, settle), end in zip(changed, ends, strict=True)
     ]
     return RebalanceRun(
-        events, rate, partitions, round(_longest_gap(stamps, began_wall + 3, first_change), 3),
-        changes, counts, statuses, round(seconds, 1),
-    )  # fmt: skip
+        events,
+        rate,
+        partitions,
+        round(_longest_gap(stamps, began_wall + 3, first_change), 3),
+        changes,
+        counts,
+        statuses,
+        round(seconds, 1),
+    )
 
 
 def _longest_gap(stamps: dict[str, float], since: float, until: float) -> float:
@@ -402,10 +420,12 @@ def _change(
     to a few after the group settled (or the next change)."""
     waited = [stamps[i] - sent for i, sent in sent_at.items() if wall - 1 <= sent <= until]
     return Change(
-        label, round(at_s, 1), round(settle_s, 2),
+        label,
+        round(at_s, 1),
+        round(settle_s, 2),
         round(_longest_gap(stamps, wall - 1.0, until), 3),
         round(max(waited, default=0.0), 3),
-    )  # fmt: skip
+    )
 
 
 # -- the frozen consumer ----------------------------------------------------------------------
@@ -487,9 +507,21 @@ def freeze_run(
         view.close()
         broker.close()
     return FreezeRun(
-        events, rate, tries, caught, after, round(frozen, 2), round(takeover, 2), logged,
-        fenced, aborted, rejoined, exit_a, exit_b, counts,
-    )  # fmt: skip
+        events,
+        rate,
+        tries,
+        caught,
+        after,
+        round(frozen, 2),
+        round(takeover, 2),
+        logged,
+        fenced,
+        aborted,
+        rejoined,
+        exit_a,
+        exit_b,
+        counts,
+    )
 
 
 def _catch_open_transaction(
@@ -585,8 +617,13 @@ def broker_restart_run(
     kafka_port, controller_port, sasl_port, ssl_port = free_ports(4)
     # Configured as the stack's broker (its secured listeners and authorizer too): GroupView
     # asks for the group's authorized operations, which only an authorizer answers.
-    server = KafkaServer(target.logs / f"broker-{how.lower()}-{kafka_port}", kafka_port,
-                         controller_port, sasl_port=sasl_port, ssl_port=ssl_port)  # fmt: skip
+    server = KafkaServer(
+        target.logs / f"broker-{how.lower()}-{kafka_port}",
+        kafka_port,
+        controller_port,
+        sasl_port=sasl_port,
+        ssl_port=ssl_port,
+    )
     record, _ = server.start()
     own = dataclasses.replace(target, bootstrap=server.bootstrap_servers)
     consumer: ConsumerProcess | None = None
@@ -618,8 +655,11 @@ def broker_restart_run(
         counts = count_answers(own.bootstrap, (topics.verdicts, topics.dead), stream.ids)
         twice = copies_written(own.bootstrap, topics.input)
         survived = consumer.alive()
-        aborted = consumer.metric("geoverdict_transactions_total", {"result": "aborted"}) if (
-            survived) else 0.0  # fmt: skip
+        aborted = (
+            consumer.metric("geoverdict_transactions_total", {"result": "aborted"})
+            if (survived)
+            else 0.0
+        )
         view.close()
         status = consumer.stop()
         tail = "" if finished else consumer.log_tail(40)
@@ -628,10 +668,20 @@ def broker_restart_run(
             consumer.kill()
         process.stop(record)
     return BrokerRestartRun(
-        how, events, rate, open_at_stop, round(stop_s, 2), round(back - signalled, 2),
-        None if recovery is None else round(recovery, 2), survived, aborted, twice, counts,
-        status, tail,
-    )  # fmt: skip
+        how,
+        events,
+        rate,
+        open_at_stop,
+        round(stop_s, 2),
+        round(back - signalled, 2),
+        None if recovery is None else round(recovery, 2),
+        survived,
+        aborted,
+        twice,
+        counts,
+        status,
+        tail,
+    )
 
 
 def _open_transactions(bootstrap: str, ids: list[str], timeout_s: float) -> int:

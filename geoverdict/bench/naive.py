@@ -26,9 +26,13 @@ def run_naive(
     token = json.loads(key_file.read_text())["inference"]["key"]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
     consumer = KafkaConsumer(
-        input_topic, bootstrap_servers=bootstrap, group_id=group_id,
-        enable_auto_commit=True, auto_offset_reset="earliest", consumer_timeout_ms=2000,
-    )  # fmt: skip
+        input_topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=True,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     done = 0
     deadline = time.monotonic() + timeout_s

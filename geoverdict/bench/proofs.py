@@ -83,15 +83,18 @@ def proving_ground(
     archive = find_archive(model)
     run_dir = runs_dir() / name
     config = StackConfig.with_free_ports(
-        run_dir=run_dir, services=("kafka", model_server), model_store=archive.parent,
+        run_dir=run_dir,
+        services=("kafka", model_server),
+        model_store=archive.parent,
         models=(f"{MODEL_NAME}={archive.name}",),
-    )  # fmt: skip
+    )
     print(f"starting Kafka and {model_server} serving {archive.name} in {run_dir}", flush=True)
     with sigterm_as_exit(), Stack(config) as stack:
         server = {
-            k: v for k, v in stack.client_environment().items()
+            k: v
+            for k, v in stack.client_environment().items()
             if k.startswith(("GEOVERDICT_TORCHSERVE_", "GEOVERDICT_TRITON_", "GEOVERDICT_MODEL_"))
-        }  # fmt: skip
+        }
         yield Target(stack.kafka_bootstrap, server, load_photos(photos, PHOTOS), run_dir / "logs")
 
 
@@ -107,8 +110,14 @@ def run(options: ProofOptions) -> ExactlyOnceResults:
                 results.failed[name] = str(exc)
                 print(f"{name}: could not be run: {exc}", flush=True)
     print(f"proofs done in {time.monotonic() - started:.0f} s", flush=True)
-    _write(options.out / "exactly-once.json", results.to_json(), options.docs, BEGIN, END,
-           report(results))  # fmt: skip
+    _write(
+        options.out / "exactly-once.json",
+        results.to_json(),
+        options.docs,
+        BEGIN,
+        END,
+        report(results),
+    )
     return results
 
 
@@ -147,13 +156,20 @@ def soak(
         result = soak_run(target, duration_s, rate, window_s)
     text = soak_report(result)
     print(text, flush=True)
-    _write((out or project_dir() / "bench") / "soak.json", result.to_json(), docs, SOAK_BEGIN,
-           SOAK_END, text)  # fmt: skip
+    _write(
+        (out or project_dir() / "bench") / "soak.json",
+        result.to_json(),
+        docs,
+        SOAK_BEGIN,
+        SOAK_END,
+        text,
+    )
     return result
 
 
-def _write(path: Path, data: dict[str, Any], docs: Path | None, begin: str, end: str,
-           text: str) -> None:  # fmt: skip
+def _write(
+    path: Path, data: dict[str, Any], docs: Path | None, begin: str, end: str, text: str
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     if docs is not None:

@@ -24,21 +24,38 @@ def table(results: BenchResults) -> str:
     p, c, cp, n = st.pipeline, st.cached, st.cached_paced, st.naive
     part = results.partitioning
     rows = [
-        ("raw: model in-process on decoded tensors (best batch "
-         f"{inp.raw_best_batch_size})", f"{inp.raw_images_per_s:.1f} images/s", ""),
-        (f"handler: decode + model in-process (batch {ts.batch_size})",
-         f"{inp.handler_images_per_s:.1f} images/s", ""),
-        ("torchserve: TorchServe + inference client "
-         f"(batch {ts.batch_size}, best concurrency)", f"{ts.images_per_s:.1f} images/s", ""),
-        ("pipeline: Kafka → consumer → TorchServe → verdicts, cold cache",
-         f"{p.events_per_s:.1f} events/s",
-         f"p50 {p.p50_ms:.0f} / p95 {p.p95_ms:.0f} / p99 {p.p99_ms:.0f} ms "
-         f"(burst of {p.events})"),
-        ("cached: the same photos again, warm cache", f"{c.events_per_s:.0f} events/s",
-         f"p99 {cp.p99_ms:.1f} ms at {cp.rate} (p50 {cp.p50_ms:.1f} ms)"),
-        ("naive: one message at a time, one HTTP request each, auto-commit",
-         f"{n.events_per_s:.1f} events/s", f"p50 {n.p50_ms:.0f} ms (burst of {n.events})"),
-    ]  # fmt: skip
+        (
+            f"raw: model in-process on decoded tensors (best batch {inp.raw_best_batch_size})",
+            f"{inp.raw_images_per_s:.1f} images/s",
+            "",
+        ),
+        (
+            f"handler: decode + model in-process (batch {ts.batch_size})",
+            f"{inp.handler_images_per_s:.1f} images/s",
+            "",
+        ),
+        (
+            f"torchserve: TorchServe + inference client (batch {ts.batch_size}, best concurrency)",
+            f"{ts.images_per_s:.1f} images/s",
+            "",
+        ),
+        (
+            "pipeline: Kafka → consumer → TorchServe → verdicts, cold cache",
+            f"{p.events_per_s:.1f} events/s",
+            f"p50 {p.p50_ms:.0f} / p95 {p.p95_ms:.0f} / p99 {p.p99_ms:.0f} ms "
+            f"(burst of {p.events})",
+        ),
+        (
+            "cached: the same photos again, warm cache",
+            f"{c.events_per_s:.0f} events/s",
+            f"p99 {cp.p99_ms:.1f} ms at {cp.rate} (p50 {cp.p50_ms:.1f} ms)",
+        ),
+        (
+            "naive: one message at a time, one HTTP request each, auto-commit",
+            f"{n.events_per_s:.1f} events/s",
+            f"p50 {n.p50_ms:.0f} ms (burst of {n.events})",
+        ),
+    ]
     lines = [
         f"Machine: {m.cores} cores, {m.memory_gb} GB, {m.cpu}, GPU: {m.gpu or 'none'}; "
         f"torch {m.torch} ({m.torch_threads} threads). Model: `{results.model}`.",
@@ -77,21 +94,38 @@ def servers_table(results: BenchResults) -> list[str]:
     triton = results.triton
     assert triton is not None  # servers() is empty otherwise
     rows = [
-        ("through the server, images/s (best concurrency)", f"{ts['images_per_s']:.1f}",
-         f"{tr['images_per_s']:.1f}"),
+        (
+            "through the server, images/s (best concurrency)",
+            f"{ts['images_per_s']:.1f}",
+            f"{tr['images_per_s']:.1f}",
+        ),
         ("... over the handler in process", f"{ts['vs_handler']:.2f}", f"{tr['vs_handler']:.2f}"),
-        ("server CPU-ms per image (all its processes)", _ms(ts["server_cpu_ms_per_image"]),
-         _ms(tr["server_cpu_ms_per_image"])),
-        ("... outside the model", _ms(ts["cpu_ms_outside_model_per_image"]),
-         _ms(tr["cpu_ms_outside_model_per_image"])),
-        ("pipeline, events/s (cold cache)", f"{ts['pipeline_events_per_s']:.1f}",
-         f"{tr['pipeline_events_per_s']:.1f}"),
-        ("cached, events/s", f"{ts['cached_events_per_s']:.0f}",
-         f"{tr['cached_events_per_s']:.0f}"),
-        ("consumer CPU-ms per event, cold / cached",
-         f"{_ms(ts['consumer_cpu_ms_cold'])} / {_ms(ts['consumer_cpu_ms_cached'])}",
-         f"{_ms(tr['consumer_cpu_ms_cold'])} / {_ms(tr['consumer_cpu_ms_cached'])}"),
-    ]  # fmt: skip
+        (
+            "server CPU-ms per image (all its processes)",
+            _ms(ts["server_cpu_ms_per_image"]),
+            _ms(tr["server_cpu_ms_per_image"]),
+        ),
+        (
+            "... outside the model",
+            _ms(ts["cpu_ms_outside_model_per_image"]),
+            _ms(tr["cpu_ms_outside_model_per_image"]),
+        ),
+        (
+            "pipeline, events/s (cold cache)",
+            f"{ts['pipeline_events_per_s']:.1f}",
+            f"{tr['pipeline_events_per_s']:.1f}",
+        ),
+        (
+            "cached, events/s",
+            f"{ts['cached_events_per_s']:.0f}",
+            f"{tr['cached_events_per_s']:.0f}",
+        ),
+        (
+            "consumer CPU-ms per event, cold / cached",
+            f"{_ms(ts['consumer_cpu_ms_cold'])} / {_ms(ts['consumer_cpu_ms_cached'])}",
+            f"{_ms(tr['consumer_cpu_ms_cold'])} / {_ms(tr['consumer_cpu_ms_cached'])}",
+        ),
+    ]
     outside = s["triton_outside_model_vs_torchserve"]
     return [
         "",
@@ -123,25 +157,40 @@ def plot(results: BenchResults, path: Path) -> None:
     by_conc = sorted((p for p in points if p.batch_size == batch), key=lambda p: p.concurrency)
     by_size = sorted({p.batch_size: p for p in points}.values(), key=lambda p: p.batch_size)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot([p.concurrency for p in by_conc], [p.images_per_s for p in by_conc], "o-",
-              label=f"TorchServe images/s (batch {batch})")  # fmt: skip
+    left.plot(
+        [p.concurrency for p in by_conc],
+        [p.images_per_s for p in by_conc],
+        "o-",
+        label=f"TorchServe images/s (batch {batch})",
+    )
     raw = results.in_process.raw_by_batch_size
-    left.axhline(results.in_process.raw_images_per_s, color="grey", ls="--",
-                 label="raw (in-process)")  # fmt: skip
-    left.axhline(results.streams.pipeline.events_per_s, color="green", ls=":",
-                 label="pipeline events/s")  # fmt: skip
+    left.axhline(
+        results.in_process.raw_images_per_s, color="grey", ls="--", label="raw (in-process)"
+    )
+    left.axhline(
+        results.streams.pipeline.events_per_s, color="green", ls=":", label="pipeline events/s"
+    )
     left.set_xscale("log", base=2)
     left.set_xlabel("requests in flight")
     left.set_ylabel("images/s")
     twin = left.twinx()
-    twin.plot([p.concurrency for p in by_conc], [p.mean_latency_ms for p in by_conc], "s--",
-              color="tab:red", label="mean latency")  # fmt: skip
+    twin.plot(
+        [p.concurrency for p in by_conc],
+        [p.mean_latency_ms for p in by_conc],
+        "s--",
+        color="tab:red",
+        label="mean latency",
+    )
     twin.set_ylabel("mean latency per request (ms)", color="tab:red")
     left.legend(loc="lower right", fontsize=8)
     sizes = sorted(raw)
     right.plot(sizes, [raw[s] for s in sizes], "o--", color="grey", label="raw (in-process)")
-    right.plot([p.batch_size for p in by_size], [p.images_per_s for p in by_size], "o-",
-               label="TorchServe (4× batch in flight)")  # fmt: skip
+    right.plot(
+        [p.batch_size for p in by_size],
+        [p.images_per_s for p in by_size],
+        "o-",
+        label="TorchServe (4× batch in flight)",
+    )
     right.set_xscale("log", base=2)
     right.set_xlabel("batch size")
     right.set_ylabel("images/s")
@@ -183,19 +232,32 @@ def guarantees_table(results: BenchResults) -> list[str]:
     g = results.at_least_once.compare(results.streams)
     eo, alo = g["exactly_once"], g["at_least_once"]
     rows = [
-        ("pipeline, events/s (cold cache)", f"{eo['pipeline_events_per_s']:.1f}",
-         f"{alo['pipeline_events_per_s']:.1f}"),
-        ("pipeline p99, ms (a burst)", f"{eo['pipeline_p99_ms']:.0f}",
-         f"{alo['pipeline_p99_ms']:.0f}"),
-        ("cached, events/s (a burst)", f"{eo['cached_events_per_s']:.0f}",
-         f"{alo['cached_events_per_s']:.0f}"),
-        ("cached, paced: p50 / p99 ms",
-         f"{eo['cached_paced_p50_ms']:.1f} / {eo['cached_paced_p99_ms']:.1f}",
-         f"{alo['cached_paced_p50_ms']:.1f} / {alo['cached_paced_p99_ms']:.1f}"),
-        ("consumer CPU-ms per event, cold / cached",
-         f"{_ms(eo['consumer_cpu_ms_cold'])} / {_ms(eo['consumer_cpu_ms_cached'])}",
-         f"{_ms(alo['consumer_cpu_ms_cold'])} / {_ms(alo['consumer_cpu_ms_cached'])}"),
-    ]  # fmt: skip
+        (
+            "pipeline, events/s (cold cache)",
+            f"{eo['pipeline_events_per_s']:.1f}",
+            f"{alo['pipeline_events_per_s']:.1f}",
+        ),
+        (
+            "pipeline p99, ms (a burst)",
+            f"{eo['pipeline_p99_ms']:.0f}",
+            f"{alo['pipeline_p99_ms']:.0f}",
+        ),
+        (
+            "cached, events/s (a burst)",
+            f"{eo['cached_events_per_s']:.0f}",
+            f"{alo['cached_events_per_s']:.0f}",
+        ),
+        (
+            "cached, paced: p50 / p99 ms",
+            f"{eo['cached_paced_p50_ms']:.1f} / {eo['cached_paced_p99_ms']:.1f}",
+            f"{alo['cached_paced_p50_ms']:.1f} / {alo['cached_paced_p99_ms']:.1f}",
+        ),
+        (
+            "consumer CPU-ms per event, cold / cached",
+            f"{_ms(eo['consumer_cpu_ms_cold'])} / {_ms(eo['consumer_cpu_ms_cached'])}",
+            f"{_ms(alo['consumer_cpu_ms_cold'])} / {_ms(alo['consumer_cpu_ms_cached'])}",
+        ),
+    ]
     return [
         "",
         "Processing guarantees (TorchServe; the same stream, Redis flushed between):",

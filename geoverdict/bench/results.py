@@ -372,11 +372,13 @@ def gpu_box_estimate(
     return {
         "cpu_ms_per_event_decode_on_cpu": round(on_cpu, 2),
         "cpu_ms_per_event_decode_on_gpu": round(on_gpu, 2),
-        "events_per_s_decode_on_cpu": round(min(GPU_BOX_CORES * 1000 / on_cpu,
-                                                GPU_MODEL_IMAGES_PER_S)),
-        "events_per_s_decode_on_gpu": round(min(GPU_BOX_CORES * 1000 / on_gpu,
-                                                GPU_MODEL_IMAGES_PER_S)),
-    }  # fmt: skip
+        "events_per_s_decode_on_cpu": round(
+            min(GPU_BOX_CORES * 1000 / on_cpu, GPU_MODEL_IMAGES_PER_S)
+        ),
+        "events_per_s_decode_on_gpu": round(
+            min(GPU_BOX_CORES * 1000 / on_gpu, GPU_MODEL_IMAGES_PER_S)
+        ),
+    }
 
 
 @dataclass(frozen=True)
@@ -442,10 +444,12 @@ class BenchResults:
             if outside is None or consumer is None or broker is None:
                 continue
             rows[name] = {
-                "server_outside_model_ms": outside, "consumer_ms": consumer,
-                "broker_ms": broker, "decode_ms": stages["decode"],
+                "server_outside_model_ms": outside,
+                "consumer_ms": consumer,
+                "broker_ms": broker,
+                "decode_ms": stages["decode"],
                 **gpu_box_estimate(outside, consumer, broker, stages["decode"]),
-            }  # fmt: skip
+            }
         return rows
 
     def servers(self) -> dict[str, Any]:

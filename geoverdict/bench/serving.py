@@ -27,9 +27,10 @@ def register(stack: Stack, archive_name: str, name: str, batch_size: int, delay_
         f"&max_batch_delay={delay_ms}&initial_workers=2&synchronous=true"
     )
     request = urllib.request.Request(
-        f"{stack.torchserve.url('management')}/models?{query}", method="POST",
+        f"{stack.torchserve.url('management')}/models?{query}",
+        method="POST",
         headers={"Authorization": f"Bearer {stack.torchserve_keys()['management']}"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=300) as resp:
         json.loads(resp.read())
 
@@ -37,27 +38,44 @@ def register(stack: Stack, archive_name: str, name: str, batch_size: int, delay_
 def unregister(stack: Stack, name: str) -> None:
     """Remove a model registered by `register`."""
     request = urllib.request.Request(
-        f"{stack.torchserve.url('management')}/models/{name}", method="DELETE",
+        f"{stack.torchserve.url('management')}/models/{name}",
+        method="DELETE",
         headers={"Authorization": f"Bearer {stack.torchserve_keys()['management']}"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=120) as resp:
         resp.read()
 
 
-def client(stack: Stack, server: str, model: str, batch_size: int, concurrency: int,
-           observe: list[float] | None = None) -> HttpModelServer:  # fmt: skip
+def client(
+    stack: Stack,
+    server: str,
+    model: str,
+    batch_size: int,
+    concurrency: int,
+    observe: list[float] | None = None,
+) -> HttpModelServer:
     """The service's client of `server` on the stack: TorchServe (one image a request; its own
     batching is the model's registration) or Triton (`batch_size` images a request)."""
     seconds = observe.append if observe is not None else None
     if server == "torchserve":
         tokens = TokenSource(key_file=stack.torchserve_key_file)
-        return TorchServeClient(stack.torchserve.url("inference"), model, tokens,
-                                concurrency=concurrency, observe=seconds)  # fmt: skip
+        return TorchServeClient(
+            stack.torchserve.url("inference"),
+            model,
+            tokens,
+            concurrency=concurrency,
+            observe=seconds,
+        )
     tokens = TokenSource(key_file=stack.triton.inference_key_file)
     return OpenInferenceClient(
-        stack.triton.url(), model, tokens, batch_size=batch_size, concurrency=concurrency,
-        auth_header="authorization", observe=seconds,
-    )  # fmt: skip
+        stack.triton.url(),
+        model,
+        tokens,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        auth_header="authorization",
+        observe=seconds,
+    )
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

@@ -91,10 +91,11 @@ def soak_run(
                 if not consumer.alive():
                     raise BenchError(f"the soak's consumer exited:\n{consumer.log_tail()}")
                 time.sleep(1.0)
-            samples.append((time.monotonic() - began, memory.memory_info().rss / 2**20,
-                            view.lag()))  # fmt: skip
-            print(f"soak: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.1f} MB, lag "
-                  f"{samples[-1][2]}", flush=True)  # fmt: skip
+            samples.append((time.monotonic() - began, memory.memory_info().rss / 2**20, view.lag()))
+            print(
+                f"soak: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.1f} MB, lag {samples[-1][2]}",
+                flush=True,
+            )
         stream.join()
         view.wait_done(120.0 + events / 100)
         seconds = time.monotonic() - began
@@ -108,10 +109,18 @@ def soak_run(
         view.close()
     windows = _windows(samples, stream.sent_at, stamps, began_wall)
     return SoakRun(
-        guarantee, rate, duration_s, events, window_s,
-        windows[0].rss_mb if windows else rss_end, rss_end, windows, counts,
-        round(seconds, 1), status,
-    )  # fmt: skip
+        guarantee,
+        rate,
+        duration_s,
+        events,
+        window_s,
+        windows[0].rss_mb if windows else rss_end,
+        rss_end,
+        windows,
+        counts,
+        round(seconds, 1),
+        status,
+    )
 
 
 def _windows(
@@ -129,10 +138,16 @@ def _windows(
             for i, sent in sent_at.items()
             if i in stamps and start <= sent - began_wall < end_s
         ]
-        windows.append(Window(
-            round(end_s, 1), round(rss_mb, 1), lag, len(waited),
-            round(percentile(waited, 50), 1), round(percentile(waited, 99), 1),
-        ))  # fmt: skip
+        windows.append(
+            Window(
+                round(end_s, 1),
+                round(rss_mb, 1),
+                lag,
+                len(waited),
+                round(percentile(waited, 50), 1),
+                round(percentile(waited, 99), 1),
+            )
+        )
         start = end_s
     return windows
 

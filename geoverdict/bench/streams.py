@@ -110,9 +110,11 @@ def consumer_process(
         **extra_env,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "geoverdict", "consume"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "geoverdict", "consume"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def naive_process(
@@ -126,10 +128,21 @@ def naive_process(
     )
     url = f"{stack.torchserve.url('inference')}/predictions/{model}"
     return subprocess.Popen(
-        [sys.executable, "-c", code, stack.kafka_bootstrap, topics.input, topics.verdicts,
-         topics.group, url, str(stack.torchserve_key_file), str(expected)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            code,
+            stack.kafka_bootstrap,
+            topics.input,
+            topics.verdicts,
+            topics.group,
+            url,
+            str(stack.torchserve_key_file),
+            str(expected),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

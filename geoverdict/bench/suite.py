@@ -119,9 +119,12 @@ def run(options: BenchOptions) -> BenchResults:
     print(f"stages: {stages} CPU-ms per image (1 thread)", flush=True)
 
     config = StackConfig.with_free_ports(
-        run_dir=runs_dir() / "bench", model_store=archive.parent,
-        models=(f"{MODEL_NAME}={archive.name}",), enable_model_api=True, services=SERVICES,
-    )  # fmt: skip
+        run_dir=runs_dir() / "bench",
+        model_store=archive.parent,
+        models=(f"{MODEL_NAME}={archive.name}",),
+        enable_model_api=True,
+        services=SERVICES,
+    )
     with sigterm_as_exit(), Stack(config) as stack:
         served = _serving(stack, archive, photos, options)
         streams = _streams(stack, photos, options)
@@ -129,10 +132,17 @@ def run(options: BenchOptions) -> BenchResults:
         triton = _triton(stack, photos, options)
 
     results = BenchResults(
-        machine=machine, model=archive.name, settings=options.to_json(), partitioning=part,
-        in_process=InProcess(raw, handler, model_cpu, stages), serving=served, streams=streams,
-        seconds=round(time.monotonic() - started, 1), triton=triton, at_least_once=at_least_once,
-    )  # fmt: skip
+        machine=machine,
+        model=archive.name,
+        settings=options.to_json(),
+        partitioning=part,
+        in_process=InProcess(raw, handler, model_cpu, stages),
+        serving=served,
+        streams=streams,
+        seconds=round(time.monotonic() - started, 1),
+        triton=triton,
+        at_least_once=at_least_once,
+    )
     report.write(results, options.out, options.docs)
     return results
 
@@ -194,9 +204,15 @@ def _at_least_once(stack: Stack, photos: list[bytes], options: BenchOptions) -> 
     producer = make_producer(kafka, acks="all", linger_ms=5)
     try:
         runs = _pipeline_runs(
-            stack, kafka, producer, photos, options, "torchserve", options.consumer_concurrency,
+            stack,
+            kafka,
+            producer,
+            photos,
+            options,
+            "torchserve",
+            options.consumer_concurrency,
             {"GEOVERDICT_PROCESSING_GUARANTEE": "at_least_once"},
-        )  # fmt: skip
+        )
     finally:
         producer.close()
     return Guarantees(*runs)
@@ -221,9 +237,12 @@ def _pipeline_runs(
     topics = streams.Topics.create(stack.kafka_bootstrap, prefix="bench")
     collector = VerdictCollector.from_settings(kafka, topics.verdicts)
     consumer = streams.consumer_process(
-        stack, topics, server, MODEL_NAME,
+        stack,
+        topics,
+        server,
+        MODEL_NAME,
         {f"GEOVERDICT_{server.upper()}_CONCURRENCY": str(concurrency), **(extra_env or {})},
-    )  # fmt: skip
+    )
 
     def measure(label: str, images: list[bytes], **kwargs: Any) -> StreamResult:
         result = streams.measure(label, producer, collector, topics.input, images, **kwargs)

@@ -89,9 +89,13 @@ def run(
         photos, labels, images, train_transform(size, mean=info.mean, std=info.std)
     )
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-        collate_fn=collate, drop_last=True,
-    )  # fmt: skip
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate,
+        drop_last=True,
+    )
     return {
         "backbone": backbone,
         "batch_size": batch_size,

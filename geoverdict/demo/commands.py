@@ -25,9 +25,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--out", type=Path, default=runs_dir() / "demo", help="run folder")
     demo.add_argument("--limit", type=int, default=run.PHOTO_LIMIT, help="at most this many photos")
     demo.add_argument(
-        "--model-server", choices=("torchserve", "triton"),
+        "--model-server",
+        choices=("torchserve", "triton"),
         help="the model server to run (default: GEOVERDICT_MODEL_SERVER, else torchserve)",
-    )  # fmt: skip
+    )
     demo.set_defaults(func=_demo)
 
 

@@ -21,8 +21,14 @@ from typing import Any
 from geoverdict_common.paths import shared_data_dir
 
 # Real photographs that scikit-image ships (no network needed); no GPS, so no claims.
-SKIMAGE_PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                  "astronaut.png", "camera.png")  # fmt: skip
+SKIMAGE_PHOTOS = (
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "astronaut.png",
+    "camera.png",
+)
 
 
 @dataclass(frozen=True)
@@ -119,10 +125,13 @@ def validation_photos(archive: Path, limit: int) -> list[DemoPhoto]:
         val = split_by_author(whole, fraction, int(config.get("split_seed", 0))).val
     step = max(1, -(-len(val) // limit))  # ceil: at most `limit`
     return [
-        DemoPhoto(val.image_ids[k], (images / val.image_ids[k]).read_bytes(),
-                  (float(val.lat[k]), float(val.lon[k])))
+        DemoPhoto(
+            val.image_ids[k],
+            (images / val.image_ids[k]).read_bytes(),
+            (float(val.lat[k]), float(val.lon[k])),
+        )
         for k in range(0, len(val), step)
-    ][:limit]  # fmt: skip
+    ][:limit]
 
 
 def inline_jpeg(data: bytes) -> bytes:

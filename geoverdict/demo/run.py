@@ -78,9 +78,9 @@ def _describe(photos: Sequence[DemoPhoto], own: bool) -> str:
     claimed = sum(p.claim is not None for p in photos)
     return (
         f"{len(photos)} photos: {len(photos) - claimed} without a position, {claimed} with their "
-        "true position as the claim" + ("" if own else
-        " (photographers the model was validated on, never trained on)")
-    )  # fmt: skip
+        "true position as the claim"
+        + ("" if own else " (photographers the model was validated on, never trained on)")
+    )
 
 
 def _on_a_stack(
@@ -91,9 +91,11 @@ def _on_a_stack(
     from geoverdict_stack.stack import Stack, StackConfig, format_status, sigterm_as_exit  # noqa: PLC0415
 
     config = StackConfig.with_free_ports(
-        run_dir=run_dir, model_store=archive.parent, models=(f"{MODEL_NAME}={archive.name}",),
+        run_dir=run_dir,
+        model_store=archive.parent,
+        models=(f"{MODEL_NAME}={archive.name}",),
         services=("kafka", "redis", model_server),
-    )  # fmt: skip
+    )
     server = "Triton" if model_server == "triton" else "TorchServe"
     print(f"starting Kafka, Redis and {server} with {archive.name} (logs in {config.run_dir}) ...")
     with sigterm_as_exit(), Stack(config) as stack:
@@ -116,8 +118,10 @@ def _settings(stack: Stack) -> ServiceSettings:
         kafka={"bootstrap_servers": stack.kafka_bootstrap},
         model_server=server,
         **{server: {**stack.model_server_settings(), "model_name": MODEL_NAME}},
-        redis_url=stack.redis_url, metrics_port=0, metrics_host="127.0.0.1",
-    )  # fmt: skip
+        redis_url=stack.redis_url,
+        metrics_port=0,
+        metrics_host="127.0.0.1",
+    )
     kafka = settings.kafka
     topics = (kafka.input_topic, kafka.verdict_topic, kafka.dead_letter_topic)
     create_topics(stack.kafka_bootstrap, dict.fromkeys(topics, 4))
@@ -151,8 +155,9 @@ def _publish_passes(kafka: KafkaSettings, photos: Sequence[DemoPhoto]) -> dict[s
     producer = make_producer(kafka, acks="all", linger_ms=5)
     try:
         with VerdictCollector.from_settings(kafka) as collector:
-            return {label: _publish_pass(label, producer, collector, kafka, photos)
-                    for label in PASSES}  # fmt: skip
+            return {
+                label: _publish_pass(label, producer, collector, kafka, photos) for label in PASSES
+            }
     finally:
         producer.close()
 

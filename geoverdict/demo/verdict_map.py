@@ -82,10 +82,15 @@ def render(verdicts: Sequence[dict[str, Any]], title: str = "geoverdict verdicts
         scene = (verdict.get("scene") or {}).get("s3", {}).get("label", "-")
         radius = verdict["location"]["confidence"]["radius_50_km"]
         cells = (
-            verdict["post_id"], where, f"{best['lat']:.3f}, {best['lon']:.3f}",
-            f"{best['probability']:.2f}", f"{radius:.0f}", scene, claim,
+            verdict["post_id"],
+            where,
+            f"{best['lat']:.3f}, {best['lon']:.3f}",
+            f"{best['probability']:.2f}",
+            f"{radius:.0f}",
+            scene,
+            claim,
             "hit" if verdict["cache_hit"] else "miss",
-        )  # fmt: skip
+        )
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     parts.append("</svg>")
     head = "".join(

@@ -108,8 +108,12 @@ class PredictionCache:
 
     def _failed(self, operation: str, exc: Exception) -> None:
         if time.monotonic() >= self._down_until:
-            log.warning("Redis %s failed (%s); going on without the cache for %.0f s",
-                        operation, exc, self.retry_after_s)  # fmt: skip
+            log.warning(
+                "Redis %s failed (%s); going on without the cache for %.0f s",
+                operation,
+                exc,
+                self.retry_after_s,
+            )
         self._down_until = time.monotonic() + self.retry_after_s
         if self._on_error is not None:
             self._on_error(operation)

@@ -86,10 +86,13 @@ class VerdictCollector:
         """A collector of `topic` (default: the verdict topic); without a group it commits
         nothing and, `from_beginning`, reads what the topic already holds."""
         consumer = make_subscriber(
-            kafka, group_id=group_id, enable_auto_commit=False,
+            kafka,
+            group_id=group_id,
+            enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
-            consumer_timeout_ms=int(POLL_TIMEOUT_S * 1000), **options,
-        )  # fmt: skip
+            consumer_timeout_ms=int(POLL_TIMEOUT_S * 1000),
+            **options,
+        )
         consumer.subscribe([topic or kafka.verdict_topic])
         return cls(consumer)
 
@@ -107,8 +110,14 @@ class VerdictCollector:
         wanted = set(sent_at)
         got = {id_: self._answers[id_] for id_ in sent_at if id_ in self._answers}
         deadline = time.monotonic() + timeout_s
-        with tqdm(total=len(wanted), desc=progress, unit="verdict", leave=False,
-                  disable=progress is None, initial=len(got)) as bar:  # fmt: skip
+        with tqdm(
+            total=len(wanted),
+            desc=progress,
+            unit="verdict",
+            leave=False,
+            disable=progress is None,
+            initial=len(got),
+        ) as bar:
             while len(got) < len(wanted) and time.monotonic() < deadline:
                 for event_id, answer in self._read(deadline):
                     if event_id in wanted and event_id not in got:

@@ -36,23 +36,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     consume.add_argument("--redis-url", help="prediction cache (GEOVERDICT_REDIS_URL)")
     consume.add_argument(
-        "--model-server", choices=("torchserve", "triton"),
+        "--model-server",
+        choices=("torchserve", "triton"),
         help="which model server answers (GEOVERDICT_MODEL_SERVER; default torchserve)",
-    )  # fmt: skip
+    )
     consume.add_argument("--torchserve-url", help="inference API (GEOVERDICT_TORCHSERVE_URL)")
     consume.add_argument("--triton-url", help="Triton's HTTP API (GEOVERDICT_TRITON_URL)")
     consume.add_argument(
         "--model-name", help="the model server's model name (GEOVERDICT_<SERVER>_MODEL_NAME)"
     )
     consume.add_argument(
-        "--torchserve-key-file", type=Path,
+        "--torchserve-key-file",
+        type=Path,
         help="TorchServe key_file.json (GEOVERDICT_TORCHSERVE_KEY_FILE)",
-    )  # fmt: skip
+    )
     consume.add_argument("--metrics-port", type=int, help="/metrics port (GEOVERDICT_METRICS_PORT)")
     consume.add_argument(
-        "--processes", type=int, default=1,
+        "--processes",
+        type=int,
+        default=1,
         help="consumer processes in this group (metrics ports: port, port+1, ...)",
-    )  # fmt: skip
+    )
     consume.add_argument(
         "--max-idle", type=float, help="stop after this many seconds without a message"
     )

@@ -129,9 +129,13 @@ class VerdictService:
             if transactional is None:
                 raise ServiceError("exactly_once needs transactional producers")
             self.transactions = ExactlyOnce(
-                transactional, consumer, self.delivery, metrics, settings.group_id,
+                transactional,
+                consumer,
+                self.delivery,
+                metrics,
+                settings.group_id,
                 settings.transactional_id_prefix,
-            )  # fmt: skip
+            )
         elif producer is None:
             raise ServiceError("at_least_once needs a producer")
         self.pauser = Pauser(
@@ -193,19 +197,31 @@ class VerdictService:
 
         def transactional(transactional_id: str) -> TransactionalProducer:
             return make_transactional_producer(
-                kafka, transactional_id, api_version=api_version,
-                client_id=f"{client_id}-{transactional_id}", linger_ms=5,
+                kafka,
+                transactional_id,
+                api_version=api_version,
+                client_id=f"{client_id}-{transactional_id}",
+                linger_ms=5,
                 transaction_timeout_ms=settings.transaction_timeout_ms,
                 # each transaction step waits at most as long as a flush (kafka-python: forever)
                 max_block_ms=round(settings.shutdown_timeout_s * 1000),
                 # A transaction's first send waits on the last one's markers (the broker answers
                 # CONCURRENT_TRANSACTIONS): kafka-python's 100 ms backoff made each 110 ms.
                 retry_backoff_ms=5,
-            )  # fmt: skip
+            )
 
-        producer = None if exactly_once else make_producer(
-            kafka, api_version=api_version, client_id=client_id, acks="all", linger_ms=5, retries=5
-        )  # fmt: skip
+        producer = (
+            None
+            if exactly_once
+            else make_producer(
+                kafka,
+                api_version=api_version,
+                client_id=client_id,
+                acks="all",
+                linger_ms=5,
+                retries=5,
+            )
+        )
         return cls(
             settings,
             consumer=consumer,
@@ -378,10 +394,15 @@ class VerdictService:
             location = location_of(item.prediction, self.policy, self.places)
             self._locations.put(key, location)
         item.verdict = build_verdict(
-            item.event, item.prediction, self.policy, self.places,
-            cache_hit=item.cache_hit, image_sha256=item.sha256, timings_ms=item.timings_ms,
+            item.event,
+            item.prediction,
+            self.policy,
+            self.places,
+            cache_hit=item.cache_hit,
+            image_sha256=item.sha256,
+            timings_ms=item.timings_ms,
             location=location,
-        )  # fmt: skip
+        )
         item.key = item.event.id.encode()
         item.payload = orjson.dumps(item.verdict)
 
@@ -415,8 +436,10 @@ def run_service(
             on_ready(port)
         log.info(
             "consuming %s as group %s; metrics on :%d",
-            settings.kafka.input_topic, settings.group_id, port,
-        )  # fmt: skip
+            settings.kafka.input_topic,
+            settings.group_id,
+            port,
+        )
         service.run(max_idle_s=max_idle_s)
     finally:
         shutdown.cancel()

@@ -127,8 +127,12 @@ def without_content(
         else:
             parts = urlsplit(event.image_url or "")  # parsed before: cannot fail here
             image = {"url": f"{parts.scheme}://{parts.hostname}{parts.path}", "query_dropped": True}
-        body["event"] = {"id": event.id, "source": event.source, "post_id": event.post_id,
-                         "image": image}  # fmt: skip
+        body["event"] = {
+            "id": event.id,
+            "source": event.source,
+            "post_id": event.post_id,
+            "image": image,
+        }
     letter = dead_letter(record, failure, event_id)
     headers = [*letter.headers, ("payload", b"reference")]
     return DeadLetter(letter.key, json.dumps(body, separators=(",", ":")).encode(), headers)

@@ -150,9 +150,10 @@ def make_event(
     if (image_bytes is None) == (image_url is None):
         raise ValueError("give exactly one of image_bytes and image_url")
     image: dict[str, str] = (
-        {"base64": base64.b64encode(image_bytes).decode()} if image_bytes is not None
+        {"base64": base64.b64encode(image_bytes).decode()}
+        if image_bytes is not None
         else {"url": str(image_url)}
-    )  # fmt: skip
+    )
     data: dict[str, Any] = {"post_id": post_id, "image": image}
     if claim is not None:
         data["claimed_location"] = {"lat": claim[0], "lon": claim[1]}

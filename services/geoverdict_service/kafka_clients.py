@@ -93,8 +93,14 @@ def make_transactional_producer(
 ) -> KafkaProducer:
     """A transactional producer (idempotent, acks all) whose transaction steps are bounded."""
     limits = {"max_request_size": kafka.max_message_bytes}
-    chosen = {**common_options(kafka), **limits, "acks": "all", "enable_idempotence": True,
-              "transactional_id": transactional_id, **options}  # fmt: skip
+    chosen = {
+        **common_options(kafka),
+        **limits,
+        "acks": "all",
+        "enable_idempotence": True,
+        "transactional_id": transactional_id,
+        **options,
+    }
     fail_transactions_on_txn_offset_commit_errors()
     return _built(BoundedTransactionalProducer, kafka, chosen)
 
@@ -111,8 +117,10 @@ class BoundedTransactionalProducer(KafkaProducer):
     transaction manager and sender, as those methods do."""
 
     def send_offsets_to_transaction(self, offsets: Any, consumer_group_id: str) -> None:
-        self._bounded("send_offsets_to_transaction", lambda m: m.send_offsets_to_transaction(
-            offsets, consumer_group_id))  # fmt: skip
+        self._bounded(
+            "send_offsets_to_transaction",
+            lambda m: m.send_offsets_to_transaction(offsets, consumer_group_id),
+        )
 
     def commit_transaction(self) -> None:
         self._bounded("commit_transaction", lambda m: m.begin_commit())

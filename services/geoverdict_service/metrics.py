@@ -25,12 +25,25 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 # Every dead-letter reason the service can give; exported at 0 from the start so rates and
 # alerts work before the first one happens.
 DEAD_LETTER_REASONS = (
-    "invalid_json", "schema_violation",
-    "fetch_disallowed", "fetch_failed", "fetch_timeout", "fetch_too_large", "fetch_not_found",
-    "image_empty", "image_undecodable", "image_truncated", "image_too_large",
-    "image_too_many_pixels", "image_unsupported", "image_internal", "image_inference_failed",
-    "invalid_prediction", "internal", "too_large",
-)  # fmt: skip
+    "invalid_json",
+    "schema_violation",
+    "fetch_disallowed",
+    "fetch_failed",
+    "fetch_timeout",
+    "fetch_too_large",
+    "fetch_not_found",
+    "image_empty",
+    "image_undecodable",
+    "image_truncated",
+    "image_too_large",
+    "image_too_many_pixels",
+    "image_unsupported",
+    "image_internal",
+    "image_inference_failed",
+    "invalid_prediction",
+    "internal",
+    "too_large",
+)
 CACHE_ERROR_OPERATIONS = ("get", "set", "invalid")  # invalid: an entry breaking the contract
 SCENES = ("indoor", "natural", "urban")
 CLAIM_SOURCES = ("event", "exif")
@@ -47,9 +60,11 @@ class Metrics:
         r = self.registry
         self.events = Counter("geoverdict_events_consumed", "Image events consumed.", registry=r)
         self.verdicts = Counter(
-            "geoverdict_verdicts_produced", "Verdicts acknowledged by Kafka.",
-            ["cache"], registry=r,
-        )  # fmt: skip
+            "geoverdict_verdicts_produced",
+            "Verdicts acknowledged by Kafka.",
+            ["cache"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "geoverdict_dead_letters",
             "Events sent to the dead-letter topic.",
@@ -73,17 +88,21 @@ class Metrics:
         )
         self.inference_unavailable = Counter(
             "geoverdict_inference_unavailable",
-            "Times TorchServe was unavailable after retries.", registry=r,
-        )  # fmt: skip
+            "Times TorchServe was unavailable after retries.",
+            registry=r,
+        )
         self.inference_latency = Histogram(
-            "geoverdict_inference_latency_seconds", "TorchServe request latency per image.",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "geoverdict_inference_latency_seconds",
+            "TorchServe request latency per image.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.end_to_end = Histogram(
             "geoverdict_end_to_end_latency_seconds",
             "From the event's time (or its Kafka timestamp) to its verdict acknowledged.",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "geoverdict_batch_size", "Events per polled batch.", buckets=BATCH_BUCKETS, registry=r
         )
@@ -91,9 +110,11 @@ class Metrics:
             "geoverdict_inference_in_flight", "Images at TorchServe right now.", registry=r
         )
         self.lag = Gauge(
-            "geoverdict_consumer_lag", "Messages behind the partition's end.",
-            ["topic", "partition"], registry=r,
-        )  # fmt: skip
+            "geoverdict_consumer_lag",
+            "Messages behind the partition's end.",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.paused = Gauge(
             "geoverdict_paused_partitions",
             "Partitions paused while the model server is down.",
@@ -103,18 +124,22 @@ class Metrics:
             "geoverdict_assigned_partitions", "Partitions assigned to this consumer.", registry=r
         )
         self.mismatches = Counter(
-            "geoverdict_location_mismatches", "Verdicts flagging a claimed location.",
-            ["claim_source"], registry=r,
-        )  # fmt: skip
+            "geoverdict_location_mismatches",
+            "Verdicts flagging a claimed location.",
+            ["claim_source"],
+            registry=r,
+        )
         self.scenes = Counter(
             "geoverdict_scene_verdicts", "Verdicts by top-level scene.", ["scene"], registry=r
         )
         # exactly_once: each partition's batch is one transaction (committed, aborted and
         # come again, or fenced: the partition taken over by another consumer)
         self.transactions = Counter(
-            "geoverdict_transactions", "Kafka transactions, by how they ended.", ["result"],
+            "geoverdict_transactions",
+            "Kafka transactions, by how they ended.",
+            ["result"],
             registry=r,
-        )  # fmt: skip
+        )
         self.transaction_seconds = Histogram(
             "geoverdict_transaction_seconds",
             "One partition's transaction, from begin to commit.",

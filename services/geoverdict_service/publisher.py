@@ -69,8 +69,9 @@ def event_for(
     if len(data) > MAX_INLINE_BYTES:
         raise BadEventError(
             f"{path} is {len(data)} bytes; inline images must be <= {MAX_INLINE_BYTES} "
-            "(Kafka's 1 MiB message limit): publish it by URL instead", "too_large",
-        )  # fmt: skip
+            "(Kafka's 1 MiB message limit): publish it by URL instead",
+            "too_large",
+        )
     if claim is None and use_exif:
         try:
             claim = gps_position(data)

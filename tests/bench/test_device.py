@@ -16,9 +16,12 @@ from geoverdict.bench import device
 from tests.repo import REPO_ROOT
 
 KEYS = (
-    "raw_images_per_s", "handler_images_per_s", "handler_pillow_images_per_s",
-    "train_lite0_images_per_s", "train_resnet50_images_per_s",
-)  # fmt: skip
+    "raw_images_per_s",
+    "handler_images_per_s",
+    "handler_pillow_images_per_s",
+    "train_lite0_images_per_s",
+    "train_resnet50_images_per_s",
+)
 
 # Runs the command line with kafka, the service and the stack unimportable, as on a machine
 # where they are not installed: the CLI then leaves their commands out.
@@ -48,8 +51,11 @@ def test_the_device_bench_runs_every_path_without_kafka_the_service_or_the_stack
     argv = ["bench", "--device", "cpu", "--tiny", "--out", str(out), "--docs", str(docs)]
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_SERVICE, *argv],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results-device-cpu.json").read_text())
     assert results["device"] == "cpu" and results["model"].endswith(".mar")

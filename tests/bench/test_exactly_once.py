@@ -34,9 +34,14 @@ def target(stack: Stack, fixture_model: str, tmp_path_factory: pytest.TempPathFa
     served: Served = torchserve_served(stack, fixture_model)
     # A transaction step waits at most the shutdown timeout: 10 s rather than 30 keeps the
     # broker-restart proofs short.
-    return Target(stack.kafka_bootstrap, served.environment(), _photos(),
-                  tmp_path_factory.mktemp("proofs"), max_poll_records=8,
-                  settings={"shutdown_timeout_s": "10"})  # fmt: skip
+    return Target(
+        stack.kafka_bootstrap,
+        served.environment(),
+        _photos(),
+        tmp_path_factory.mktemp("proofs"),
+        max_poll_records=8,
+        settings={"shutdown_timeout_s": "10"},
+    )
 
 
 def test_distinct_changes_the_bytes_and_keeps_the_pixels() -> None:

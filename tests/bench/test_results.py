@@ -9,10 +9,17 @@ from geoverdict.bench.results import Guarantees, StreamResult, Streams
 
 def run(events_per_s: float, p99_ms: float = 10.0, label: str = "run") -> StreamResult:
     return StreamResult(
-        label=label, events=100, verdicts=100, seconds=100 / events_per_s,
-        events_per_s=events_per_s, p50_ms=p99_ms / 2, p95_ms=p99_ms, p99_ms=p99_ms,
-        rate="burst", cpu_s_per_1000=1.0,
-    )  # fmt: skip
+        label=label,
+        events=100,
+        verdicts=100,
+        seconds=100 / events_per_s,
+        events_per_s=events_per_s,
+        p50_ms=p99_ms / 2,
+        p95_ms=p99_ms,
+        p99_ms=p99_ms,
+        rate="burst",
+        cpu_s_per_1000=1.0,
+    )
 
 
 def exactly_once(pipeline: float, cached: float, paced_p99: float) -> Streams:

@@ -16,10 +16,18 @@ from tests.repo import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 KEYS = (
-    "raw_images_per_s", "handler_images_per_s", "torchserve_images_per_s",
-    "pipeline_events_per_s", "pipeline_p50_ms", "pipeline_p95_ms", "pipeline_p99_ms",
-    "cached_events_per_s", "cached_p99_ms", "naive_events_per_s", "efficiency",
-)  # fmt: skip
+    "raw_images_per_s",
+    "handler_images_per_s",
+    "torchserve_images_per_s",
+    "pipeline_events_per_s",
+    "pipeline_p50_ms",
+    "pipeline_p95_ms",
+    "pipeline_p99_ms",
+    "cached_events_per_s",
+    "cached_p99_ms",
+    "naive_events_per_s",
+    "efficiency",
+)
 
 
 def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> None:
@@ -28,13 +36,41 @@ def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> 
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nprose that must stay\n")
     result = subprocess.run(
-        [sys.executable, "-m", "geoverdict", "bench", "--events", "24", "--naive-events", "8",
-         "--batch-sizes", "1", "4", "--batch-size", "4", "--concurrency", "1", "4",
-         "--cached-repeats", "2", "--partition-points", "20000",
-         "--triton-concurrency", "2", "--triton-batch-size", "4", "--triton-batch-sizes",
-         "--out", str(tmp_path / "out"), "--docs", str(docs)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "geoverdict",
+            "bench",
+            "--events",
+            "24",
+            "--naive-events",
+            "8",
+            "--batch-sizes",
+            "1",
+            "4",
+            "--batch-size",
+            "4",
+            "--concurrency",
+            "1",
+            "4",
+            "--cached-repeats",
+            "2",
+            "--partition-points",
+            "20000",
+            "--triton-concurrency",
+            "2",
+            "--triton-batch-size",
+            "4",
+            "--triton-batch-sizes",
+            "--out",
+            str(tmp_path / "out"),
+            "--docs",
+            str(docs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     for key in KEYS:

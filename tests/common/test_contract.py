@@ -34,10 +34,15 @@ def test_a_reply_breaking_the_contract_is_refused_with_its_reason(reply: dict) -
 
 
 _VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-200, 200), st.text(max_size=3),
-    st.floats(-200, 200, allow_nan=False), st.just(1.0), st.just(30.5),
+    st.none(),
+    st.booleans(),
+    st.integers(-200, 200),
+    st.text(max_size=3),
+    st.floats(-200, 200, allow_nan=False),
+    st.just(1.0),
+    st.just(30.5),
     st.lists(st.none(), max_size=1),
-)  # fmt: skip
+)
 _FIELDS = ("token", "level", "lat", "lon", "probability", "radius_km", "other")
 
 
@@ -47,17 +52,20 @@ _FIELDS = ("token", "level", "lat", "lon", "probability", "radius_km", "other")
         st.one_of(
             st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=7),
             st.fixed_dictionaries(
-                {"token": st.text(max_size=4), "level": st.integers(-1, 31),
-                 "lat": st.floats(-91, 91, allow_nan=False),
-                 "lon": st.floats(-181, 181, allow_nan=False),
-                 "probability": st.floats(-0.1, 1.1, allow_nan=False)},
+                {
+                    "token": st.text(max_size=4),
+                    "level": st.integers(-1, 31),
+                    "lat": st.floats(-91, 91, allow_nan=False),
+                    "lon": st.floats(-181, 181, allow_nan=False),
+                    "probability": st.floats(-0.1, 1.1, allow_nan=False),
+                },
                 optional={"radius_km": st.floats(-1, 1e4, allow_nan=False)},
             ),
             st.integers(),
         ),
         max_size=4,
     )
-)  # fmt: skip
+)
 def test_the_fast_cell_check_answers_as_the_schema(cells: list[Any]) -> None:
     schema = contract.validator(contract.PREDICTION).schema["$defs"]["cell"]
     cell_ok = Draft202012Validator(schema)

@@ -71,9 +71,11 @@ def test_a_gpu_configuration_serves_the_archive_with_its_own_batching(tmp_path: 
 
     archive = find_archive(None)
     config = StackConfig.with_free_ports(
-        run_dir=tmp_path / "stack", services=("torchserve",), model_store=archive.parent,
+        run_dir=tmp_path / "stack",
+        services=("torchserve",),
+        model_store=archive.parent,
         models=(f"gpu-test={archive.name}",),
-    )  # fmt: skip
+    )
     stack = Stack(config)
     settings = ServingConfig(batch_size=8, max_batch_delay_ms=7, min_workers=1, max_workers=1)
     stack.torchserve.overrides["model_snapshot"] = model_snapshot(
@@ -99,9 +101,12 @@ def served(stack: Stack) -> str:
 @pytest.fixture(scope="module")
 def client(stack: Stack, served: str) -> TorchServeClient:
     return TorchServeClient(
-        stack.torchserve.url("inference"), served,
-        TokenSource(key_file=stack.torchserve_key_file), concurrency=16, retries=1,
-    )  # fmt: skip
+        stack.torchserve.url("inference"),
+        served,
+        TokenSource(key_file=stack.torchserve_key_file),
+        concurrency=16,
+        retries=1,
+    )
 
 
 def _dev_photos(shared_data: Path, count: int) -> list[bytes]:
@@ -152,8 +157,10 @@ def test_one_batch_of_hostile_and_unusual_images_is_answered_item_by_item(
     assert b["best_guess"]["token"] == a["best_guess"]["token"]
     assert b["best_guess"]["probability"] == pytest.approx(a["best_guess"]["probability"], abs=0.03)
     # Every good item came from the same model.
-    versions = {r.model_version if isinstance(r, BadImageError) else r["model_version"]
-                for r in replies.values()}  # fmt: skip
+    versions = {
+        r.model_version if isinstance(r, BadImageError) else r["model_version"]
+        for r in replies.values()
+    }
     assert len(versions) == 1
 
 

@@ -46,9 +46,13 @@ def test_the_config_batches_and_places_instances_as_told() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"count": 0}, {"kind": "KIND_TPU"}, {"preferred_batch_sizes": (128,)},
-     {"max_queue_delay_us": -1}],
-)  # fmt: skip
+    [
+        {"count": 0},
+        {"kind": "KIND_TPU"},
+        {"preferred_batch_sizes": (128,)},
+        {"max_queue_delay_us": -1},
+    ],
+)
 def test_a_serving_that_cannot_work_is_refused(options: dict[str, object]) -> None:
     with pytest.raises(ServingConfigError):
         TritonServing(**options)  # type: ignore[arg-type]
@@ -94,7 +98,10 @@ def test_the_entry_points_packages_win_over_what_the_stubs_interpreter_found(
     header = BOOTSTRAP.rsplit("from geoverdict_training", 1)[0]
     probe = header + "import numpy\nprint(getattr(numpy, 'PINNED', False))\n"
     found = subprocess.run(
-        [sys.executable, "-E", "-c", probe], env={**os.environ, "PYTHONPATH": str(pinned)},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [sys.executable, "-E", "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(pinned)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert found.stdout.strip() == "True", found.stderr

@@ -23,10 +23,22 @@ def test_demo_answers_every_photo_twice_and_leaves_nothing_running(tmp_path: Pat
     archive = build_archive(FIXTURE_HANDLER, "fixture", tmp_path / "store")
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "geoverdict", "demo", "--model", str(archive),
-         "--out", str(out), "--limit", "12"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "geoverdict",
+            "demo",
+            "--model",
+            str(archive),
+            "--out",
+            str(out),
+            "--limit",
+            "12",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
     photos = len(verdicts) // 2
@@ -57,10 +69,22 @@ def test_with_your_photos_no_verdict_is_finer_than_the_privacy_floor(tmp_path: P
     archive = build_archive(FIXTURE_HANDLER, "fixture", tmp_path / "store")
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "geoverdict", "demo", "--model", str(archive),
-         "--images", str(folder), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "geoverdict",
+            "demo",
+            "--model",
+            str(archive),
+            "--images",
+            str(folder),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
     floor = 5.0
@@ -86,10 +110,22 @@ def _dms(degrees: float) -> tuple[float, float, float]:
 def test_demo_on_triton_answers_every_photo_twice_with_the_demo_model(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "geoverdict", "demo", "--model-server", "triton",
-         "--out", str(out), "--limit", "8"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "geoverdict",
+            "demo",
+            "--model-server",
+            "triton",
+            "--out",
+            str(out),
+            "--limit",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "starting Kafka, Redis and Triton" in result.stdout
     verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]

@@ -5,11 +5,39 @@ from __future__ import annotations
 import re
 
 _KEYWORDS = {
-    "sum", "avg", "min", "max", "count", "rate", "irate", "increase", "deriv", "delta",
-    "histogram_quantile", "clamp_min", "clamp_max", "absent", "scalar", "vector", "by",
-    "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-    "offset", "topk", "bottomk", "abs", "time", "e",
-}  # fmt: skip
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "deriv",
+    "delta",
+    "histogram_quantile",
+    "clamp_min",
+    "clamp_max",
+    "absent",
+    "scalar",
+    "vector",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "topk",
+    "bottomk",
+    "abs",
+    "time",
+    "e",
+}
 
 
 def metric_names(expr: str) -> set[str]:

@@ -56,9 +56,10 @@ def test_compose_config_validates(files: list[Path]) -> None:
 def test_compose_refuses_to_start_without_the_passwords() -> None:
     # .env.example holds no example password that could end up in production.
     example = dict(
-        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
         if line and not line.startswith("#")
-    )  # fmt: skip
+    )
     assert all(example[name] == "" for name in TEST_SECRETS)
     result = config([COMPOSE], {}, "-q")
     assert result.returncode != 0

@@ -72,8 +72,12 @@ def _triton_entrypoint(tmp_path: Path, serving: str | None) -> subprocess.Comple
     script = str(TRITON_IMAGE / "entrypoint.sh")
     return subprocess.run(
         ["sh", script, "--load", "all", "--", "tritonserver"],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_the_triton_image_asks_for_the_gpu_batching_when_serving_is_gpu(tmp_path: Path) -> None:

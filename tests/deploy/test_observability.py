@@ -73,16 +73,27 @@ def prometheus(
         pytest.skip("prometheus / prometheus-redis-exporter not installed (.ci/run installs them)")
     tmp = tmp_path_factory.mktemp("prometheus")
     tag = str(time.monotonic_ns())
-    topics = {"input_topic": f"obs-in-{tag}", "verdict_topic": f"obs-v-{tag}",
-              "dead_letter_topic": f"obs-d-{tag}", "group_id": f"obs-{tag}"}  # fmt: skip
+    topics = {
+        "input_topic": f"obs-in-{tag}",
+        "verdict_topic": f"obs-v-{tag}",
+        "dead_letter_topic": f"obs-d-{tag}",
+        "group_id": f"obs-{tag}",
+    }
     settings = service_settings(stack, fixture_model, topics)
     create_topics(stack.kafka_bootstrap, {topics[k]: 2 for k in topics if k != "group_id"})
     prom_port, exporter_port = free_ports(2)
     exporter_proc = process.spawn(
-        "redis-exporter", [exporter, "-redis.addr", stack.redis.url_for("exporter"),
-                           "-web.listen-address", f"127.0.0.1:{exporter_port}"],
-        tmp / "exporter.log", tmp,
-    )  # fmt: skip
+        "redis-exporter",
+        [
+            exporter,
+            "-redis.addr",
+            stack.redis.url_for("exporter"),
+            "-web.listen-address",
+            f"127.0.0.1:{exporter_port}",
+        ],
+        tmp / "exporter.log",
+        tmp,
+    )
     # Triton's per-model series exist once a model is loaded (the Triton variant's panels).
     add_fixture_model(stack.triton.repository)
     triton_load(stack.triton, "fixture")
@@ -102,11 +113,16 @@ def prometheus(
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         prom = process.spawn(
-            "prometheus", [binary, f"--config.file={tmp / 'prometheus.yml'}",
-                           f"--storage.tsdb.path={tmp / 'data'}",
-                           f"--web.listen-address=127.0.0.1:{prom_port}"],
-            tmp / "prometheus.log", tmp,
-        )  # fmt: skip
+            "prometheus",
+            [
+                binary,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            tmp / "prometheus.log",
+            tmp,
+        )
         try:
             process.wait_until(lambda: is_listening(prom_port), timeout=30)
             # Healthy events, a poison message, then TorchServe's own 4xx and 5xx paths.
@@ -143,9 +159,12 @@ def test_all_scrape_targets_are_up(prometheus: str) -> None:
     _, body = _get(f"{prometheus}/api/v1/query?{query}")
     up = {r["metric"]["job"]: r["value"][1] for r in json.loads(body)["data"]["result"]}
     assert up == {
-        "geoverdict-consumer": "1", "torchserve": "1", "triton": "1", "redis": "1",
+        "geoverdict-consumer": "1",
+        "torchserve": "1",
+        "triton": "1",
+        "redis": "1",
         "prometheus": "1",
-    }  # fmt: skip
+    }
 
 
 def test_promtool_check_metrics_accepts_the_consumer_output(prometheus: str, stack: Stack) -> None:

@@ -82,8 +82,17 @@ class RenderedTriton(TritonServer):
         if stray:  # a new container path: map it here, or the run would not be the deployment's
             raise AssertionError(f"container paths this test does not map: {stray}")
         # Local only: the stack's backends (its Python stub) and loopback.
-        return ["sh", str(ENTRYPOINT), *args, "--backend-directory", str(self.backends),
-                "--http-address", HOST, "--metrics-address", HOST]  # fmt: skip
+        return [
+            "sh",
+            str(ENTRYPOINT),
+            *args,
+            "--backend-directory",
+            str(self.backends),
+            "--http-address",
+            HOST,
+            "--metrics-address",
+            HOST,
+        ]
 
     def environment(self) -> Mapping[str, str]:
         path = f"{self.home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -117,11 +126,19 @@ def _image_request() -> tuple[bytes, int]:
     """One image as the consumer sends it: a binary BYTES tensor after a JSON header."""
     image = jpeg(7, size=96)
     data = len(image).to_bytes(4, "little") + image
-    header = json.dumps({
-        "inputs": [{"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES",
-                    "parameters": {"binary_data_size": len(data)}}],
-        "outputs": [{"name": "REPLY"}],
-    }).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "IMAGE",
+                    "shape": [1, 1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(data)},
+                }
+            ],
+            "outputs": [{"name": "REPLY"}],
+        }
+    ).encode()
     return header + data, len(header)
 
 

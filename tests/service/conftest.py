@@ -54,10 +54,13 @@ def topics(stack: Stack) -> dict[str, str]:
     acls.apply(
         stack.kafka_bootstrap,
         acls.grants(
-            names["input_topic"], names["verdict_topic"], names["dead_letter_topic"],
-            group=names["group_id"], transactional_prefix=transactional_prefix(names),
+            names["input_topic"],
+            names["verdict_topic"],
+            names["dead_letter_topic"],
+            group=names["group_id"],
+            transactional_prefix=transactional_prefix(names),
         ),
-    )  # fmt: skip
+    )
     return names
 
 
@@ -131,10 +134,14 @@ def publish_events(stack: Stack, topic: str, events: list[dict[str, Any]] | list
 def collect(stack: Stack, topic: str, expected: int, timeout_s: float = 90.0) -> list[Any]:
     """Read a topic from the start until `expected` records arrived (or the timeout)."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=stack.kafka_bootstrap,
+        auto_offset_reset="earliest",
         isolation_level="read_committed",  # what subscribers must read
-        enable_auto_commit=False, group_id=None, consumer_timeout_ms=1000,
-    )  # fmt: skip
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=1000,
+    )
     records: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:

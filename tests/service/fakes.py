@@ -42,9 +42,11 @@ def settings(**overrides: Any) -> ServiceSettings:
     torchserve = TorchServeSettings(token="t")
     # The at-least-once rules by default; the exactly-once tests ask for theirs.
     values: dict[str, Any] = {
-        "redis_url": None, "shutdown_timeout_s": 1.0, "processing_guarantee": "at_least_once",
+        "redis_url": None,
+        "shutdown_timeout_s": 1.0,
+        "processing_guarantee": "at_least_once",
         **overrides,
-    }  # fmt: skip
+    }
     return ServiceSettings(kafka=kafka, torchserve=torchserve, **values)
 
 
@@ -53,9 +55,20 @@ def record(
 ) -> ConsumerRecord:
     """A consumed record of the input topic."""
     return ConsumerRecord(
-        INPUT, partition, -1, offset, 1_700_000_000_000, 0, key, value, [], None,
-        len(key or b""), len(value or b""), 0,
-    )  # fmt: skip
+        INPUT,
+        partition,
+        -1,
+        offset,
+        1_700_000_000_000,
+        0,
+        key,
+        value,
+        [],
+        None,
+        len(key or b""),
+        len(value or b""),
+        0,
+    )
 
 
 def item(partition: int, offset: int, image: bytes | None = None) -> Item:

@@ -55,9 +55,12 @@ class LocalServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 seen = Seen(
-                    self.command, self.path, dict(self.headers.items()),
-                    self.rfile.read(length), self.client_address[1],
-                )  # fmt: skip
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    self.rfile.read(length),
+                    self.client_address[1],
+                )
                 outer.requests.append(seen)
                 reply = respond(seen)
                 time.sleep(reply.delay_s)

@@ -58,8 +58,10 @@ def test_predictions_round_trip_with_a_ttl_under_their_model_version(
     cache.set_many({key: confident_paris()})
     other_version = cache_key("next-model", SHA)
     assert cache.get_many([key, other_version, cache_key(MODEL_VERSION, "0" * 64)]) == [
-        confident_paris(), None, None,
-    ]  # fmt: skip
+        confident_paris(),
+        None,
+        None,
+    ]
     client = redis.Redis.from_url(server.url_for("admin"))
     assert 0 < client.ttl(key) <= 600
     assert cache.available()
@@ -91,9 +93,12 @@ def test_without_a_url_the_cache_is_off() -> None:
 def test_redis_down_is_a_miss_reported_once_per_window() -> None:
     errors: list[str] = []
     cache = PredictionCache(
-        f"redis://127.0.0.1:{closed_port()}/0", ttl_s=600, timeout_s=0.2,
-        retry_after_s=0.5, on_error=errors.append,
-    )  # fmt: skip
+        f"redis://127.0.0.1:{closed_port()}/0",
+        ttl_s=600,
+        timeout_s=0.2,
+        retry_after_s=0.5,
+        on_error=errors.append,
+    )
     assert cache.get_many(["a", "b"]) == [None, None]
     assert errors == ["get"]
     # Inside the window Redis is not even asked: no new failure, no time spent.

@@ -137,9 +137,11 @@ def test_a_missing_topic_is_one_line_naming_the_topic_and_its_setting(
     stack: Stack, topics: dict[str, str], tmp_path: Path
 ) -> None:
     env = kafka_env(
-        stack, topics, GEOVERDICT_KAFKA_INPUT_TOPIC="no-such-topic",
+        stack,
+        topics,
+        GEOVERDICT_KAFKA_INPUT_TOPIC="no-such-topic",
         GEOVERDICT_KAFKA_CONNECT_TIMEOUT_S="3",
-    )  # fmt: skip
+    )
     result = run(["publish", str(photo(tmp_path, 1))], env)
     assert result.returncode == 2
     (line,) = errors(result.stderr)
@@ -151,11 +153,12 @@ def test_an_unreachable_cluster_ends_consume_with_one_line_in_bounded_time(
 ) -> None:
     closed_port = _closed_port()
     env = kafka_env(
-        stack, topics,
+        stack,
+        topics,
         GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port}",
         GEOVERDICT_KAFKA_CONNECT_TIMEOUT_S="4",
         GEOVERDICT_TORCHSERVE_TOKEN="unused",
-    )  # fmt: skip
+    )
     started = time.monotonic()
     result = run(["consume", "--metrics-port", "0"], env)
     assert time.monotonic() - started < 20
@@ -198,9 +201,12 @@ def silent_broker() -> Iterator[int]:
 
 def _sigterm_exit_time(env: dict[str, str], after_s: float) -> tuple[float, int, str]:
     proc = subprocess.Popen(
-        [*GEOVERDICT, "consume", "--metrics-port", "0"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*GEOVERDICT, "consume", "--metrics-port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(after_s)
     assert proc.poll() is None, "consume should still be starting"
     sent = time.monotonic()
@@ -216,12 +222,13 @@ def test_sigterm_ends_consume_waiting_on_a_broker_that_never_answers(
     stack: Stack, topics: dict[str, str], silent_broker: int
 ) -> None:
     env = kafka_env(
-        stack, topics,
+        stack,
+        topics,
         GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{silent_broker}",
         GEOVERDICT_KAFKA_CONNECT_TIMEOUT_S="600",  # it would wait ten minutes on its own
         GEOVERDICT_SHUTDOWN_TIMEOUT_S="5",
         GEOVERDICT_TORCHSERVE_TOKEN="unused",
-    )  # fmt: skip
+    )
     took, status, stderr = _sigterm_exit_time(env, after_s=4)
     assert took < 5 + 2, stderr
     assert status == 0, stderr
@@ -234,11 +241,13 @@ def test_an_authentication_mismatch_ends_consume_at_once_instead_of_retrying_for
     # retries silently forever (and ignored SIGTERM there); the start-up check stops at the
     # first refusal, well within the shutdown timeout.
     env = kafka_env(
-        stack, topics, sasl=True,
+        stack,
+        topics,
+        sasl=True,
         GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS=stack.kafka_bootstrap,
         GEOVERDICT_KAFKA_CONNECT_TIMEOUT_S="600",
         GEOVERDICT_TORCHSERVE_TOKEN="unused",
-    )  # fmt: skip
+    )
     started = time.monotonic()
     result = run(["consume", "--metrics-port", "0"], env, timeout=60)
     assert time.monotonic() - started < 15
@@ -259,7 +268,10 @@ def test_the_secure_profile_runs_end_to_end_over_sasl_ssl(
 ) -> None:
     # The consumer as user `geoverdict`, a client publishing as `client`, both over TLS.
     consumer_env = kafka_env(
-        stack, topics, tls=True, user="geoverdict",
+        stack,
+        topics,
+        tls=True,
+        user="geoverdict",
         GEOVERDICT_GROUP_ID=topics["group_id"],
         GEOVERDICT_TRANSACTIONAL_ID_PREFIX=transactional_prefix(topics),  # granted to it alone
         GEOVERDICT_REDIS_URL=stack.redis_url,
@@ -267,11 +279,14 @@ def test_the_secure_profile_runs_end_to_end_over_sasl_ssl(
         GEOVERDICT_TORCHSERVE_KEY_FILE=str(stack.torchserve_key_file),
         GEOVERDICT_TORCHSERVE_MODEL_NAME=fixture_model,
         GEOVERDICT_METRICS_PORT="0",
-    )  # fmt: skip
+    )
     consumer = subprocess.Popen(
-        [*GEOVERDICT, "consume"], env=consumer_env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*GEOVERDICT, "consume"],
+        env=consumer_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         published = run(["publish", str(photo(tmp_path, 7))], kafka_env(stack, topics, tls=True))
         assert published.returncode == 0, published.stderr
@@ -287,14 +302,17 @@ def test_a_consumer_user_without_transactional_ids_stops_at_start_naming_the_gra
     stack: Stack, fixture_model: str, topics: dict[str, str]
 ) -> None:
     env = kafka_env(
-        stack, topics, tls=True, user="geoverdict",
+        stack,
+        topics,
+        tls=True,
+        user="geoverdict",
         GEOVERDICT_GROUP_ID=topics["group_id"],
         GEOVERDICT_TRANSACTIONAL_ID_PREFIX="not-granted",
         GEOVERDICT_REDIS_URL=stack.redis_url,
         GEOVERDICT_TORCHSERVE_URL=stack.torchserve.url("inference"),
         GEOVERDICT_TORCHSERVE_KEY_FILE=str(stack.torchserve_key_file),
         GEOVERDICT_TORCHSERVE_MODEL_NAME=fixture_model,
-    )  # fmt: skip
+    )
     result = run(["consume", "--metrics-port", "0"], env, timeout=60)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = errors(result.stderr)
@@ -310,10 +328,14 @@ def test_acls_keep_each_user_to_its_role(stack: Stack, topics: dict[str, str]) -
     def settings(user: str) -> KafkaSettings:
         name, password = stack.kafka.sasl_credentials(user)
         return KafkaSettings(
-            bootstrap_servers=stack.kafka_ssl_bootstrap, security_protocol="SASL_SSL",
-            sasl_mechanism="PLAIN", sasl_username=name, sasl_password=password,
-            ssl_cafile=stack.kafka.ca_file, connect_timeout_s=10,
-        )  # fmt: skip
+            bootstrap_servers=stack.kafka_ssl_bootstrap,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="PLAIN",
+            sasl_username=name,
+            sasl_password=password,
+            ssl_cafile=stack.kafka.ca_file,
+            connect_timeout_s=10,
+        )
 
     # The consumer's user may not publish images (nor forge them into the stream).
     producer = make_producer(settings("geoverdict"), max_block_ms=10_000)

@@ -74,9 +74,14 @@ def test_poison_messages_are_dead_lettered_with_their_reason(
     stack: Stack, fixture_server: Served, topics: dict[str, str], image_server: str
 ) -> None:
     settings = service_settings(
-        stack, fixture_server, topics, fetch_allowed_hosts=("127.0.0.1",),
-        fetch_allow_private=True, fetch_timeout_s=0.5, fetch_retries=0,
-    )  # fmt: skip
+        stack,
+        fixture_server,
+        topics,
+        fetch_allowed_hosts=("127.0.0.1",),
+        fetch_allow_private=True,
+        fetch_timeout_s=0.5,
+        fetch_retries=0,
+    )
     base = 0 if fixture_server.server == "torchserve" else 100  # no cache hit from the other
     healthy = events_for([jpeg(base + i) for i in range(6)])
     by_url = make_event("by-url", image_url=f"{image_server}/photo.jpg")
@@ -112,18 +117,23 @@ def test_poison_messages_are_dead_lettered_with_their_reason(
 
 def _raw_producer(stack: Stack, **options: object) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=stack.kafka_bootstrap, acks="all", max_request_size=64 * 2**20,
+        bootstrap_servers=stack.kafka_bootstrap,
+        acks="all",
+        max_request_size=64 * 2**20,
         **options,
-    )  # fmt: skip
+    )
 
 
 def test_records_that_once_stopped_the_service_are_dead_letters_and_it_keeps_consuming(
     stack: Stack, fixture_model: str, topics: dict[str, str], image_server: str
 ) -> None:
     settings = service_settings(
-        stack, fixture_model, topics, fetch_allowed_hosts=("127.0.0.1",),
+        stack,
+        fixture_model,
+        topics,
+        fetch_allowed_hosts=("127.0.0.1",),
         fetch_allow_private=True,
-    )  # fmt: skip
+    )
     limit = settings.kafka.max_message_bytes
     good = events_for([jpeg(4000 + i) for i in range(4)])
     surrogate = json.dumps(make_event("s", image_bytes=jpeg(1))).replace(

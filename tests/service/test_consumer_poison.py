@@ -157,15 +157,31 @@ NASTY_TEXT = st.sampled_from(
 )
 NASTY_URL = st.sampled_from(
     [
-        "http://[x/a.jpg", "http://host:99999/a", "https://", "http://a b/", "http://%zz/",
-        "https://img.example.com/a.jpg", "http://[::1]:80/a", "HTTP://IMG.EXAMPLE.COM/\x00",
+        "http://[x/a.jpg",
+        "http://host:99999/a",
+        "https://",
+        "http://a b/",
+        "http://%zz/",
+        "https://img.example.com/a.jpg",
+        "http://[::1]:80/a",
+        "HTTP://IMG.EXAMPLE.COM/\x00",
     ]
-)  # fmt: skip
+)
 IMAGES = st.sampled_from([jpeg(1), jpeg(2), b"\xff\xd8truncated", b"", b"GIF89a", b"\x00" * 9])
-PATHS = [("id",), ("source",), ("type",), ("time",), ("specversion",), ("data",),
-         ("data", "post_id"), ("data", "image"), ("data", "image", "base64"),
-         ("data", "image", "url"), ("data", "claimed_location"),
-         ("data", "claimed_location", "lat")]  # fmt: skip
+PATHS = [
+    ("id",),
+    ("source",),
+    ("type",),
+    ("time",),
+    ("specversion",),
+    ("data",),
+    ("data", "post_id"),
+    ("data", "image"),
+    ("data", "image", "base64"),
+    ("data", "image", "url"),
+    ("data", "claimed_location"),
+    ("data", "claimed_location", "lat"),
+]
 
 
 def _set(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -194,8 +210,9 @@ def records(draw: st.DrawFn) -> bytes | None:
         doc = make_event("p", image_url="https://img.example.com/a.jpg", claim=claim)
         doc["data"]["image"]["url"] = draw(NASTY_URL | st.text(max_size=40).map("http://".__add__))
     else:
-        doc = make_event(draw(st.text(min_size=1, max_size=20)), image_bytes=image or b"x",
-                         claim=claim)  # fmt: skip
+        doc = make_event(
+            draw(st.text(min_size=1, max_size=20)), image_bytes=image or b"x", claim=claim
+        )
     if kind == "mutated":
         for _ in range(draw(st.integers(1, 3))):
             _set(doc, draw(st.sampled_from(PATHS)), draw(JSON | NASTY_TEXT))
@@ -228,9 +245,12 @@ def test_every_record_ends_as_exactly_one_verdict_or_one_dead_letter(
     for value in values:
         consumer.append(0, value, b"k" if value is None else None)
     service, parts = build(
-        consumer=consumer, inference=FakeInference(_answer), fetch=_fetch,
-        producer=FakeProducer(max_request_size=LIMIT), kafka={"max_message_bytes": LIMIT},
-    )  # fmt: skip
+        consumer=consumer,
+        inference=FakeInference(_answer),
+        fetch=_fetch,
+        producer=FakeProducer(max_request_size=LIMIT),
+        kafka={"max_message_bytes": LIMIT},
+    )
 
     assert step(service, parts) == len(values)  # nothing raised
 

@@ -26,9 +26,14 @@ def test_events_and_predictions_as_built_are_valid() -> None:
 def test_verdict_schema_resolves_the_prediction_schema() -> None:
     event = parse_event(json.dumps(make_event("post-1", image_bytes=b"x", claim=PARIS)).encode())
     verdict = build_verdict(
-        event, confident_paris(), VerdictPolicy(), None,
-        cache_hit=False, image_sha256="0" * 64, timings_ms={"total": 3.0},
-    )  # fmt: skip
+        event,
+        confident_paris(),
+        VerdictPolicy(),
+        None,
+        cache_hit=False,
+        image_sha256="0" * 64,
+        timings_ms={"total": 3.0},
+    )
     assert contract.errors(contract.VERDICT, verdict) == []
     # A cell is checked by the definition in prediction.schema.json.
     broken = copy.deepcopy(verdict)

@@ -131,9 +131,13 @@ def test_what_breaks_the_contract_is_a_schema_violation_naming_the_field(case: s
 
 @pytest.mark.parametrize(
     ("field", "reported_at"),
-    [("id", "id"), ("source", "source"), ("data/post_id", "data/post_id"),
-     ("data/image/base64", "data/image")],
-)  # fmt: skip
+    [
+        ("id", "id"),
+        ("source", "source"),
+        ("data/post_id", "data/post_id"),
+        ("data/image/base64", "data/image"),
+    ],
+)
 def test_a_huge_field_is_refused_with_a_short_message(field: str, reported_at: str) -> None:
     doc = make_event("post-1", image_bytes=b"x")
     _set(field, base64.b64encode(b"x" * 1_500_000).decode())(doc)

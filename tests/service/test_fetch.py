@@ -18,9 +18,13 @@ from tests.service.localhttp import LocalServer, Reply, Seen, closed_port
 
 IMAGE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8 + b"\xff\xd9"
 POLICY = FetchPolicy(
-    allowed_hosts=("127.0.0.1",), allow_private=True, max_bytes=64 * 1024,
-    timeout_s=0.5, retries=2, backoff_s=0.01,
-)  # fmt: skip
+    allowed_hosts=("127.0.0.1",),
+    allow_private=True,
+    max_bytes=64 * 1024,
+    timeout_s=0.5,
+    retries=2,
+    backoff_s=0.01,
+)
 
 
 @pytest.fixture
@@ -143,8 +147,11 @@ def test_server_errors_are_retried_and_missing_images_are_not(host: LocalServer)
     assert refusal(f"{host.url}/busy", replace(POLICY, retries=0)).reason == "fetch_failed"
     assert refusal(f"{host.url}/gone.jpg").reason == "fetch_not_found"
     assert Counter(r.path for r in host.requests) == {
-        "/flaky": 2, "/broken": 3, "/busy": 1, "/gone.jpg": 1,
-    }  # fmt: skip
+        "/flaky": 2,
+        "/broken": 3,
+        "/busy": 1,
+        "/gone.jpg": 1,
+    }
 
 
 def test_a_refused_connection_fails_after_the_retries() -> None:

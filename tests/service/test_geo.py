@@ -84,8 +84,10 @@ def test_s2_level_for_gives_cells_no_finer_than_the_precision() -> None:
         level = s2_level_for(precision_km)
         for lat, lon in random_points(rng, 300):
             leaf = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon))
-            corners = [s2sphere.LatLng.from_point(s2sphere.Cell(leaf.parent(level)).get_vertex(i))
-                       for i in range(4)]  # fmt: skip
+            corners = [
+                s2sphere.LatLng.from_point(s2sphere.Cell(leaf.parent(level)).get_vertex(i))
+                for i in range(4)
+            ]
             edges = [
                 haversine_km(a.lat().degrees, a.lng().degrees, b.lat().degrees, b.lng().degrees)
                 for a, b in zip(corners, corners[1:] + corners[:1], strict=True)

@@ -40,8 +40,10 @@ def test_folders_become_their_photos_and_the_rest_passes_through(tmp_path: Path)
     assert list(expand_sources([str(tmp_path / "trip"), single, url, "missing.jpg"])) == [
         str(tmp_path / "trip" / "b.JPG"),
         str(tmp_path / "trip" / "day2" / "a.png"),
-        single, url, "missing.jpg",
-    ]  # fmt: skip
+        single,
+        url,
+        "missing.jpg",
+    ]
 
 
 def test_a_photo_s_gps_exif_becomes_the_claim(tmp_path: Path) -> None:

@@ -49,9 +49,14 @@ def verdict_for(
     places: PlaceNames | None = None,
 ) -> dict[str, Any]:
     return build_verdict(
-        event_with(claim), pred, policy or RULE, places,
-        cache_hit=True, image_sha256=SHA, timings_ms={"total": 1.5},
-    )  # fmt: skip
+        event_with(claim),
+        pred,
+        policy or RULE,
+        places,
+        cache_hit=True,
+        image_sha256=SHA,
+        timings_ms={"total": 1.5},
+    )
 
 
 def unsure() -> Prediction:
@@ -159,8 +164,11 @@ def test_the_precision_floor_coarsens_every_reported_point_and_cell(floor_km: fl
 
     level = s2_level_for(floor_km)
     location = verdict["location"]
-    for shown, true in zip([*location["cells"], location["best_guess"]],
-                           [*pred["cells"], pred["best_guess"]], strict=True):  # fmt: skip
+    for shown, true in zip(
+        [*location["cells"], location["best_guess"]],
+        [*pred["cells"], pred["best_guess"]],
+        strict=True,
+    ):
         assert shown["level"] == level
         shown_cell = s2sphere.CellId.from_token(shown["token"])
         assert shown_cell.level() == level

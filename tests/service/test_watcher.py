@@ -31,10 +31,14 @@ def verdict(
 ) -> dict[str, Any]:
     event = parse_event(json.dumps(make_event(post_id, image_bytes=b"x", claim=claim)).encode())
     return build_verdict(
-        event, confident_paris(), VerdictPolicy(mismatch_threshold_km=750, mismatch_max_mass=0.1),
+        event,
+        confident_paris(),
+        VerdictPolicy(mismatch_threshold_km=750, mismatch_max_mass=0.1),
         places,
-        cache_hit=cache_hit, image_sha256="ab" * 32, timings_ms={},
-    )  # fmt: skip
+        cache_hit=cache_hit,
+        image_sha256="ab" * 32,
+        timings_ms={},
+    )
 
 
 def test_a_row_shows_the_best_guess_the_claim_and_the_cache() -> None:
@@ -55,9 +59,13 @@ def test_a_row_shows_the_best_guess_the_claim_and_the_cache() -> None:
 
 @pytest.mark.parametrize(
     ("claim", "post_id"),
-    [(None, "p"), (PARIS, "a-very-long-post-identifier-from-a-big-platform"), (SYDNEY, "p"),
-     ((-PARIS[0], PARIS[1] - 180), "antipodes")],
-)  # fmt: skip
+    [
+        (None, "p"),
+        (PARIS, "a-very-long-post-identifier-from-a-big-platform"),
+        (SYDNEY, "p"),
+        ((-PARIS[0], PARIS[1] - 180), "antipodes"),
+    ],
+)
 def test_every_row_lines_up_under_the_header(
     claim: tuple[float, float] | None, post_id: str
 ) -> None:
@@ -72,8 +80,12 @@ class Record:
 
 
 def test_verdicts_skips_what_is_not_json_and_stops_at_max_count() -> None:
-    records = [Record(b'{"id": "1"}'), Record(b"garbage"), Record(b'{"id": "2"}'),
-               Record(b'{"id": "3"}')]  # fmt: skip
+    records = [
+        Record(b'{"id": "1"}'),
+        Record(b"garbage"),
+        Record(b'{"id": "2"}'),
+        Record(b'{"id": "3"}'),
+    ]
     consumer = cast(KafkaConsumer, records)
     assert [v["id"] for v in verdicts(consumer)] == ["1", "2", "3"]
     assert [v["id"] for v in verdicts(consumer, max_count=2)] == ["1", "2"]

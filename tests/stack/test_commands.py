@@ -32,8 +32,17 @@ def _properties_at_up(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[
 def test_up_with_gpus_serves_the_models_with_the_gpu_batching(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    argv = ["stack", "up", "--run-dir", str(tmp_path), "--free-ports", "--services", "torchserve",
-            "--model", "geoverdict=demo.mar"]  # fmt: skip
+    argv = [
+        "stack",
+        "up",
+        "--run-dir",
+        str(tmp_path),
+        "--free-ports",
+        "--services",
+        "torchserve",
+        "--model",
+        "geoverdict=demo.mar",
+    ]
     properties = _properties_at_up(monkeypatch, [*argv, "--gpus", "2"])
     assert properties["number_of_gpu"] == "2"
     snapshot = json.loads(properties["model_snapshot"])
@@ -56,8 +65,17 @@ def test_an_archive_given_by_its_path_is_loaded_from_its_own_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     archive = (tmp_path / "store" / "geoverdict.mar").resolve()
-    argv = ["stack", "up", "--run-dir", str(tmp_path / "run"), "--free-ports",
-            "--services", "torchserve", "--model", f"geoverdict={archive}"]  # fmt: skip
+    argv = [
+        "stack",
+        "up",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--free-ports",
+        "--services",
+        "torchserve",
+        "--model",
+        f"geoverdict={archive}",
+    ]
     properties = _properties_at_up(monkeypatch, argv)
     assert properties["load_models"] == "geoverdict=geoverdict.mar"
     assert properties["model_store"] == str(archive.parent)  # its SHA256SUMS is the one checked
@@ -68,8 +86,19 @@ def test_an_archive_outside_the_given_store_is_one_line_saying_what_to_pass(
 ) -> None:
     monkeypatch.setattr(Stack, "up", lambda stack: pytest.fail("started with a stray archive"))
     elsewhere = tmp_path / "elsewhere" / "geoverdict.mar"
-    argv = ["stack", "up", "--run-dir", str(tmp_path), "--free-ports", "--services", "torchserve",
-            "--model-store", str(tmp_path / "store"), "--model", str(elsewhere)]  # fmt: skip
+    argv = [
+        "stack",
+        "up",
+        "--run-dir",
+        str(tmp_path),
+        "--free-ports",
+        "--services",
+        "torchserve",
+        "--model-store",
+        str(tmp_path / "store"),
+        "--model",
+        str(elsewhere),
+    ]
     assert cli.main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"pass --model-store {elsewhere.parent.resolve()}" in line

@@ -41,15 +41,19 @@ def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     up = subprocess.run(
         [*CLI, "stack", "up", "--free-ports", "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert up.returncode == 0, up.stderr
     pids = Stack.attach(run_dir).pids()
     try:
         status = subprocess.run(
             [*CLI, "stack", "status", "--json", "--run-dir", str(run_dir)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert status.returncode == 0, status.stdout + status.stderr
         rows = {row["name"]: row for row in json.loads(status.stdout)}
         assert set(rows) == {"kafka", "redis", "torchserve"}
@@ -58,23 +62,30 @@ def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         # `eval "$(geoverdict stack env)"`: what the service's commands need, and no more.
         env = subprocess.run(
             [*CLI, "stack", "env", "--run-dir", str(run_dir)],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         exported = dict(
             shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in env.splitlines()
         )
         assert set(exported) == {
-            "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS", "GEOVERDICT_REDIS_URL",
-            "GEOVERDICT_TORCHSERVE_URL", "GEOVERDICT_TORCHSERVE_KEY_FILE",
-        }  # fmt: skip
+            "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS",
+            "GEOVERDICT_REDIS_URL",
+            "GEOVERDICT_TORCHSERVE_URL",
+            "GEOVERDICT_TORCHSERVE_KEY_FILE",
+        }
         assert redis.Redis.from_url(exported["GEOVERDICT_REDIS_URL"]).ping()
         keys = json.loads(Path(exported["GEOVERDICT_TORCHSERVE_KEY_FILE"]).read_text())
         assert set(keys) == {"inference"}  # never the management or token-rotation keys
     finally:
         down = subprocess.run(
             [*CLI, "stack", "down", "--run-dir", str(run_dir)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert down.returncode == 0, down.stderr
     assert not [pid for pid in pids if psutil.pid_exists(pid) and _alive(pid)]
     assert not _processes_under(run_dir)
@@ -125,8 +136,10 @@ def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [*CLI, "stack", "up", "--free-ports", "--run-dir", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (run_dir / "kafka" / "kafka.log").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -120,8 +120,12 @@ def _triton(stack: Stack, path: str, key: str | None, body: bytes | None = None)
 def test_triton_refuses_inference_and_management_without_the_secret(stack: Stack) -> None:
     assert _triton(stack, "/v2/health/ready", None) == 200  # probes need no secret
     secret = stack.triton.secret()
-    for path, body in [("/v2/models/any/infer", b"{}"), ("/v2/repository/index", b"{}"),
-                       ("/v2/models/any/config", None), ("/v2/models/stats", None)]:  # fmt: skip
+    for path, body in [
+        ("/v2/models/any/infer", b"{}"),
+        ("/v2/repository/index", b"{}"),
+        ("/v2/models/any/config", None),
+        ("/v2/models/stats", None),
+    ]:
         assert _triton(stack, path, None, body) == 403, path
         assert _triton(stack, path, "not-the-secret", body) == 403, path
     assert _triton(stack, "/v2/repository/index", secret, b"{}") == 200

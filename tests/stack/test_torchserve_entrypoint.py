@@ -37,9 +37,19 @@ def test_only_the_inference_key_is_published_for_the_consumer(
     record(store / "m.mar")
     shared = tmp_path / "shared" / "key_file.json"
     status = main(
-        ["--model-store", str(store), "--load", "all", "--inference-key", str(shared),
-         "--", sys.executable, "-c", FAKE_TORCHSERVE]
-    )  # fmt: skip
+        [
+            "--model-store",
+            str(store),
+            "--load",
+            "all",
+            "--inference-key",
+            str(shared),
+            "--",
+            sys.executable,
+            "-c",
+            FAKE_TORCHSERVE,
+        ]
+    )
     assert status == 0
     assert json.loads(shared.read_text()) == {"inference": {"key": "inf-1"}}
     assert stat.S_IMODE(shared.stat().st_mode) == 0o444  # readable by the consumer's user
@@ -55,10 +65,19 @@ def test_a_tampered_archive_stops_the_start(
     (store / "m.mar").write_bytes(b"archive with another handler.py")
     started = tmp_path / "started"
     status = main(
-        ["--model-store", str(store), "--load", "geoverdict=m.mar",
-         "--inference-key", str(tmp_path / "k.json"),
-         "--", sys.executable, "-c", f"open({str(started)!r}, 'w')"]
-    )  # fmt: skip
+        [
+            "--model-store",
+            str(store),
+            "--load",
+            "geoverdict=m.mar",
+            "--inference-key",
+            str(tmp_path / "k.json"),
+            "--",
+            sys.executable,
+            "-c",
+            f"open({str(started)!r}, 'w')",
+        ]
+    )
     assert status == 3
     assert not started.exists()  # TorchServe never ran
     assert "m.mar: SHA-256 differs" in capsys.readouterr().err

@@ -28,8 +28,17 @@ def test_tritonserver_is_started_with_the_repository_and_the_restriction(tmp_pat
     (store / "geoverdict.mar").write_bytes(b"archive")
     record(store / "geoverdict.mar")
     key = tmp_path / "key_file.json"
-    argv = ["--model-store", str(store), "--repository", str(tmp_path / "repo"),
-            "--inference-key", str(key), "--", "/bin/echo", "tritonserver"]  # fmt: skip
+    argv = [
+        "--model-store",
+        str(store),
+        "--repository",
+        str(tmp_path / "repo"),
+        "--inference-key",
+        str(key),
+        "--",
+        "/bin/echo",
+        "tritonserver",
+    ]
     code = f"import sys; from geoverdict_stack.triton_entrypoint import main; main({argv!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     words = out.stdout.split()
@@ -47,7 +56,17 @@ def test_an_archive_the_store_does_not_list_refuses_the_start(tmp_path: Path) ->
     store = tmp_path / "store"
     store.mkdir()
     (store / "stray.mar").write_bytes(b"?")
-    status = main(["--model-store", str(store), "--repository", str(tmp_path / "repo"),
-                   "--inference-key", str(tmp_path / "k.json"), "--", "/bin/false"])  # fmt: skip
+    status = main(
+        [
+            "--model-store",
+            str(store),
+            "--repository",
+            str(tmp_path / "repo"),
+            "--inference-key",
+            str(tmp_path / "k.json"),
+            "--",
+            "/bin/false",
+        ]
+    )
     assert status == 3
     assert not (tmp_path / "k.json").exists()

@@ -28,8 +28,12 @@ def client_for(
     }
     if isinstance(server, TritonSettings):
         return OpenInferenceClient(
-            server.url, server.model_name, tokens, batch_size=server.batch_size,
-            max_request_bytes=server.max_request_bytes, auth_header=server.auth_header,
+            server.url,
+            server.model_name,
+            tokens,
+            batch_size=server.batch_size,
+            max_request_bytes=server.max_request_bytes,
+            auth_header=server.auth_header,
             **options,
-        )  # fmt: skip
+        )
     return TorchServeClient(server.url, server.model_name, tokens, **options)

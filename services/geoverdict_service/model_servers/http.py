@@ -93,8 +93,9 @@ class HttpModelServer:
         BadImageError (this image) or InferenceUnavailableError (the server)."""
         futures: list[Future[Reply]] = [Future() for _ in images]
         for chunk in self.chunks(images):
-            self._pool.submit(self._run_chunk, [images[k] for k in chunk],
-                              [futures[k] for k in chunk])  # fmt: skip
+            self._pool.submit(
+                self._run_chunk, [images[k] for k in chunk], [futures[k] for k in chunk]
+            )
         return futures
 
     def predict_many(self, images: Sequence[bytes]) -> list[Reply | BadImageError]:

@@ -30,9 +30,11 @@ class TorchServeClient(HttpModelServer):
     def predict(self, image: bytes) -> Reply:
         """One image's prediction, retrying while the server is unavailable."""
         status, _, body = self.exchange(
-            "POST", f"/predictions/{self.model}", image,
+            "POST",
+            f"/predictions/{self.model}",
+            image,
             {"Content-Type": "application/octet-stream"},
-        )  # fmt: skip
+        )
         if status == 200:
             return parse_reply(body, self.name)
         if status == 413:

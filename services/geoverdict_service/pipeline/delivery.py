@@ -116,9 +116,12 @@ class Delivery:
             record = item.record
             log.info(
                 "dead letter %s/%d@%d: %s: %s",
-                record.topic, record.partition, record.offset, failure.reason,
+                record.topic,
+                record.partition,
+                record.offset,
+                failure.reason,
                 printable(str(failure), 300),
-            )  # fmt: skip
+            )
         too_large = record_size(output.key, output.value, output.headers) > self._max_bytes
         if too_large or _place(item) in self._as_reference:
             self._as_reference.discard(_place(item))
@@ -127,18 +130,25 @@ class Delivery:
 
     def _letter_output(self, letter: DeadLetter) -> Output:
         return Output(
-            self._dead_letter_topic, letter.key, letter.value, letter.headers, "dead_letter",
+            self._dead_letter_topic,
+            letter.key,
+            letter.value,
+            letter.headers,
+            "dead_letter",
             letter.reason,
-        )  # fmt: skip
+        )
 
     def _reference(self, item: Item, output: Output) -> Output:
         original = output.reason or (item.failure.reason if item.failure else output.kind)
         log.warning(
             "%s/%d@%d: its %s would exceed the broker's %d-byte message limit: "
             "dead-lettered as a reference",
-            item.record.topic, item.record.partition, item.record.offset, output.kind,
+            item.record.topic,
+            item.record.partition,
+            item.record.offset,
+            output.kind,
             self._max_bytes,
-        )  # fmt: skip
+        )
         return self._letter_output(reference(item.record, original, item.event_id))
 
     def _send(self, producer: Producer, output: Output) -> SendFuture:

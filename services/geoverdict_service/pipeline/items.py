@@ -83,7 +83,11 @@ def guard(item: Item, step: str, work: Callable[[], None]) -> None:
         # The message may quote the record: escaped, and the traceback without it.
         log.error(
             "unexpected error (%s) on %s/%d@%d, dead-lettered as internal: %s\n%s",
-            step, record.topic, record.partition, record.offset, printable(repr(exc)),
+            step,
+            record.topic,
+            record.partition,
+            record.offset,
+            printable(repr(exc)),
             "".join(traceback.format_tb(exc.__traceback__)),
-        )  # fmt: skip
+        )
         item.fail(InternalError(step, exc))

@@ -51,8 +51,9 @@ class Predictions:
         images = {item.sha256: item.image for item in misses if item.image is not None}
         futures: dict[str, Future[dict[str, Any]]] = {}
         try:
-            futures = dict(zip(images, self._inference.submit_many(list(images.values())),
-                               strict=True))  # fmt: skip
+            futures = dict(
+                zip(images, self._inference.submit_many(list(images.values())), strict=True)
+            )
         except Exception as exc:  # a bug in the client: these records' dead letters
             log.exception("the inference client failed to take the batch")
             for item in misses:

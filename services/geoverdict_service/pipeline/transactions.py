@@ -231,8 +231,9 @@ class ExactlyOnce:
         this consumer leaves the partition alone until the group assigns it again."""
         log.warning(
             "%s: fenced by its new owner (%s); nothing committed, the partition left to it",
-            _name(tp), type(exc).__name__,
-        )  # fmt: skip
+            _name(tp),
+            type(exc).__name__,
+        )
         self._metrics.transactions.labels(result="fenced").inc()
         self._fenced.add(tp)
         self._close(tp)

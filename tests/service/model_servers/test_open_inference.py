@@ -71,11 +71,20 @@ class FakeTriton:
         if any(image.startswith(self.poison) for image in images):
             return Reply(500, b'{"error":"model raised"}')
         data = encode_bytes([json.dumps(answer_for(i)).encode() for i in images])
-        out = json.dumps({
-            "model_name": MODEL, "model_version": "1",
-            "outputs": [{"name": "REPLY", "datatype": "BYTES", "shape": [len(images), 1],
-                         "parameters": {"binary_data_size": len(data)}}],
-        }).encode()  # fmt: skip
+        out = json.dumps(
+            {
+                "model_name": MODEL,
+                "model_version": "1",
+                "outputs": [
+                    {
+                        "name": "REPLY",
+                        "datatype": "BYTES",
+                        "shape": [len(images), 1],
+                        "parameters": {"binary_data_size": len(data)},
+                    }
+                ],
+            }
+        ).encode()
         return Reply(200, out + data, {HEADER_LENGTH: str(len(out))})
 
 
@@ -94,8 +103,13 @@ def client_for() -> Iterator[ClientFor]:
     made: list[OpenInferenceClient] = []
 
     def make(url: str, secret: str = SECRET, **options: Any) -> OpenInferenceClient:
-        settings: dict[str, Any] = {"retries": 2, "backoff_s": 0.01, "timeout_s": 5.0,
-                                    "auth_header": "authorization", **options}  # fmt: skip
+        settings: dict[str, Any] = {
+            "retries": 2,
+            "backoff_s": 0.01,
+            "timeout_s": 5.0,
+            "auth_header": "authorization",
+            **options,
+        }
         client = OpenInferenceClient(url, MODEL, TokenSource(token=secret), **settings)
         made.append(client)
         return client

@@ -20,13 +20,15 @@ PREDICTION = confident_paris()
 # What TorchServe 0.12 answers to a wrong or expired key (InvalidKeyException -> 400).
 INVALID_KEY = Reply(
     400,
-    json.dumps({
-        "code": 400,
-        "type": "InvalidKeyException",
-        "message": "Token Authentication failed. Token either incorrect, expired, or not "
-        "provided correctly",
-    }).encode(),
-)  # fmt: skip
+    json.dumps(
+        {
+            "code": 400,
+            "type": "InvalidKeyException",
+            "message": "Token Authentication failed. Token either incorrect, expired, or not "
+            "provided correctly",
+        }
+    ).encode(),
+)
 
 
 def per_item_error(code: str) -> Reply:
@@ -134,9 +136,12 @@ def test_unavailable_after_the_retries(torchserve: FakeTorchServe, client_for: C
 
 @pytest.mark.parametrize(
     ("reply", "code"),
-    [(per_item_error("truncated"), "truncated"), (per_item_error("undecodable"), "undecodable"),
-     (Reply(413, b"request entity too large"), "too_large")],
-)  # fmt: skip
+    [
+        (per_item_error("truncated"), "truncated"),
+        (per_item_error("undecodable"), "undecodable"),
+        (Reply(413, b"request entity too large"), "too_large"),
+    ],
+)
 def test_a_bad_image_is_reported_once_and_never_retried(
     torchserve: FakeTorchServe, client_for: ClientFor, reply: Reply, code: str
 ) -> None:
@@ -167,9 +172,10 @@ def test_the_model_version_is_learned_from_an_empty_request(
 
 
 @pytest.mark.parametrize(
-    "refusal", [INVALID_KEY, Reply(401, b"unauthorized"), Reply(403, b"forbidden")],
+    "refusal",
+    [INVALID_KEY, Reply(401, b"unauthorized"), Reply(403, b"forbidden")],
     ids=["torchserve-400", "401", "403"],
-)  # fmt: skip
+)
 def test_a_rotated_key_is_read_again_from_the_key_file(
     torchserve: FakeTorchServe, client_for: ClientFor, key_file: Path, refusal: Reply
 ) -> None:

@@ -30,9 +30,14 @@ def answered(offset: int, claim: tuple[float, float] | None = None, padding: int
     )
     answer.prediction = samples.confident_paris()
     answer.verdict = build_verdict(
-        answer.event, answer.prediction, VerdictPolicy(), None,
-        cache_hit=False, image_sha256=answer.sha256, timings_ms={"pad": "x" * padding},
-    )  # fmt: skip
+        answer.event,
+        answer.prediction,
+        VerdictPolicy(),
+        None,
+        cache_hit=False,
+        image_sha256=answer.sha256,
+        timings_ms={"pad": "x" * padding},
+    )
     answer.key = answer.event.id.encode()
     answer.payload = json.dumps(answer.verdict).encode()
     return answer
@@ -60,8 +65,9 @@ def test_verdicts_and_dead_letters_go_to_their_topics_and_are_counted() -> None:
     assert sample(metrics, "geoverdict_verdicts_produced_total", {"cache": "miss"}) == 0
     sender.count(delivered)  # once committed
     assert [json.loads(s.value or b"")["post_id"] for s in producer.on(VERDICTS)] == [
-        "post-0", "post-2",
-    ]  # fmt: skip
+        "post-0",
+        "post-2",
+    ]
     (letter,) = producer.on(DEAD)
     assert (letter.header["reason"], letter.header["original_offset"]) == ("invalid_json", "1")
     assert sample(metrics, "geoverdict_verdicts_produced_total", {"cache": "miss"}) == 2
@@ -86,8 +92,9 @@ def test_a_broker_with_a_lower_limit_than_ours_gets_a_reference_after_refusing_t
     sender.count(sender.deliver([failed(0, b"[" * (2 * LIMIT))]))
     (letter,) = producer.on(DEAD)
     assert (letter.header["reason"], letter.header["original_reason"]) == (
-        "too_large", "invalid_json",
-    )  # fmt: skip
+        "too_large",
+        "invalid_json",
+    )
     assert sample(metrics, "geoverdict_dead_letters_total", {"reason": "too_large"}) == 1
     assert sample(metrics, "geoverdict_dead_letters_total", {"reason": "invalid_json"}) == 0
 

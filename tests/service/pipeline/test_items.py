@@ -22,8 +22,10 @@ def test_an_unforeseen_exception_becomes_an_internal_failure_naming_the_step(
     guard(one, "fetch", broken)  # does not raise
     assert isinstance(one.failure, InternalError)
     assert (one.failure.reason, one.failure.step, one.failure.exception_type) == (
-        "internal", "fetch", "KeyError",
-    )  # fmt: skip
+        "internal",
+        "fetch",
+        "KeyError",
+    )
     (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "images/0@3" in logged.getMessage()
     assert "\n2026-01-01 INFO forged line" not in logged.getMessage()

@@ -111,8 +111,12 @@ def test_evaluate_reproduces_the_published_isns_row(
     assert main(["evaluate", "--predictions", str(path), "--json"]) == 0
     accuracy = json.loads(capsys.readouterr().out)["accuracy"]
     assert [round(accuracy[t], 1) for t in ("1", "25", "200", "750", "2500")] == [
-        10.5, 28.0, 36.6, 49.7, 66.0,
-    ]  # fmt: skip
+        10.5,
+        28.0,
+        36.6,
+        49.7,
+        66.0,
+    ]
 
 
 def test_data_to_shards_and_from_exif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,8 +93,21 @@ def test_evaluate_draws_the_reliability_diagram_and_writes_every_photos_reply(
     val = tiny_run.folder / "run" / "val.csv"
     plot, replies = tmp_path / "reliability.png", tmp_path / "replies.jsonl"
     argv = ["evaluate", "--model", str(tiny_archive), "--manifest", str(val), "--images"]
-    assert main([*argv, str(tiny_run.folder / "images"), "--workers", "0",
-                 "--plot", str(plot), "--predictions-out", str(replies)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *argv,
+                str(tiny_run.folder / "images"),
+                "--workers",
+                "0",
+                "--plot",
+                str(plot),
+                "--predictions-out",
+                str(replies),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "calibration: ECE" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
@@ -121,8 +134,20 @@ def test_calibrate_writes_a_new_archive_with_a_new_version(
     assert f"{out}: model_version {version}" in text
     assert version != read_bundle(tiny_archive).version
     assert "after, cross-fitted" in text and "cells_2_10 " in text
-    assert main(["calibrate", "--model", str(tiny_run.checkpoint), "--manifest", "m.csv",
-                 "--images", "i"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(tiny_run.checkpoint),
+                "--manifest",
+                "m.csv",
+                "--images",
+                "i",
+            ]
+        )
+        == 2
+    )
     assert "must be a .mar archive" in capsys.readouterr().err
 
 
@@ -174,8 +199,21 @@ def test_scenes_propagate_writes_the_completed_manifest(
     manifest.write_text("\n".join([header, *stripped, *rows[3:]]) + "\n")
     out = tmp_path / "completed.csv"
     argv = ["scenes", "propagate", "--model", str(tiny_run.checkpoint), "--manifest"]
-    assert main([*argv, str(manifest), "--images", str(tiny_run.folder / "images"),
-                 "--out", str(out), "--workers", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *argv,
+                str(manifest),
+                "--images",
+                str(tiny_run.folder / "images"),
+                "--out",
+                str(out),
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "3 kept" in capsys.readouterr().out
     completed = read_manifest(out)
     assert (completed.scenes >= 0).all()

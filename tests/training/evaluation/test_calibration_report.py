@@ -20,9 +20,15 @@ def test_cross_fitting_measures_each_half_with_temperatures_from_the_other(
     photos = read_manifest(tiny_run.folder / "meta.csv")  # 8 photographers
     predictor = bundle.predictor()
     predictions = predict_manifest(
-        predictor, bundle.transform(), photos, tiny_run.folder / "images",
-        min_side=bundle.resize, workers=0, progress=False, keep_logits=True,
-    )  # fmt: skip
+        predictor,
+        bundle.transform(),
+        photos,
+        tiny_run.folder / "images",
+        min_side=bundle.resize,
+        workers=0,
+        progress=False,
+        keep_logits=True,
+    )
     held = held_out(predictor, predictions, photos)
     assert held.first_half is not None
     assert 0 < held.first_half.sum() < len(photos)

@@ -78,9 +78,15 @@ def _truncated_jpeg() -> bytes:
 
 def test_one_bad_item_never_fails_the_rest_of_the_batch(handler: GeoverdictHandler) -> None:
     replies = _answer(
-        handler, jpeg_bytes((64, 48)), b"this is a text file", b"", _gps_jpeg(), {"json": 1},
-        _truncated_jpeg(), b"\xff" * 200_000,
-    )  # fmt: skip
+        handler,
+        jpeg_bytes((64, 48)),
+        b"this is a text file",
+        b"",
+        _gps_jpeg(),
+        {"json": 1},
+        _truncated_jpeg(),
+        b"\xff" * 200_000,
+    )
     assert [errors(PREDICTION, reply) for reply in replies] == [[]] * 7
     assert handler.context.metrics.batch_sizes[-1] == 7
     assert all(reply["model_version"] == handler.version for reply in replies)
@@ -178,8 +184,11 @@ def test_thin_images_are_refused_in_bounded_time_and_memory(
         archive.extractall(tmp_path)
     out = subprocess.run(
         [sys.executable, "-c", _THIN_IMAGES, str(tmp_path)],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["codes"] == ["too_many_pixels", "too_many_pixels"]
     assert result["seconds"] < 0.5

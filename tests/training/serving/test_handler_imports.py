@@ -139,8 +139,11 @@ def _run(model_dir: Path, request: str, bodies: list[bytes] | None = None) -> An
     return subprocess.run(
         [sys.executable, "-c", _CHILD, argument],
         input=json.dumps([b.hex() for b in bodies or []]),
-        capture_output=True, text=True, timeout=300, cwd=model_dir,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=model_dir,
+    )
 
 
 @pytest.fixture(scope="module")

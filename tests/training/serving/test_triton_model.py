@@ -51,10 +51,18 @@ def _model_args(tiny_archive: Path, tmp_path: Path) -> dict[str, Any]:
     shutil.copyfile(tiny_archive, store / "tiny.mar")
     archives.record(store / "tiny.mar")
     folder = add_model(tmp_path / "repo", "tiny", store / "tiny.mar")
-    config = {"parameters": {"threads": {"string_value": "1"},
-                             "max_image_bytes": {"string_value": "100000"}}}  # fmt: skip
-    return {"model_config": json.dumps(config), "model_repository": str(folder.parent),
-            "model_version": "1", "model_instance_kind": "CPU"}  # fmt: skip
+    config = {
+        "parameters": {
+            "threads": {"string_value": "1"},
+            "max_image_bytes": {"string_value": "100000"},
+        }
+    }
+    return {
+        "model_config": json.dumps(config),
+        "model_repository": str(folder.parent),
+        "model_version": "1",
+        "model_instance_kind": "CPU",
+    }
 
 
 def _request(*images: bytes) -> dict[str, _Tensor]:

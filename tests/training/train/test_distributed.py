@@ -26,10 +26,23 @@ def test_torchrun_with_two_processes_trains_one_model(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, max_steps=4, grad_accum=2, workers=1, checkpoint_every=2)
     overrides = [f"{key}={json.dumps(value)}" for key, value in config.items()]
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "geoverdict", "train", *overrides],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "geoverdict",
+            "train",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     # 4 steps x 2 micro-batches = 8 batches per process, 3 per epoch: 2 epochs and 2 batches done

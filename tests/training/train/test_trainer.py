@@ -71,9 +71,11 @@ def test_resume_continues_at_the_same_step_as_if_never_stopped(tiny_run: TinyRun
 
 def test_resuming_with_other_model_settings_says_why(tiny_run: TinyRun) -> None:
     config = tiny_config(
-        tiny_run.folder, backbone="resnet34", resume=str(tiny_run.checkpoint),
+        tiny_run.folder,
+        backbone="resnet34",
+        resume=str(tiny_run.checkpoint),
         out_dir=str(tiny_run.folder / "other"),
-    )  # fmt: skip
+    )
     with pytest.raises(CheckpointError, match="backbone: checkpoint 'resnet18', config 'resnet34'"):
         train(TrainConfig.from_dict(config))
 
@@ -100,9 +102,13 @@ def test_the_helper_scene_network_trains_scene_heads_only(tmp_path: Path) -> Non
 def test_a_frozen_backbone_keeps_its_weights_and_trains_the_rest(tmp_path: Path) -> None:
     write_collection(tmp_path, per_place=4)
     config = tiny_config(
-        tmp_path, freeze_backbone=True, trainable=["layer4"], max_steps=3, val_fraction=0.0,
+        tmp_path,
+        freeze_backbone=True,
+        trainable=["layer4"],
+        max_steps=3,
+        val_fraction=0.0,
         checkpoint_every=1,
-    )  # fmt: skip
+    )
     train(TrainConfig.from_dict(config))
     first = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000001.pt")["model"]
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000003.pt")["model"]
@@ -128,8 +134,12 @@ def test_the_last_checkpoint_carries_temperatures_fitted_on_the_held_out_photogr
     report = final["calibration"]
     assert report["photos"] == final["n"]
     assert set(report["temperatures"]) == {
-        "cells_2_100", "cells_2_10", "scene_s3", "scene_s16", "scene_s365",
-    }  # fmt: skip
+        "cells_2_100",
+        "cells_2_10",
+        "scene_s3",
+        "scene_s16",
+        "scene_s365",
+    }
     assert report["after_in_sample"]["nll"] <= report["before"]["nll"] + 1e-9
     assert set(final["calibrated"]["accuracy"]) == {"1", "25", "200", "750", "2500"}
     last = load_checkpoint(tiny_run.folder / "run" / "checkpoints" / "last.pt")
@@ -150,9 +160,13 @@ def test_calibrate_false_leaves_the_model_uncalibrated(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("decode", "device", "on_device"),
-    [("auto", "cuda", True), ("auto", "cpu", False), ("pillow", "cuda", False),
-     ("device", "cpu", True)],
-)  # fmt: skip
+    [
+        ("auto", "cuda", True),
+        ("auto", "cpu", False),
+        ("pillow", "cuda", False),
+        ("device", "cpu", True),
+    ],
+)
 def test_photos_are_decoded_on_a_gpu_unless_told_otherwise(
     decode: str, device: str, on_device: bool
 ) -> None:

@@ -46,10 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     partition.add_argument("--manifest", type=Path, required=True, help="manifest CSV")
     partition.add_argument("--out", type=Path, required=True, help="output folder")
     partition.add_argument(
-        "--partition", dest="partitions", action="append", type=_partition_spec,
+        "--partition",
+        dest="partitions",
+        action="append",
+        type=_partition_spec,
         metavar="TAU_MIN:TAU_MAX",
         help=f"thresholds of one partition; repeatable (default {' '.join(DEFAULT_PARTITIONS)})",
-    )  # fmt: skip
+    )
     partition.set_defaults(func=_partition)
 
     evaluate = subparsers.add_parser(
@@ -76,15 +79,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON, not a table")
     evaluate.add_argument(
-        "--plot", type=Path, metavar="FILE.png",
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
         help="with --model: draw the reliability diagram (a calibrated model's also without "
         "its temperatures)",
-    )  # fmt: skip
+    )
     evaluate.add_argument(
-        "--predictions-out", type=Path, metavar="FILE.jsonl",
+        "--predictions-out",
+        type=Path,
+        metavar="FILE.jsonl",
         help='with --model: one line per photo, {"id", "lat", "lon", "reply"}, the reply as '
         "the TorchServe handler gives it",
-    )  # fmt: skip
+    )
     evaluate.set_defaults(func=_evaluate)
 
     data = subparsers.add_parser("data", help="build manifests and shards of training data")
@@ -143,8 +150,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from geoverdict_training.evaluation.accuracy import read_predictions_csv  # noqa: PLC0415
 
     if args.model is None:
-        for flag, value in (("--five-crop", args.five_crop), ("--plot", args.plot),
-                            ("--predictions-out", args.predictions_out)):  # fmt: skip
+        for flag, value in (
+            ("--five-crop", args.five_crop),
+            ("--plot", args.plot),
+            ("--predictions-out", args.predictions_out),
+        ):
             if value:
                 raise ConfigError(f"{flag} needs --model (a predictions CSV is already predicted)")
         result = read_predictions_csv(args.predictions).evaluate()
@@ -167,10 +177,15 @@ def _evaluate_model(args: argparse.Namespace) -> ModelEvaluation:
     manifest = read_manifest(args.manifest).with_existing_files(args.images)
     print(manifest.skips.summary(), file=sys.stderr)
     result = evaluate_bundle(
-        bundle, manifest, args.images, five_crop=args.five_crop, batch_size=args.batch_size,
-        workers=args.workers, uncalibrated=args.plot is not None,
+        bundle,
+        manifest,
+        args.images,
+        five_crop=args.five_crop,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        uncalibrated=args.plot is not None,
         keep_cells=args.predictions_out is not None,
-    )  # fmt: skip
+    )
     print(f"{bundle.version}: {result.predictions.skips.summary()}", file=sys.stderr)
     if args.plot is not None:
         curves = {"this model": result.calibration}

@@ -38,9 +38,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--batch-size", type=int, default=4, help="batch size (4: best on CPU)")
     export.add_argument("--max-batch-delay", type=int, default=50, help="batch delay (ms)")
     export.add_argument(
-        "--workers", type=int, default=2,
+        "--workers",
+        type=int,
+        default=2,
         help="TorchServe workers (default 2: one per core on CPU, each with one torch thread)",
-    )  # fmt: skip
+    )
     export.set_defaults(func=_export)
 
     calibrate = subparsers.add_parser(
@@ -114,9 +116,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.manifest).with_existing_files(args.images)
     print(manifest.skips.summary(), file=sys.stderr)
     archive, version, report = calibrate_archive(
-        args.model, manifest, args.images, args.out,
-        batch_size=args.batch_size, workers=args.workers,
-    )  # fmt: skip
+        args.model,
+        manifest,
+        args.images,
+        args.out,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
     print(json.dumps(report.to_json()) if args.json else report.table())
     print(f"{archive}: model_version {version}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -63,10 +63,17 @@ def evaluate_bundle(
     predictor = bundle.predictor()
     compare = uncalibrated and bundle.calibration is not None and not five_crop
     predictions = predict_manifest(
-        predictor, bundle.transform(five_crop=five_crop), manifest, images,
-        min_side=bundle.resize, batch_size=batch_size, workers=workers, progress=progress,
-        keep_logits=compare, keep_cells=keep_cells,
-    )  # fmt: skip
+        predictor,
+        bundle.transform(five_crop=five_crop),
+        manifest,
+        images,
+        min_side=bundle.resize,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        keep_logits=compare,
+        keep_cells=keep_cells,
+    )
     if predictions.points is None or predictions.rows.size == 0:
         raise DataFileError(f"no photo of the manifest could be predicted from {images}")
     if predictions.best is None or predictions.top1 is None or predictions.p_true is None:

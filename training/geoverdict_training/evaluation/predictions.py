@@ -157,6 +157,11 @@ def predict_manifest(
     dataset = ImageFolderDataset(manifest, labels, images, transform, min_side=min_side)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
     return predict_loader(
-        predictor, loader, torch.device(device), progress=progress, total=len(loader),
-        keep_logits=keep_logits, keep_cells=keep_cells,
-    )  # fmt: skip
+        predictor,
+        loader,
+        torch.device(device),
+        progress=progress,
+        total=len(loader),
+        keep_logits=keep_logits,
+        keep_cells=keep_cells,
+    )

@@ -35,9 +35,16 @@ def calibrate_bundle(
         raise ConfigError(f"{bundle.name} is a scene-only model: it answers no cells")
     predictor = bundle.predictor().with_calibration(Calibration())
     predictions = predict_manifest(
-        predictor, bundle.transform(), manifest, images, min_side=bundle.resize,
-        batch_size=batch_size, workers=workers, progress=progress, keep_logits=True,
-    )  # fmt: skip
+        predictor,
+        bundle.transform(),
+        manifest,
+        images,
+        min_side=bundle.resize,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        keep_logits=True,
+    )
     if predictions.rows.size == 0:
         raise DataFileError(f"no photo under {images} could be predicted")
     report = fit_report(predictor, held_out(predictor, predictions, manifest))

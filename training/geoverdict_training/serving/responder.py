@@ -130,9 +130,12 @@ class Responder:
         self.spec = bundle.input_spec()
         self.names = scene_names()
         log.info(
-            "geoverdict model %s on %s (decode: %s, autocast: %s)", self.version, self.device,
-            "device" if self.device_decode else "pillow", self.autocast,
-        )  # fmt: skip
+            "geoverdict model %s on %s (decode: %s, autocast: %s)",
+            self.version,
+            self.device,
+            "device" if self.device_decode else "pillow",
+            self.autocast,
+        )
 
     @classmethod
     def from_archive(

@@ -21,15 +21,34 @@ from geoverdict_training.train.config import TrainConfig
 
 FORMAT = "geoverdict-checkpoint-1"
 REQUIRED = (
-    "format", "config", "spec", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
-    "epoch_samples", "partitions", "ancestors", "rng",
-)  # fmt: skip
+    "format",
+    "config",
+    "spec",
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "step",
+    "epoch",
+    "epoch_samples",
+    "partitions",
+    "ancestors",
+    "rng",
+)
 # Config keys that shape the model, its classes or the optimizer state: a resumed run must
 # agree on them. Paths, batch size, step counts and logging may change between runs.
 RESUME_KEYS = (
-    "backbone", "scene_only", "partitions", "scenes", "optimizer", "freeze_backbone",
-    "trainable", "val_fraction", "split_seed", "limit",
-)  # fmt: skip
+    "backbone",
+    "scene_only",
+    "partitions",
+    "scenes",
+    "optimizer",
+    "freeze_backbone",
+    "trainable",
+    "val_fraction",
+    "split_seed",
+    "limit",
+)
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:

@@ -110,10 +110,16 @@ class TrainConfig:
         _require("manifest", bool(self.manifest), "is required")
         _require("images", bool(self.images or self.shards), "is required (or shards)")
         unknown = [s for s in self.scenes if s not in SCENE_CLASSES]
-        _require("scenes", not unknown and len(set(self.scenes)) == len(self.scenes),
-                 f"must be distinct names among {sorted(SCENE_CLASSES)}")  # fmt: skip
-        _require("scenes", bool(self.scenes) or not self.scene_only,
-                 "must not be empty for a scene-only model")  # fmt: skip
+        _require(
+            "scenes",
+            not unknown and len(set(self.scenes)) == len(self.scenes),
+            f"must be distinct names among {sorted(SCENE_CLASSES)}",
+        )
+        _require(
+            "scenes",
+            bool(self.scenes) or not self.scene_only,
+            "must not be empty for a scene-only model",
+        )
         if not self.scene_only:
             _require("partitions", bool(self.partitions), "must not be empty (or scene_only)")
             for pair in self.partitions:

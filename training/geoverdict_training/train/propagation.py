@@ -45,9 +45,15 @@ def propagate_scenes(
     if missing.size:
         todo = manifest.subset(missing).with_existing_files(images)
         result = predict_manifest(
-            bundle.predictor(), bundle.transform(), todo, images,
-            min_side=bundle.resize, batch_size=batch_size, workers=workers, progress=progress,
-        )  # fmt: skip
+            bundle.predictor(),
+            bundle.transform(),
+            todo,
+            images,
+            min_side=bundle.resize,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+        )
         position = {image_id: k for k, image_id in enumerate(manifest.image_ids)}
         done = np.array([position[todo.image_ids[r]] for r in result.rows], dtype=np.int64)
         for column, name in enumerate(SCENE_SETS):

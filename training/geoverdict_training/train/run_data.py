@@ -100,9 +100,13 @@ def train_dataset(config: TrainConfig, data: TrainingData, encoded: bool = False
     transform = None if encoded else train_transform(spec.size, mean=spec.mean, std=spec.std)
     if config.shards:
         return ShardDataset(
-            list_shards(Path(config.shards)), data.train, data.train_labels, transform,
-            seed=config.seed, min_side=config.resize,
-        )  # fmt: skip
+            list_shards(Path(config.shards)),
+            data.train,
+            data.train_labels,
+            transform,
+            seed=config.seed,
+            min_side=config.resize,
+        )
     return ImageFolderDataset(
         data.train, data.train_labels, Path(config.images), transform, min_side=config.resize
     )
@@ -117,9 +121,13 @@ def eval_dataset(
     folder = images or config.val_images or config.images
     if config.shards and not (images or config.val_images):
         return ShardDataset(
-            list_shards(Path(config.shards)), manifest, labels, transform,
-            shuffle=False, min_side=config.resize,
-        )  # fmt: skip
+            list_shards(Path(config.shards)),
+            manifest,
+            labels,
+            transform,
+            shuffle=False,
+            min_side=config.resize,
+        )
     return ImageFolderDataset(manifest, labels, Path(folder), transform, min_side=config.resize)
 
 

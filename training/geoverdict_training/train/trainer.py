@@ -372,10 +372,13 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
     metrics_file = out / "metrics.jsonl"
     result = TrainResult(step=run.start, out_dir=out, checkpoint=None, skips=run.batches.skips)
     progress = tqdm(
-        total=config.max_steps, initial=run.start,
+        total=config.max_steps,
+        initial=run.start,
         disable=not (process.is_main and config.progress),
-        desc="train", unit="step", dynamic_ncols=True,
-    )  # fmt: skip
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
     meter = _Meter()
     stream = iter(run.batches)
     step = run.start
@@ -391,10 +394,13 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
 
         if process.is_main and (step % config.log_every == 0 or last):
             record = {
-                "step": step, "epoch": run.batches.epoch, "split": "train",
+                "step": step,
+                "epoch": run.batches.epoch,
+                "split": "train",
                 "lr": run.scheduler.get_last_lr()[0],
-                **meter.read(process.world_size), "skipped": run.batches.skips.skipped,
-            }  # fmt: skip
+                **meter.read(process.world_size),
+                "skipped": run.batches.skips.skipped,
+            }
             _append(metrics_file, result, record)
             progress.set_postfix(loss=f"{record['loss']:.3f}")
         evaluate_now = config.eval_every and step % config.eval_every == 0
@@ -437,8 +443,10 @@ def _data(config: TrainConfig, process: Process, resumed: dict[str, Any] | None)
         _write_run_files(Path(config.out_dir), config, data)
         log.info(
             "%d training, %d validation photos; partitions %s",
-            len(data.train), len(data.val), [f"{p.name}: {len(p)}" for p in data.partitions],
-        )  # fmt: skip
+            len(data.train),
+            len(data.val),
+            [f"{p.name}: {len(p)}" for p in data.partitions],
+        )
     return data
 
 
@@ -481,8 +489,10 @@ def _set_up(
     if resumed is not None and config.resume:
         _restore(resumed, model, optimizer, scheduler, scaler, Path(config.resume))
         start, batches.epoch, batches.samples = (
-            int(resumed["step"]), int(resumed["epoch"]), int(resumed["epoch_samples"]),
-        )  # fmt: skip
+            int(resumed["step"]),
+            int(resumed["epoch"]),
+            int(resumed["epoch_samples"]),
+        )
         if process.is_main:
             set_rng_state(resumed["rng"])  # other ranks: their own seeds, set above
         log.info("resumed from %s at step %d (epoch %d)", config.resume, start, batches.epoch)
@@ -493,10 +503,16 @@ def _set_up(
     if config.compile:
         net = torch.compile(net)  # type: ignore[assignment]
     stepper = Stepper(
-        net, optimizer, scaler, device, autocast=dtype, channels_last=channels_last,
-        grad_accum=config.grad_accum, loss_weights=config.loss_weights,
+        net,
+        optimizer,
+        scaler,
+        device,
+        autocast=dtype,
+        channels_last=channels_last,
+        grad_accum=config.grad_accum,
+        loss_weights=config.loss_weights,
         distributed=process.distributed,
-    )  # fmt: skip
+    )
     return _Run(model, frozen_norms, optimizer, scheduler, scaler, batches, stepper, start)
 
 
