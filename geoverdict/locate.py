@@ -190,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _locate(args: argparse.Namespace) -> int:
-    from geoverdict_service.exceptions import ConfigError  # noqa: PLC0415
+    from geoverdict_service.exceptions import InvalidSettingsError  # noqa: PLC0415
     from geoverdict_service.geo import PlaceNames  # noqa: PLC0415
     from geoverdict_service.settings import load_verdict_settings  # noqa: PLC0415
 
@@ -198,7 +198,7 @@ def _locate(args: argparse.Namespace) -> int:
         raise LocateError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         settings = load_verdict_settings()
-    except ConfigError as exc:
+    except InvalidSettingsError as exc:
         raise LocateError(str(exc)) from exc
     responder = load_responder(args.model, args.device)
     answered = failed = 0

@@ -17,7 +17,7 @@ class PortInUseError(StackError):
     """A port the stack was asked to use is already taken."""
 
 
-class FetchError(StackError):
+class DownloadError(StackError):
     """The Kafka jars could not be fetched from Maven Central."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from geoverdict_common.paths import cache_dir
 from geoverdict_stack import resources
-from geoverdict_stack.exceptions import FetchError, PrerequisiteError
+from geoverdict_stack.exceptions import DownloadError, PrerequisiteError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def kafka_jars(fetch: bool = True) -> Path:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
         detail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-        raise FetchError(
+        raise DownloadError(
             "could not fetch the Kafka jars from Maven Central (is the network or a Maven "
             "mirror reachable? see ~/.m2/settings.xml): " + " | ".join(detail)
         )
@@ -144,7 +144,7 @@ def verify_jars(libs: Path) -> None:
         if hashlib.sha256(present[name].read_bytes()).hexdigest() != pinned[name]:
             problems.append(f"{name}: SHA-256 differs from the pinned one")
     if problems:
-        raise FetchError(
+        raise DownloadError(
             f"the Kafka jars in {libs} are not the pinned ones ({'; '.join(problems[:4])}): "
             "delete the folder and run `geoverdict stack fetch`; if the pom changed on purpose, "
             "update resources/kafka-jars.sha256"
@@ -219,7 +219,7 @@ def triton(fetch: bool = True) -> Triton:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not found.server.is_file():
         detail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-        raise FetchError(
+        raise DownloadError(
             "could not install Triton from PyPI (nvidia-pytriton, numpy; is PyPI or a pip "
             "mirror reachable?): " + " | ".join(detail)
         )

@@ -9,16 +9,16 @@ from geoverdict_common.paths import model_store_dir
 
 def find_archive(explicit: Path | None) -> Path:
     """The model archive to serve."""
-    from geoverdict_service.exceptions import ConfigError  # noqa: PLC0415
+    from geoverdict_service.exceptions import InvalidSettingsError  # noqa: PLC0415
 
     if explicit is not None:
         if not explicit.is_file():
-            raise ConfigError(f"model archive {explicit} not found")
+            raise InvalidSettingsError(f"model archive {explicit} not found")
         return explicit.resolve()
     store = model_store_dir()
     archives = sorted(store.glob("*.mar"))
     if not archives:
-        raise ConfigError(
+        raise InvalidSettingsError(
             f"no model archive in {store}: run from the repository's root, give --model, "
             "or build one with `geoverdict export`"
         )

@@ -7,7 +7,7 @@ class ServiceError(Exception):
     """Root of every error the verdict service raises."""
 
 
-class ConfigError(ServiceError):
+class InvalidSettingsError(ServiceError):
     """A setting is missing or invalid; the service refuses to start."""
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from geoverdict_service.exceptions import ConfigError
+from geoverdict_service.exceptions import InvalidSettingsError
 from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM, VerdictPolicy
 
 ENV_PREFIX = "GEOVERDICT_"
@@ -254,7 +254,7 @@ class ServiceSettings(VerdictSettings):
         """The settings of the model server that answers."""
         chosen = self.torchserve if self.model_server == "torchserve" else self.triton
         if chosen is None:  # _one_model_server refused it
-            raise ConfigError(f"no settings for the model server {self.model_server}")
+            raise InvalidSettingsError(f"no settings for the model server {self.model_server}")
         return chosen
 
     @model_validator(mode="after")
@@ -310,9 +310,9 @@ def _load(cls: type[Loaded], overrides: Mapping[str, Any]) -> Loaded:
         problems = "; ".join(
             f"{_env_name(cls, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        raise InvalidSettingsError(f"invalid settings: {problems}") from exc
     except SettingsError as exc:  # an environment value that is not the JSON a list needs
-        raise ConfigError(
+        raise InvalidSettingsError(
             f"invalid settings: {exc}; list settings take JSON, e.g. '[\"images.example.com\"]'"
         ) from exc
 
@@ -336,7 +336,7 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
         for name in unknown:
             close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
             hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
-        raise ConfigError(f"unknown setting in the environment: {', '.join(hints)}")
+        raise InvalidSettingsError(f"unknown setting in the environment: {', '.join(hints)}")
 
 
 def load_kafka_settings(**overrides: Any) -> KafkaSettings:
@@ -364,7 +364,7 @@ def chosen_model_server(
     env = os.environ if environ is None else environ
     name = model_server or env.get(f"{ENV_PREFIX}MODEL_SERVER") or "torchserve"
     if name not in MODEL_SERVERS:
-        raise ConfigError(
+        raise InvalidSettingsError(
             f"invalid settings: {ENV_PREFIX}MODEL_SERVER must be one of "
             f"{', '.join(MODEL_SERVERS)}, got {name!r}"
         )
@@ -394,7 +394,7 @@ def load_service_settings(
         stray = sorted(n for n in os.environ if n.upper().startswith(prefix))
         stray += [f"{prefix}{k}".upper() for k, v in (given or {}).items() if v is not None]
         if stray:
-            raise ConfigError(
+            raise InvalidSettingsError(
                 f"invalid settings: {ENV_PREFIX}MODEL_SERVER is {name} but {', '.join(stray)} "
                 f"set: unset them, or set {ENV_PREFIX}MODEL_SERVER={other}"
             )

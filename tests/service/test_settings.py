@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict_service.exceptions import ConfigError
+from geoverdict_service.exceptions import InvalidSettingsError
 from geoverdict_service.settings import (
     check_environment,
     load_kafka_settings,
@@ -29,8 +29,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def config_error(**overrides: object) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
+def config_error(**overrides: object) -> InvalidSettingsError:
+    with pytest.raises(InvalidSettingsError) as caught:
         load_service_settings(**overrides)  # type: ignore[arg-type]
     return caught.value
 
@@ -72,7 +72,7 @@ def test_an_invalid_value_is_one_line_naming_the_environment_variable(
     assert "greater than or equal to 1" in message
     nested = str(config_error(kafka={"max_message_bytes": 10}))
     assert "GEOVERDICT_KAFKA_MAX_MESSAGE_BYTES" in nested
-    with pytest.raises(ConfigError, match=r"GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS.*host:port"):
+    with pytest.raises(InvalidSettingsError, match=r"GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS.*host:port"):
         load_kafka_settings(bootstrap_servers="kafka-without-port")
 
 
@@ -92,7 +92,7 @@ def test_an_invalid_environment_value_is_a_config_error(monkeypatch: pytest.Monk
 def test_a_misspelt_or_renamed_variable_is_refused_with_the_right_name() -> None:
     # GEOVERDICT_INPUT_TOPIC was the name before topics moved into the Kafka settings: running
     # on the default topic without a word would be worse than refusing to start.
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvalidSettingsError) as caught:
         check_environment({"GEOVERDICT_INPUT_TOPIC": "images", "GEOVERDICT_SHARED_DATA": "/d"})
     message = str(caught.value)
     assert "GEOVERDICT_INPUT_TOPIC" in message
@@ -108,9 +108,9 @@ def test_unknown_settings_and_a_missing_token_are_refused() -> None:
 
 
 def test_sasl_settings_must_agree_with_the_security_protocol() -> None:
-    with pytest.raises(ConfigError, match="SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD"):
+    with pytest.raises(InvalidSettingsError, match="SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD"):
         load_kafka_settings(security_protocol="SASL_SSL")
-    with pytest.raises(ConfigError, match="GEOVERDICT_KAFKA_SECURITY_PROTOCOL to SASL_SSL"):
+    with pytest.raises(InvalidSettingsError, match="GEOVERDICT_KAFKA_SECURITY_PROTOCOL to SASL_SSL"):
         load_kafka_settings(sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p")
 
 

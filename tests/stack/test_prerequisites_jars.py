@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict_stack.exceptions import FetchError
+from geoverdict_stack.exceptions import DownloadError
 from geoverdict_stack.prerequisites import kafka_libs_dir, verify_jars
 
 
@@ -30,7 +30,7 @@ def test_a_changed_an_added_or_a_missing_jar_is_refused(libs: Path) -> None:
     jar.write_bytes(jar.read_bytes() + b"\0")
     (libs / "extra-1.0.jar").write_bytes(b"PK")
     next(iter(sorted(libs.glob("zstd-*.jar")))).unlink()
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(DownloadError) as caught:
         verify_jars(libs)
     message = str(caught.value)
     assert "extra-1.0.jar: not pinned" in message

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from geoverdict_service.backoff import delay
-from geoverdict_service.exceptions import BadImageError, ConfigError, InferenceUnavailableError
+from geoverdict_service.exceptions import BadImageError, InvalidSettingsError, InferenceUnavailableError
 from geoverdict_service.model_servers.tokens import TokenSource
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ class HttpModelServer:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{self.name} URL must be http(s)://host:port, got {base_url!r}")
+            raise InvalidSettingsError(f"{self.name} URL must be http(s)://host:port, got {base_url!r}")
         if concurrency < 1:
-            raise ConfigError(f"inference concurrency must be >= 1, got {concurrency}")
+            raise InvalidSettingsError(f"inference concurrency must be >= 1, got {concurrency}")
         self._scheme = parts.scheme
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -232,7 +232,7 @@ class HttpModelServer:
     def _refresh_token(self) -> bool:
         try:
             return self.tokens.refresh()
-        except ConfigError:
+        except InvalidSettingsError:
             return False  # the key file is being rewritten; try again later
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:

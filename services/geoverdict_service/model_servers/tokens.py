@@ -8,7 +8,7 @@ import json
 import threading
 from pathlib import Path
 
-from geoverdict_service.exceptions import ConfigError
+from geoverdict_service.exceptions import InvalidSettingsError
 
 
 class TokenSource:
@@ -16,7 +16,7 @@ class TokenSource:
 
     def __init__(self, token: str | None = None, key_file: Path | None = None) -> None:
         if token is None and key_file is None:
-            raise ConfigError("the model server needs a token or a key file (its API is locked)")
+            raise InvalidSettingsError("the model server needs a token or a key file (its API is locked)")
         self._token = token
         self._key_file = key_file
         self._lock = threading.Lock()
@@ -26,7 +26,7 @@ class TokenSource:
     def get(self) -> str:
         """The current secret."""
         if self._token is None:
-            raise ConfigError("no inference token for the model server")
+            raise InvalidSettingsError("no inference token for the model server")
         return self._token
 
     def refresh(self) -> bool:
@@ -37,7 +37,7 @@ class TokenSource:
             data = json.loads(self._key_file.read_text())
             token = str(data["inference"]["key"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
+            raise InvalidSettingsError(
                 f"cannot read the inference key from {self._key_file}: {exc}"
             ) from exc
         with self._lock:

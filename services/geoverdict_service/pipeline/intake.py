@@ -19,6 +19,11 @@ from geoverdict_service.fetch import FetchPolicy
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.pipeline.items import Item, guard
 
+# Fetches wait on image hosts, not on the CPU: 8 at once overlap a poll's URLs (one slow host
+# does not hold up the others) without opening hundreds of connections when a burst of
+# max_poll_records events are all URLs.
+FETCH_THREADS = 8
+
 
 def fetch_wait_s(policy: FetchPolicy) -> float:
     """A fetch with every retry and its backoff takes at most this long; then it is late."""
@@ -32,7 +37,7 @@ class Intake:
         self._fetch = fetch
         self._wait_s = wait_s
         self._metrics = metrics
-        self._pool = ThreadPoolExecutor(8, thread_name_prefix="fetch")
+        self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
 
     def read(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[Item]:
         """One item per record, in the poll's order; images by URL are fetched in parallel."""

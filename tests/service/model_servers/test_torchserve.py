@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict_service.exceptions import BadImageError, ConfigError, InferenceUnavailableError
+from geoverdict_service.exceptions import BadImageError, InvalidSettingsError, InferenceUnavailableError
 from geoverdict_service.model_servers.tokens import TokenSource
 from geoverdict_service.model_servers.torchserve import TorchServeClient
 from tests.service.localhttp import LocalServer, Reply, Seen, closed_port
@@ -221,15 +221,15 @@ def test_healthy_pings_and_reads_a_new_key(
 
 def test_token_source_and_client_refuse_what_cannot_work(tmp_path: Path) -> None:
     assert TokenSource(token="direct").get() == "direct"
-    with pytest.raises(ConfigError, match="token or a key file"):
+    with pytest.raises(InvalidSettingsError, match="token or a key file"):
         TokenSource()
-    with pytest.raises(ConfigError, match="cannot read the inference key"):
+    with pytest.raises(InvalidSettingsError, match="cannot read the inference key"):
         TokenSource(key_file=tmp_path / "missing.json")
     half_written = tmp_path / "half.json"
     half_written.write_text('{"inference": ')
-    with pytest.raises(ConfigError, match="cannot read the inference key"):
+    with pytest.raises(InvalidSettingsError, match="cannot read the inference key"):
         TokenSource(key_file=half_written)
-    with pytest.raises(ConfigError, match="http"):
+    with pytest.raises(InvalidSettingsError, match="http"):
         TorchServeClient("localhost:8080", MODEL, TokenSource(token="t"))
-    with pytest.raises(ConfigError, match="concurrency"):
+    with pytest.raises(InvalidSettingsError, match="concurrency"):
         TorchServeClient("http://localhost:8080", MODEL, TokenSource(token="t"), concurrency=0)

@@ -22,7 +22,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from geoverdict_training.exceptions import ImageError
 from geoverdict_training.images.decode import UNSUPPORTED
-from geoverdict_training.serving.responder import Item, Reply, Responder, ResponderOptions
+from geoverdict_training.serving.responder import BatchImage, ModelReply, Responder, ResponderOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,16 @@ class GeoverdictHandler(BaseHandler):
         self.version = self.responder.version
         self.initialized = True
 
-    def preprocess(self, data: list[Any]) -> list[Item]:
+    def preprocess(self, data: list[Any]) -> list[BatchImage]:
         """Each request's crop and facts, or its error reply."""
         self._report_batch_size(len(data))
         return self.responder.prepare([_body_or_error(row) for row in data])
 
-    def inference(self, items: list[Item], *args: Any, **kwargs: Any) -> list[Item]:
+    def inference(self, items: list[BatchImage], *args: Any, **kwargs: Any) -> list[BatchImage]:
         """One forward pass over the batch's good images."""
         return self.responder.infer(items)
 
-    def postprocess(self, items: list[Item]) -> list[Reply]:
+    def postprocess(self, items: list[BatchImage]) -> list[ModelReply]:
         """One reply per request, in request order."""
         return self.responder.replies(items)
 
@@ -91,7 +91,7 @@ class GeoverdictHandler(BaseHandler):
 _service = GeoverdictHandler()
 
 
-def handle(data: list[Any] | None, context: Any) -> list[Reply] | None:
+def handle(data: list[Any] | None, context: Any) -> list[ModelReply] | None:
     """TorchServe's entry point: initialise once, then answer each batch."""
     if not _service.initialized:
         _service.initialize(context)

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DECODERS = ("auto", "pillow", "device")
 PRECISIONS = ("auto", "fp32")
-Reply = dict[str, Any]  # prediction.schema.json: a prediction, or an error with the version
+ModelReply = dict[str, Any]  # prediction.schema.json: a prediction, or an error with the version
 
 
 def _choice(options: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
@@ -94,13 +94,13 @@ class ResponderOptions:
 
 
 @dataclass
-class Item:
+class BatchImage:
     """One image of a batch: its crop and facts, its result, or its reply."""
 
     tensor: torch.Tensor | None = None  # (3, S, S) normalised crop
     facts: Any = None  # replies.ImageFacts
     result: tuple[Any, dict[str, Any], float] | None = None  # cells, scenes, model ms
-    reply: Reply | None = None  # an error reply, decided before the model ran
+    reply: ModelReply | None = None  # an error reply, decided before the model ran
 
 
 class Responder:
@@ -144,15 +144,15 @@ class Responder:
         """The responder of a .mar archive or a folder of its files."""
         return cls(read_bundle(path), device, options)
 
-    def answer(self, bodies: Sequence[bytes | Exception]) -> list[Reply]:
+    def answer(self, bodies: Sequence[bytes | Exception]) -> list[ModelReply]:
         """One reply per body, in order; an Exception in place of a body is that item's error."""
         return self.replies(self.infer(self.prepare(bodies)))
 
-    def prepare(self, bodies: Sequence[bytes | Exception]) -> list[Item]:
+    def prepare(self, bodies: Sequence[bytes | Exception]) -> list[BatchImage]:
         """Each body's crop and facts, or its error reply."""
         if self.device_decode:
             return self._prepare_on_device(bodies)
-        items: list[Item] = []
+        items: list[BatchImage] = []
         for body in bodies:
             started = time.perf_counter()
             try:
@@ -161,14 +161,14 @@ class Responder:
                 header = read_header(body, self.limits)
                 tensor = self.transform(decode_header(header, self.bundle.resize))  # (3, S, S)
                 facts = image_facts(header, (time.perf_counter() - started) * 1000.0)
-                items.append(Item(tensor=tensor, facts=facts))
+                items.append(BatchImage(tensor=tensor, facts=facts))
             except Exception as exc:  # one image must never fail the batch
                 items.append(self._error(exc))
         return items
 
-    def _prepare_on_device(self, bodies: Sequence[bytes | Exception]) -> list[Item]:
+    def _prepare_on_device(self, bodies: Sequence[bytes | Exception]) -> list[BatchImage]:
         """The batch's JPEGs decoded and cropped on the device in one call, the rest by Pillow."""
-        items = [self._error(b) if isinstance(b, Exception) else Item() for b in bodies]
+        items = [self._error(b) if isinstance(b, Exception) else BatchImage() for b in bodies]
         good = {k: b for k, b in enumerate(bodies) if not isinstance(b, Exception)}
         try:
             decoded = decode_batch(
@@ -180,20 +180,20 @@ class Responder:
                     items[k] = self._error(image)
                     continue
                 (tensor,) = crop_all([image], crop, self.transform)  # (3, S, S)
-                items[k] = Item(tensor=tensor, facts=image_facts(image.header, image.decode_ms))
+                items[k] = BatchImage(tensor=tensor, facts=image_facts(image.header, image.decode_ms))
         except Exception as exc:  # a device failure: every image of the batch gets the error
             for k in good:
                 items[k] = self._error(exc)
         return items
 
-    def _error(self, exc: Exception) -> Item:
+    def _error(self, exc: Exception) -> BatchImage:
         """The item of an image that cannot be answered."""
         if isinstance(exc, ImageError):
-            return Item(reply=error_reply(self.version, exc.code, str(exc)))
+            return BatchImage(reply=error_reply(self.version, exc.code, str(exc)))
         log.exception("unexpected error decoding an image", exc_info=exc)
-        return Item(reply=error_reply(self.version, INTERNAL, repr(exc)))
+        return BatchImage(reply=error_reply(self.version, INTERNAL, repr(exc)))
 
-    def infer(self, items: list[Item]) -> list[Item]:
+    def infer(self, items: list[BatchImage]) -> list[BatchImage]:
         """One forward pass over the batch's good images."""
         good = [item for item in items if item.tensor is not None]
         if not good:
@@ -213,7 +213,7 @@ class Responder:
             item.result = (cells[k], {name: p[k] for name, p in scenes.items()}, elapsed)
         return items
 
-    def replies(self, items: list[Item]) -> list[Reply]:
+    def replies(self, items: list[BatchImage]) -> list[ModelReply]:
         """One reply per item, in order."""
         fine = self.bundle.partitions[-1]
         replies = []
