@@ -72,7 +72,9 @@ def test_an_invalid_value_is_one_line_naming_the_environment_variable(
     assert "greater than or equal to 1" in message
     nested = str(config_error(kafka={"max_message_bytes": 10}))
     assert "GEOVERDICT_KAFKA_MAX_MESSAGE_BYTES" in nested
-    with pytest.raises(InvalidSettingsError, match=r"GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS.*host:port"):
+    with pytest.raises(
+        InvalidSettingsError, match=r"GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS.*host:port"
+    ):
         load_kafka_settings(bootstrap_servers="kafka-without-port")
 
 
@@ -108,9 +110,13 @@ def test_unknown_settings_and_a_missing_token_are_refused() -> None:
 
 
 def test_sasl_settings_must_agree_with_the_security_protocol() -> None:
-    with pytest.raises(InvalidSettingsError, match="SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD"):
+    with pytest.raises(
+        InvalidSettingsError, match="SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD"
+    ):
         load_kafka_settings(security_protocol="SASL_SSL")
-    with pytest.raises(InvalidSettingsError, match="GEOVERDICT_KAFKA_SECURITY_PROTOCOL to SASL_SSL"):
+    with pytest.raises(
+        InvalidSettingsError, match="GEOVERDICT_KAFKA_SECURITY_PROTOCOL to SASL_SSL"
+    ):
         load_kafka_settings(sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p")
 
 

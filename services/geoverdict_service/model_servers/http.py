@@ -21,7 +21,11 @@ from urllib.parse import urlsplit
 import orjson
 
 from geoverdict_service.backoff import delay
-from geoverdict_service.exceptions import BadImageError, InvalidSettingsError, InferenceUnavailableError
+from geoverdict_service.exceptions import (
+    BadImageError,
+    InferenceUnavailableError,
+    InvalidSettingsError,
+)
 from geoverdict_service.model_servers.tokens import TokenSource
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,9 @@ class HttpModelServer:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidSettingsError(f"{self.name} URL must be http(s)://host:port, got {base_url!r}")
+            raise InvalidSettingsError(
+                f"{self.name} URL must be http(s)://host:port, got {base_url!r}"
+            )
         if concurrency < 1:
             raise InvalidSettingsError(f"inference concurrency must be >= 1, got {concurrency}")
         self._scheme = parts.scheme

@@ -16,7 +16,9 @@ class TokenSource:
 
     def __init__(self, token: str | None = None, key_file: Path | None = None) -> None:
         if token is None and key_file is None:
-            raise InvalidSettingsError("the model server needs a token or a key file (its API is locked)")
+            raise InvalidSettingsError(
+                "the model server needs a token or a key file (its API is locked)"
+            )
         self._token = token
         self._key_file = key_file
         self._lock = threading.Lock()

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict_service.exceptions import BadImageError, InvalidSettingsError, InferenceUnavailableError
+from geoverdict_service.exceptions import (
+    BadImageError,
+    InferenceUnavailableError,
+    InvalidSettingsError,
+)
 from geoverdict_service.model_servers.tokens import TokenSource
 from geoverdict_service.model_servers.torchserve import TorchServeClient
 from tests.service.localhttp import LocalServer, Reply, Seen, closed_port

@@ -22,7 +22,12 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from geoverdict_training.exceptions import ImageError
 from geoverdict_training.images.decode import UNSUPPORTED
-from geoverdict_training.serving.responder import BatchImage, ModelReply, Responder, ResponderOptions
+from geoverdict_training.serving.responder import (
+    BatchImage,
+    ModelReply,
+    Responder,
+    ResponderOptions,
+)
 
 log = logging.getLogger(__name__)
 

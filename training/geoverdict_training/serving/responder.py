@@ -180,7 +180,9 @@ class Responder:
                     items[k] = self._error(image)
                     continue
                 (tensor,) = crop_all([image], crop, self.transform)  # (3, S, S)
-                items[k] = BatchImage(tensor=tensor, facts=image_facts(image.header, image.decode_ms))
+                items[k] = BatchImage(
+                    tensor=tensor, facts=image_facts(image.header, image.decode_ms)
+                )
         except Exception as exc:  # a device failure: every image of the batch gets the error
             for k in good:
                 items[k] = self._error(exc)
