@@ -32,7 +32,7 @@ from geoverdict_common.contract_types import Location
 from geoverdict_service.backoff import Backoff
 from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
 from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
-from geoverdict_service.fetch import FetchPolicy, fetch_image
+from geoverdict_service.fetch import fetch_image
 from geoverdict_service.geo import PlaceNames
 from geoverdict_service.kafka_clients import (
     check_cluster,
@@ -105,13 +105,7 @@ class VerdictService:
         self.metrics = metrics = metrics or Metrics()
         self.places = places
         self.policy = settings.policy()
-        fetch_policy = FetchPolicy(
-            allowed_hosts=settings.fetch_allowed_hosts,
-            allow_private=settings.fetch_allow_private,
-            max_bytes=settings.fetch_max_bytes,
-            timeout_s=settings.fetch_timeout_s,
-            retries=settings.fetch_retries,
-        )
+        fetch_policy = settings.fetch.policy()
         # The stages of a batch, in the order process() runs them.
         self.intake = Intake(
             fetch or partial(fetch_image, policy=fetch_policy), fetch_wait_s(fetch_policy), metrics

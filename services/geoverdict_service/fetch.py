@@ -21,7 +21,7 @@ MAX_REDIRECTS = 3
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """What the consumer may fetch (from Settings)."""
+    """What the consumer may fetch (from settings.FetchSettings)."""
 
     allowed_hosts: tuple[str, ...] = ()  # exact host names or ".suffix" for subdomains
     allow_private: bool = False

@@ -5,16 +5,18 @@ command that talks to Kafka (consume, publish, watch, demo, bench); `TorchServeS
 (`GEOVERDICT_TORCHSERVE_*`) or `TritonSettings` (`GEOVERDICT_TRITON_*`), chosen by
 `GEOVERDICT_MODEL_SERVER`, only by those that call the model server; `VerdictSettings`
 (`GEOVERDICT_TOP_K`, the mismatch flag, the privacy floor) by those that build verdicts
-(consume, locate); `ServiceSettings` (`GEOVERDICT_*`) is the consumer's: the verdict settings
-and its own, holding the other two. Each is frozen and validated at
-start-up with one-line messages that name the environment variable; secrets are SecretStr and
-never appear in logs, `repr` or tracebacks.
+(consume, locate); `FetchSettings` (`GEOVERDICT_FETCH_*`: images by reference) by the consumer;
+`ServiceSettings` (`GEOVERDICT_*`) is the consumer's: the verdict settings and its own, holding
+the Kafka, model-server and fetch groups. Each is frozen and validated at start-up with one-line
+messages that name the environment variable; secrets are SecretStr and never appear in logs,
+`repr` or tracebacks.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -23,6 +25,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from geoverdict_service.exceptions import InvalidSettingsError
+from geoverdict_service.fetch import FetchPolicy
 from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM, VerdictPolicy
 
 ENV_PREFIX = "GEOVERDICT_"
@@ -170,6 +173,28 @@ class TritonSettings(ModelServerSettings):
     auth_header: str = Field("authorization", min_length=1, pattern=r"^[A-Za-z0-9-]+$")
 
 
+class FetchSettings(BaseSettings):
+    """Images by reference: which hosts the consumer may fetch from, and how much and how long."""
+
+    model_config = _config(f"{ENV_PREFIX}FETCH_")
+
+    allowed_hosts: tuple[str, ...] = FetchPolicy.allowed_hosts  # ".suffix": subdomains too
+    allow_private: bool = FetchPolicy.allow_private
+    max_bytes: int = Field(FetchPolicy.max_bytes, ge=1024)
+    timeout_s: float = Field(FetchPolicy.timeout_s, gt=0)
+    retries: int = Field(FetchPolicy.retries, ge=0)
+
+    def policy(self) -> FetchPolicy:
+        """The fetching code's view of these settings."""
+        return FetchPolicy(
+            allowed_hosts=self.allowed_hosts,
+            allow_private=self.allow_private,
+            max_bytes=self.max_bytes,
+            timeout_s=self.timeout_s,
+            retries=self.retries,
+        )
+
+
 class VerdictSettings(BaseSettings):
     """How predictions become verdicts: for `consume` and `locate` alike."""
 
@@ -234,12 +259,7 @@ class ServiceSettings(VerdictSettings):
     # While TorchServe is unavailable the partitions pause; retries back off up to the max.
     unavailable_backoff_s: float = Field(2.0, gt=0)
     unavailable_max_backoff_s: float = Field(30.0, gt=0)
-    # Images by reference
-    fetch_allowed_hosts: tuple[str, ...] = ()
-    fetch_allow_private: bool = False
-    fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    fetch_timeout_s: float = Field(10.0, gt=0)
-    fetch_retries: int = Field(2, ge=0)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)  # images by reference
     # "copy": a dead letter is the record as it came (replayable as it is); "reference": its
     # place, hash and size only, no image bytes or URL query kept for the topic's retention.
     dead_letter_payload: Literal["copy", "reference"] = "copy"
@@ -291,12 +311,14 @@ class ServiceSettings(VerdictSettings):
 
 
 Loaded = TypeVar("Loaded", bound=BaseSettings)
+# The settings groups nested in ServiceSettings, each read from its own GEOVERDICT_NAME_*.
+GROUPS = ("kafka", "fetch", *MODEL_SERVERS)
 
 
 def _env_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
     """The environment variable behind an error's location (nested settings included)."""
     prefix = str(cls.model_config.get("env_prefix", ""))
-    if len(loc) >= 2 and loc[0] in ("kafka", *MODEL_SERVERS):
+    if len(loc) >= 2 and loc[0] in GROUPS:
         prefix = f"{ENV_PREFIX}{str(loc[0]).upper()}_"
         loc = loc[1:]
     field = "_".join(str(p) for p in loc if not isinstance(p, int))
@@ -312,14 +334,18 @@ def _load(cls: type[Loaded], overrides: Mapping[str, Any]) -> Loaded:
         )
         raise InvalidSettingsError(f"invalid settings: {problems}") from exc
     except SettingsError as exc:  # an environment value that is not the JSON a list needs
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _env_name(cls, (field.group(1),)) if field else cls.__name__
         raise InvalidSettingsError(
-            f"invalid settings: {exc}; list settings take JSON, e.g. '[\"images.example.com\"]'"
+            f"invalid settings: {name}: {exc}; list settings take JSON, "
+            "e.g. '[\"images.example.com\"]'"
         ) from exc
 
 
 def _known_variables() -> set[str]:
     names = {f"{ENV_PREFIX}{name}" for name in OTHER_VARIABLES}
-    for cls in (KafkaSettings, TorchServeSettings, TritonSettings, ServiceSettings):
+    groups = (KafkaSettings, FetchSettings, TorchServeSettings, TritonSettings, ServiceSettings)
+    for cls in groups:
         prefix = str(cls.model_config.get("env_prefix", ""))
         names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
     return names
@@ -375,6 +401,7 @@ def load_service_settings(
     kafka: Mapping[str, Any] | None = None,
     torchserve: Mapping[str, Any] | None = None,
     triton: Mapping[str, Any] | None = None,
+    fetch: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> ServiceSettings:
     """The consumer's settings: environment, then `overrides` (and the nested ones) on top.
@@ -403,6 +430,7 @@ def load_service_settings(
         ServiceSettings,
         {
             "kafka": _load(KafkaSettings, kafka or {}),
+            "fetch": _load(FetchSettings, fetch or {}),
             "model_server": name,
             name: _load(cls, given or {}),
             **overrides,

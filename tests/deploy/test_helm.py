@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from geoverdict_service.settings import (
     ENV_PREFIX,
+    FetchSettings,
     KafkaSettings,
     ServiceSettings,
     TorchServeSettings,
@@ -44,6 +46,16 @@ UNREACHED = {"GEOVERDICT_TRITON_TOKEN"}
 CHART_OWN_DEFAULTS = {("kafka", "bootstrap_servers"), ("consumer", "dead_letter_payload")}
 
 
+def chart_keys(section: str) -> dict[str, FieldInfo]:
+    """The chart's keys of a section and the settings they set. The consumer's section holds
+    the fetch group's too, as `fetch_KEY`: GEOVERDICT_FETCH_KEY, the group's variable."""
+    fields = {k: v for k, v in SETTINGS[section].model_fields.items() if k not in SETTINGS}
+    if section == "consumer":
+        del fields["fetch"]
+        fields |= {f"fetch_{k}": v for k, v in FetchSettings.model_fields.items()}
+    return fields
+
+
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def variant(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
     return request.param, render(VARIANTS[request.param])
@@ -64,10 +76,9 @@ def pod(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
 
 def setting_names() -> set[str]:
     names = set()
-    for section, cls in SETTINGS.items():
-        for field in cls.model_fields:
-            if field not in SETTINGS:  # ServiceSettings' nested kafka and model servers
-                names.add(f"{ENV_PREFIX}{PREFIXES[section]}{field}".upper())
+    for section in SETTINGS:
+        for key in chart_keys(section):  # ServiceSettings' nested groups: their own keys
+            names.add(f"{ENV_PREFIX}{PREFIXES[section]}{key}".upper())
     return names
 
 
@@ -231,10 +242,11 @@ def test_every_service_setting_is_reachable(rendered: dict[str, list[dict[str, A
 
 def test_chart_settings_are_the_services(rendered: dict[str, list[dict[str, Any]]]) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
-    for section, cls in SETTINGS.items():
+    for section in SETTINGS:
+        fields = chart_keys(section)
         for key, value in values[section].items():
-            assert key in cls.model_fields, f"config.{section}.{key} is no setting"
-            default = cls.model_fields[key].get_default(call_default_factory=True)
+            assert key in fields, f"config.{section}.{key} is no setting"
+            default = fields[key].get_default(call_default_factory=True)
             if (section, key) not in CHART_OWN_DEFAULTS:
                 assert value == (list(default) if isinstance(default, tuple) else default), key
 

@@ -77,10 +77,12 @@ def test_poison_messages_are_dead_lettered_with_their_reason(
         stack,
         fixture_server,
         topics,
-        fetch_allowed_hosts=("127.0.0.1",),
-        fetch_allow_private=True,
-        fetch_timeout_s=0.5,
-        fetch_retries=0,
+        fetch={
+            "allowed_hosts": ("127.0.0.1",),
+            "allow_private": True,
+            "timeout_s": 0.5,
+            "retries": 0,
+        },
     )
     base = 0 if fixture_server.server == "torchserve" else 100  # no cache hit from the other
     healthy = events_for([jpeg(base + i) for i in range(6)])
@@ -131,8 +133,7 @@ def test_records_that_once_stopped_the_service_are_dead_letters_and_it_keeps_con
         stack,
         fixture_model,
         topics,
-        fetch_allowed_hosts=("127.0.0.1",),
-        fetch_allow_private=True,
+        fetch={"allowed_hosts": ("127.0.0.1",), "allow_private": True},
     )
     limit = settings.kafka.max_message_bytes
     good = events_for([jpeg(4000 + i) for i in range(4)])

@@ -7,8 +7,10 @@ import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from geoverdict_service.exceptions import InvalidSettingsError
+from geoverdict_service.fetch import FetchPolicy
 from geoverdict_service.settings import (
     check_environment,
     load_kafka_settings,
@@ -46,7 +48,7 @@ def test_environment_is_read_and_flags_take_precedence(monkeypatch: pytest.Monke
     assert settings.kafka.input_topic == "from-flag"  # the flag wins
     assert settings.kafka.verdict_topic == "verdicts-from-env"  # the rest of the env stays
     assert settings.group_id == "geoverdict"  # None: the flag was not given
-    assert settings.fetch_allowed_hosts == ("img.example.com", ".cdn.example")
+    assert settings.fetch.allowed_hosts == ("img.example.com", ".cdn.example")
     assert settings.torchserve.token is not None
     assert settings.torchserve.token.get_secret_value() == TOKEN
 
@@ -87,7 +89,7 @@ def test_an_invalid_environment_value_is_a_config_error(monkeypatch: pytest.Monk
     monkeypatch.delenv("GEOVERDICT_SESSION_TIMEOUT_MS")
     monkeypatch.setenv("GEOVERDICT_FETCH_ALLOWED_HOSTS", "a.example,b.example")
     message = str(config_error())
-    assert "fetch_allowed_hosts" in message
+    assert "GEOVERDICT_FETCH_ALLOWED_HOSTS" in message
     assert "JSON" in message
 
 
@@ -211,3 +213,33 @@ def test_another_servers_settings_beside_the_chosen_one_are_refused_in_one_line(
     assert "must be one of torchserve, triton, got 'tensorflow'" in str(config_error())
     monkeypatch.setenv("GEOVERDICT_MODEL_SERVER", "triton")
     assert "GEOVERDICT_TRITON_TOKEN or GEOVERDICT_TRITON_KEY_FILE" in str(config_error())
+
+
+def test_the_fetch_settings_are_their_own_group_under_the_same_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The names the compose files, the chart and .env.example set: unchanged by the grouping.
+    monkeypatch.setenv("GEOVERDICT_FETCH_ALLOWED_HOSTS", '["img.example.com"]')
+    monkeypatch.setenv("GEOVERDICT_FETCH_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("GEOVERDICT_FETCH_MAX_BYTES", "4096")
+    monkeypatch.setenv("GEOVERDICT_FETCH_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("GEOVERDICT_FETCH_RETRIES", "0")
+    settings = load_service_settings(torchserve={"token": TOKEN})
+    assert settings.fetch.policy() == FetchPolicy(
+        allowed_hosts=("img.example.com",),
+        allow_private=True,
+        max_bytes=4096,
+        timeout_s=2.5,
+        retries=0,
+    )
+    with pytest.raises(ValidationError):  # frozen, as every group
+        settings.fetch.retries = 3  # type: ignore[misc]
+    # A flag-style override of the group wins over the environment.
+    assert load_service_settings(torchserve={"token": TOKEN}, fetch={"retries": 4}).fetch.retries
+    monkeypatch.setenv("GEOVERDICT_FETCH_MAX_BYTES", "10")
+    message = str(config_error(torchserve={"token": TOKEN}))
+    assert "GEOVERDICT_FETCH_MAX_BYTES" in message and "\n" not in message
+
+
+def test_the_fetch_defaults_are_the_fetching_codes() -> None:
+    assert load_service_settings(torchserve={"token": TOKEN}).fetch.policy() == FetchPolicy()
