@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import s2sphere
-
 from geoverdict_common.contract_types import Prediction
+from tests.service.s2_reference import LEVEL_13_TOKENS
 
 PARIS = (48.8566, 2.3522)
 NEW_YORK = (40.7128, -74.0060)
@@ -15,12 +14,13 @@ SYDNEY = (-33.8688, 151.2093)
 MODEL_VERSION = "unit-0123abcd"
 
 
-def cell(lat: float, lon: float, probability: float, level: int = 13) -> dict[str, Any]:
-    """A prediction cell: the S2 cell of `level` holding (lat, lon)."""
-    cell_id = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon)).parent(level)
+def cell(lat: float, lon: float, probability: float) -> dict[str, Any]:
+    """A prediction cell: the level-13 S2 cell holding (lat, lon), one of s2_reference's."""
+    if (lat, lon) not in LEVEL_13_TOKENS:
+        raise KeyError(f"no S2 token for {(lat, lon)}: add it to tests/service/s2_reference.py")
     return {
-        "token": cell_id.to_token(),
-        "level": level,
+        "token": LEVEL_13_TOKENS[lat, lon],
+        "level": 13,
         "lat": lat,
         "lon": lon,
         "probability": probability,

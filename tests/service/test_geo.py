@@ -6,9 +6,8 @@ import math
 import random
 
 import pytest
-import s2sphere
 
-from geoverdict_common.distances import haversine_km
+from geoverdict_common.distances import EARTH_RADIUS_KM, haversine_km
 from geoverdict_service.geo import (
     PlaceNames,
     cell_radius_km,
@@ -17,6 +16,7 @@ from geoverdict_service.geo import (
     parent_token,
     s2_level_for,
 )
+from tests.service.s2_reference import MIN_EDGE_DERIV, MIN_EDGE_KM, PARENT_TOKENS
 from tests.service.samples import PARIS, SYDNEY, TOKYO, cell
 
 
@@ -79,33 +79,16 @@ def test_coarsen_with_no_floor_changes_nothing() -> None:
 def test_s2_level_for_gives_cells_no_finer_than_the_precision() -> None:
     assert s2_level_for(0.0) == 30
     assert s2_level_for(20_000.0) == 0
-    rng = random.Random(3)
     for precision_km in [0.05, 0.3, 1.0, 1.2, 5.0, 25.0, 100.0, 750.0, 2500.0]:
         level = s2_level_for(precision_km)
-        for lat, lon in random_points(rng, 300):
-            leaf = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon))
-            corners = [
-                s2sphere.LatLng.from_point(s2sphere.Cell(leaf.parent(level)).get_vertex(i))
-                for i in range(4)
-            ]
-            edges = [
-                haversine_km(a.lat().degrees, a.lng().degrees, b.lat().degrees, b.lng().degrees)
-                for a, b in zip(corners, corners[1:] + corners[:1], strict=True)
-            ]
-            assert min(edges) >= precision_km, (precision_km, level, lat, lon)
+        assert MIN_EDGE_KM[level] >= precision_km, (precision_km, level)
         # ... and not needlessly coarse: one level finer would break the floor somewhere.
-        assert s2sphere.MIN_EDGE.get_value(level + 1) * 6371 < precision_km
+        assert MIN_EDGE_DERIV * 2 ** -(level + 1) * EARTH_RADIUS_KM < precision_km
 
 
 def test_parent_token_agrees_with_s2sphere() -> None:
-    rng = random.Random(11)
-    for lat, lon in random_points(rng, 3000):
-        level = rng.randint(0, 30)
-        cell_id = s2sphere.CellId.from_lat_lng(s2sphere.LatLng.from_degrees(lat, lon))
-        token = cell_id.parent(level).to_token()
-        for ancestor in {0, rng.randint(0, level), level, min(30, level + 3)}:
-            expected = cell_id.parent(ancestor).to_token() if ancestor < level else token
-            assert parent_token(token, ancestor) == expected, (token, ancestor)
+    for token, ancestor, expected in PARENT_TOKENS:
+        assert parent_token(token, ancestor) == expected, (token, ancestor)
 
 
 @pytest.fixture(scope="module")
