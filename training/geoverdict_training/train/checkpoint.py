@@ -3,15 +3,18 @@
 A checkpoint is one `torch.save` of plain types and tensors (loaded with `weights_only=True`,
 never arbitrary pickles): the final config, the model spec, the partitions and their hierarchy,
 model / optimizer / scheduler / grad-scaler states, the step, the position in the epoch, and
-the random number generators' states.
+the random number generators' states: a `Checkpoint`. `save_checkpoint` is the one way to write
+one (atomically, and `last.pt` beside it); the format on disk is a plain dict, so checkpoints
+written before the type existed load as they are.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -20,21 +23,35 @@ from geoverdict_training.exceptions import CheckpointError
 from geoverdict_training.train.config import TrainConfig
 
 FORMAT = "geoverdict-checkpoint-1"
-REQUIRED = (
-    "format",
-    "config",
-    "spec",
-    "model",
-    "optimizer",
-    "scheduler",
-    "scaler",
-    "step",
-    "epoch",
-    "epoch_samples",
-    "partitions",
-    "ancestors",
-    "rng",
-)
+LATEST = "last.pt"
+
+
+class _Saved(TypedDict):
+    """What every checkpoint file holds (as plain types and tensors)."""
+
+    format: str  # FORMAT
+    config: dict[str, Any]  # TrainConfig.to_dict(): the run's final config
+    spec: dict[str, Any]  # ModelSpec.to_dict(): rebuilds the model without the config
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any]
+    step: int
+    epoch: int
+    epoch_samples: int  # samples of this epoch already drawn: resume continues after them
+    partitions: list[dict[str, Any]]  # Partition.to_dict(), coarse to fine
+    ancestors: torch.Tensor  # (fine cells, partitions) int64; (0, 0) for a scene-only model
+    rng: dict[str, Any]  # rng_state()
+
+
+# A subclass, not NotRequired: under postponed annotations only `total` tells the runtime's
+# __required_keys__ (which load_checkpoint checks) that a key may be absent.
+class Checkpoint(_Saved, total=False):
+    """A checkpoint: what every one holds, and the temperatures at the end of a run."""
+
+    calibration: dict[str, Any]  # fitted on the held-out photographers (calibration.py)
+
+
 # Config keys that shape the model, its classes or the optimizer state: a resumed run must
 # agree on them. Paths, batch size, step counts and logging may change between runs.
 RESUME_KEYS = (
@@ -51,15 +68,23 @@ RESUME_KEYS = (
 )
 
 
-def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    """Write atomically (a crash mid-write never leaves a broken `last.pt`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(folder: Path, state: Checkpoint) -> Path:
+    """Write FOLDER/step_NNNNNNN.pt, then FOLDER/last.pt as a copy of it; returns the first.
+    Each file appears in one rename, so a crash mid-write never leaves a broken one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{state['step']:07d}.pt"
+    _write_atomically(path, lambda partial: torch.save(dict(state), partial))
+    _write_atomically(folder / LATEST, lambda partial: shutil.copyfile(path, partial))
+    return path
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     partial = path.with_name(path.name + ".partial")
-    torch.save({"format": FORMAT, **state}, partial)
+    write(partial)
     partial.replace(path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint onto the CPU; CheckpointError says why it is not one."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -69,13 +94,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a geoverdict training checkpoint ({FORMAT})")
-    missing = [key for key in REQUIRED if key not in state]
+    missing = sorted(Checkpoint.__required_keys__ - state.keys())
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
-    return state
+    return cast(Checkpoint, state)
 
 
-def check_resumable(state: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
+def check_resumable(state: Checkpoint, config: TrainConfig, path: Path) -> None:
     """Raise CheckpointError naming every model-shaping key where config and checkpoint differ."""
     saved = state["config"]
     wanted = config.to_dict()

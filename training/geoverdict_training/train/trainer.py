@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +55,8 @@ from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.geo_model import GeoModel, ModelSpec
 from geoverdict_training.train import distributed
 from geoverdict_training.train.checkpoint import (
+    FORMAT,
+    Checkpoint,
     check_resumable,
     load_checkpoint,
     rng_state,
@@ -313,9 +314,10 @@ def _checkpoint_state(
     data: TrainingData,
     step: int,
     calibration: dict[str, Any] | None,
-) -> dict[str, Any]:
+) -> Checkpoint:
     ancestors = data.hierarchy.ancestors if data.hierarchy is not None else np.zeros((0, 0))
-    state = {
+    state: Checkpoint = {
+        "format": FORMAT,
         "config": config.to_dict(),
         "spec": run.model.spec.to_dict(),
         "model": run.model.state_dict(),
@@ -335,7 +337,7 @@ def _checkpoint_state(
 
 
 def _restore(
-    state: dict[str, Any],
+    state: Checkpoint,
     model: GeoModel,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -413,7 +415,7 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
             (config.checkpoint_every and step % config.checkpoint_every == 0) or last
         ):
             state = _checkpoint_state(config, run, data, step, calibration)
-            result.checkpoint = _save(out, state, step)
+            result.checkpoint = save_checkpoint(out / "checkpoints", state)
         distributed.barrier(process)
     progress.close()
     result.step = step
@@ -422,7 +424,7 @@ def _train(config: TrainConfig, process: Process) -> TrainResult:
     return result
 
 
-def _resumed(config: TrainConfig) -> dict[str, Any] | None:
+def _resumed(config: TrainConfig) -> Checkpoint | None:
     """The checkpoint to resume from, checked against the config; None for a new run."""
     if not config.resume:
         return None
@@ -432,7 +434,7 @@ def _resumed(config: TrainConfig) -> dict[str, Any] | None:
     return resumed
 
 
-def _data(config: TrainConfig, process: Process, resumed: dict[str, Any] | None) -> TrainingData:
+def _data(config: TrainConfig, process: Process, resumed: Checkpoint | None) -> TrainingData:
     """Photos and classes: partitions from the training photos, or the checkpoint's; the main
     process writes them into the run folder."""
     partitions = None
@@ -465,7 +467,7 @@ class _Run:
 
 
 def _set_up(
-    config: TrainConfig, process: Process, data: TrainingData, resumed: dict[str, Any] | None
+    config: TrainConfig, process: Process, data: TrainingData, resumed: Checkpoint | None
 ) -> _Run:
     """Model, optimizer, schedule, loss scaling and batches; restored from the checkpoint when
     resuming; the model wrapped for DDP and torch.compile where the config asks."""
@@ -554,16 +556,6 @@ def _validation(
     if fitted is None:
         return record, None
     return record, {**fitted.to_dict(), "report": record["calibration"]}
-
-
-def _save(out: Path, state: dict[str, Any], step: int) -> Path:
-    """checkpoints/step_NNNNNNN.pt, and last.pt replaced by a copy of it in one rename."""
-    path = out / "checkpoints" / f"step_{step:07d}.pt"
-    save_checkpoint(path, state)
-    latest = out / "checkpoints" / "last.pt"
-    shutil.copyfile(path, latest.with_name("last.pt.partial"))
-    latest.with_name("last.pt.partial").replace(latest)
-    return path
 
 
 def _append(path: Path, result: TrainResult, record: dict[str, Any]) -> None:
