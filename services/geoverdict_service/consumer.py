@@ -16,8 +16,6 @@ runs them, in `process()`, in the order a record meets them.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,14 +29,14 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from geoverdict_common.contract_types import Location
 from geoverdict_service.backoff import Backoff
 from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
-from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
+from geoverdict_service.exceptions import ServiceError
 from geoverdict_service.fetch import fetch_image
 from geoverdict_service.geo import PlaceNames
 from geoverdict_service.kafka_clients import (
     check_cluster,
-    make_consumer,
-    make_producer,
-    make_transactional_producer,
+    make_verdict_consumer,
+    make_verdict_producer,
+    make_verdict_transactional_producer,
 )
 from geoverdict_service.metrics import HealthServer, Metrics, loop_alive
 from geoverdict_service.model_servers import client_for
@@ -172,50 +170,12 @@ class VerdictService:
             timeout_s=settings.redis_timeout_s,
             on_error=lambda op: metrics.cache_errors.labels(operation=op).inc(),
         )
-        client_id = f"geoverdict-{socket.gethostname()}-{os.getpid()}"
         exactly_once = settings.processing_guarantee == "exactly_once"
-        consumer = make_consumer(
-            kafka,
-            api_version=api_version,
-            client_id=client_id,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.max_poll_records,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
-            # Input produced in transactions (a platform's own) counts once it is committed.
-            isolation_level="read_committed" if exactly_once else "read_uncommitted",
+        consumer = make_verdict_consumer(settings, api_version)
+        transactional = partial(
+            make_verdict_transactional_producer, settings, api_version=api_version
         )
-
-        def transactional(transactional_id: str) -> TransactionalProducer:
-            return make_transactional_producer(
-                kafka,
-                transactional_id,
-                api_version=api_version,
-                client_id=f"{client_id}-{transactional_id}",
-                linger_ms=5,
-                transaction_timeout_ms=settings.transaction_timeout_ms,
-                # each transaction step waits at most as long as a flush (kafka-python: forever)
-                max_block_ms=round(settings.shutdown_timeout_s * 1000),
-                # A transaction's first send waits on the last one's markers (the broker answers
-                # CONCURRENT_TRANSACTIONS): kafka-python's 100 ms backoff made each 110 ms.
-                retry_backoff_ms=5,
-            )
-
-        producer = (
-            None
-            if exactly_once
-            else make_producer(
-                kafka,
-                api_version=api_version,
-                client_id=client_id,
-                acks="all",
-                linger_ms=5,
-                retries=5,
-            )
-        )
+        producer = None if exactly_once else make_verdict_producer(settings, api_version)
         return cls(
             settings,
             consumer=consumer,
@@ -269,8 +229,6 @@ class VerdictService:
             if self.places is not None:
                 self.places.warm_up()
             self.predictions.learn_model_version(self.inference.model_version())
-            if not self._wait_for_topic():
-                return
             if self.transactions is not None:
                 self.transactions.check()
             self.subscribe()
@@ -292,24 +250,6 @@ class VerdictService:
     def subscribe(self) -> None:
         """Join the group on the input topic (partitions come with the first polls)."""
         self.consumer.subscribe([self.settings.kafka.input_topic], listener=Rebalance(self))
-
-    def _wait_for_topic(self) -> bool:
-        """Wait until the consumer's client knows the input topic. A member that joins the
-        group before that can be assigned nothing until its next metadata refresh (up to
-        metadata.max.age, 5 minutes; seen with kafka-python 3.0). False when stopped first."""
-        topic = self.settings.kafka.input_topic
-        deadline = time.monotonic() + self.settings.kafka.connect_timeout_s
-        while not self._stop.is_set():
-            self.metrics.last_loop.set_to_current_time()
-            if self.consumer.partitions_for_topic(topic):
-                return True
-            if time.monotonic() > deadline:
-                raise KafkaUnavailableError(
-                    f"input topic {topic!r} has no partitions after "
-                    f"{self.settings.kafka.connect_timeout_s:.0f} s"
-                )
-            self._stop.wait(0.5)
-        return False
 
     def close(self) -> None:
         """Flush, commit what was acknowledged, close every client."""

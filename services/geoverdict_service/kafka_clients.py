@@ -8,12 +8,16 @@ default: less than one fetch of four partitions) is set above that. And start-up
 raises KafkaUnavailableError with one line that names the cause and the setting to fix, never
 the client's silent retry loop (an authentication failure is retried forever by kafka-python).
 
-kafka-python is pinned to 2.3.x (pyproject.toml); `check_cluster` uses its KafkaClient.
+kafka-python is pinned to 2.3.x (pyproject.toml); `check_cluster` uses its KafkaClient, and
+the transactional producer is kafka_workarounds' (its defects, mended there). The verdict
+service's clients and their tuning are the `make_verdict_*` functions.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -24,20 +28,17 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.client_async import KafkaClient
 from kafka.errors import (
     IllegalSaslStateError,
-    IllegalStateError,
-    InvalidProducerEpochError,
-    KafkaError,
-    KafkaTimeoutError,
     NoBrokersAvailable,
-    ProducerFencedError,
     SaslAuthenticationFailedError,
     UnsupportedSaslMechanismError,
-    for_code,
 )
-from kafka.producer.transaction_manager import TxnOffsetCommitHandler
 
 from geoverdict_service.exceptions import KafkaUnavailableError
-from geoverdict_service.settings import ENV_PREFIX, KafkaSettings
+from geoverdict_service.kafka_workarounds import (
+    BoundedTransactionalProducer,
+    patch_transaction_handlers,
+)
+from geoverdict_service.settings import ENV_PREFIX, KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,76 +102,65 @@ def make_transactional_producer(
         "transactional_id": transactional_id,
         **options,
     }
-    fail_transactions_on_txn_offset_commit_errors()
+    patch_transaction_handlers()
     return _built(BoundedTransactionalProducer, kafka, chosen)
 
 
-_FENCED = (ProducerFencedError, InvalidProducerEpochError)  # another producer has the id
+# -- the verdict service's clients (`geoverdict consume`) -------------------------------------
+def verdict_client_id() -> str:
+    """This process's client id (its producers' add their transactional id): a broker's logs
+    and the group's description name the host and process."""
+    return f"geoverdict-{socket.gethostname()}-{os.getpid()}"
 
 
-class BoundedTransactionalProducer(KafkaProducer):
-    """kafka-python 2.3's KafkaProducer whose send_offsets_to_transaction, commit_transaction
-    and abort_transaction wait at most `max_block_ms` (as init_transactions and Java's client
-    do), raising KafkaTimeoutError after it. kafka-python waits forever there; a producer whose
-    transaction coordinator moved during a broker restart never found it again, and its abort
-    held the consumer's batch (and its shutdown) indefinitely. Uses the producer's own
-    transaction manager and sender, as those methods do."""
-
-    def send_offsets_to_transaction(self, offsets: Any, consumer_group_id: str) -> None:
-        self._bounded(
-            "send_offsets_to_transaction",
-            lambda m: m.send_offsets_to_transaction(offsets, consumer_group_id),
-        )
-
-    def commit_transaction(self) -> None:
-        self._bounded("commit_transaction", lambda m: m.begin_commit())
-
-    def abort_transaction(self) -> None:
-        self._bounded("abort_transaction", lambda m: m.begin_abort())
-
-    def _bounded(self, step: str, begin: Any) -> None:
-        manager = self._transaction_manager
-        if manager is None:
-            raise IllegalStateError(f"{step} needs a transactional_id")
-        result = begin(manager)
-        self._sender.wakeup()
-        if not result.wait(timeout_ms=self.config["max_block_ms"]):
-            raise KafkaTimeoutError(
-                f"{step} not done within max_block_ms ({self.config['max_block_ms']} ms)"
-            )
+def make_verdict_consumer(settings: ServiceSettings, api_version: tuple[int, ...]) -> KafkaConsumer:
+    """The verdict group's member: offsets committed by the service, never automatically."""
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    return make_consumer(
+        settings.kafka,
+        api_version=api_version,
+        client_id=verdict_client_id(),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.max_poll_records,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
+        # Input produced in transactions (a platform's own) counts once it is committed.
+        isolation_level="read_committed" if exactly_once else "read_uncommitted",
+    )
 
 
-def fail_transactions_on_txn_offset_commit_errors() -> None:
-    """kafka-python 2.3.3's TxnOffsetCommit handler reads `errors.CoordinatorNotAvailableError`
-    off its dict of partition errors (a typo for the module `Errors`), so any error in the
-    response raises AttributeError inside the network callback and send_offsets_to_transaction
-    waits forever: a consumer frozen past its session, then woken, hung there. Applied by
-    make_transactional_producer (once per process): such a
-    response fails the transaction (fenced codes as fenced, others as abortable: aborted, and
-    the batch comes again) until the pin moves to a kafka-python without the typo (3.x)."""
-    original = TxnOffsetCommitHandler.handle_response
-    if getattr(original, "fails_the_transaction", False):
-        return
+def make_verdict_producer(settings: ServiceSettings, api_version: tuple[int, ...]) -> KafkaProducer:
+    """at_least_once's producer of verdicts and dead letters."""
+    return make_producer(
+        settings.kafka,
+        api_version=api_version,
+        client_id=verdict_client_id(),
+        acks="all",
+        linger_ms=5,
+        retries=5,
+    )
 
-    def handle_response(handler: Any, response: Any) -> None:
-        try:
-            original(handler, response)
-        except AttributeError:
-            errors = [
-                for_code(code)
-                for _, partitions in response.topics
-                for _, code in partitions
-                if code
-            ]
-            fenced = [error for error in errors if issubclass(error, _FENCED)]
-            if fenced:
-                handler.fatal_error(fenced[0]())
-            else:
-                names = ", ".join(sorted({error.__name__ for error in errors}))
-                handler.abortable_error(KafkaError(f"TxnOffsetCommit failed: {names}"))
 
-    handle_response.fails_the_transaction = True  # type: ignore[attr-defined]
-    TxnOffsetCommitHandler.handle_response = handle_response
+def make_verdict_transactional_producer(
+    settings: ServiceSettings, transactional_id: str, api_version: tuple[int, ...]
+) -> KafkaProducer:
+    """exactly_once's producer of one input partition's verdicts, dead letters and offsets."""
+    return make_transactional_producer(
+        settings.kafka,
+        transactional_id,
+        api_version=api_version,
+        client_id=f"{verdict_client_id()}-{transactional_id}",
+        linger_ms=5,
+        transaction_timeout_ms=settings.transaction_timeout_ms,
+        # each transaction step waits at most as long as a flush (kafka-python: forever)
+        max_block_ms=round(settings.shutdown_timeout_s * 1000),
+        # A transaction's first send waits on the last one's markers (the broker answers
+        # CONCURRENT_TRANSACTIONS): kafka-python's 100 ms backoff made each 110 ms.
+        retry_backoff_ms=5,
+    )
 
 
 def _built(cls: Any, kafka: KafkaSettings, options: dict[str, Any]) -> Any:

@@ -138,9 +138,6 @@ class FakeConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return {tp.partition for tp in self.log}
-
     def highwater(self, partition: TopicPartition) -> int:
         return len(self.log[partition])
 

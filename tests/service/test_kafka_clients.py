@@ -52,67 +52,38 @@ def test_subscribers_read_committed_records_only(monkeypatch: pytest.MonkeyPatch
     assert seen["topics"] == ["geoverdict.verdicts"]
 
 
-@pytest.mark.parametrize("step", ["abort_transaction", "commit_transaction", "offsets"])
-def test_a_transaction_step_without_its_coordinator_times_out_instead_of_hanging(
-    step: str,
+@pytest.mark.parametrize(
+    ("guarantee", "isolation"),
+    [("exactly_once", "read_committed"), ("at_least_once", "read_uncommitted")],
+)
+def test_the_verdict_consumer_commits_by_hand_and_reads_input_as_its_guarantee_needs(
+    guarantee: str, isolation: str
 ) -> None:
-    # kafka-python waits forever for these; after a broker restart a consumer's abort did, and
-    # the consumer answered nothing more until it was killed (the broker-restart proof).
-    import time
+    from geoverdict_service.kafka_clients import make_verdict_consumer
+    from tests.service.fakes import settings as service_settings
 
-    from kafka import OffsetAndMetadata, TopicPartition
-    from kafka.errors import KafkaTimeoutError
-    from kafka.producer.transaction_manager import TransactionState
-
-    from geoverdict_service.kafka_clients import make_transactional_producer
-
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9")  # nobody answers there
-    producer = make_transactional_producer(kafka, "t-0", api_version=(2, 6), max_block_ms=300)
+    settings = service_settings(processing_guarantee=guarantee, session_timeout_ms=6000)
+    consumer = make_verdict_consumer(settings, api_version=(2, 6))
     try:
-        manager = producer._transaction_manager
-        manager._transition_to(TransactionState.INITIALIZING)  # as if init_transactions ran
-        manager._transition_to(TransactionState.READY)
-        producer.begin_transaction()
-        manager._transaction_started = True  # as if a record or offsets went in: EndTxn is due
-        started = time.monotonic()
-        with pytest.raises(KafkaTimeoutError, match="max_block_ms"):
-            if step == "offsets":
-                offsets = {TopicPartition("images", 0): OffsetAndMetadata(1, "", -1)}
-                producer.send_offsets_to_transaction(offsets, "group")
-            else:
-                getattr(producer, step)()
-        assert time.monotonic() - started < 5
+        config = consumer.config
+        assert config["enable_auto_commit"] is False  # offsets go with the answers
+        assert config["isolation_level"] == isolation
+        assert config["heartbeat_interval_ms"] == 2000  # a third of the session
+        assert config["group_id"] == settings.group_id
+    finally:
+        consumer.close()
+
+
+def test_a_verdict_transaction_step_waits_no_longer_than_a_flush() -> None:
+    from geoverdict_service.kafka_clients import make_verdict_transactional_producer
+    from tests.service.fakes import settings as service_settings
+
+    settings = service_settings(processing_guarantee="exactly_once", shutdown_timeout_s=2.5)
+    producer = make_verdict_transactional_producer(settings, "txn-grp-images-0", (2, 6))
+    try:
+        assert producer.config["max_block_ms"] == 2500
+        assert producer.config["transactional_id"] == "txn-grp-images-0"
+        assert producer.config["client_id"].endswith("-txn-grp-images-0")
+        assert producer.config["retry_backoff_ms"] == 5  # the next transaction's first send
     finally:
         producer.close(timeout=1)
-
-
-def test_a_txn_offset_commit_error_ends_the_transaction_instead_of_hanging_it() -> None:
-    # kafka-python 2.3.3 read `errors.CoordinatorNotAvailableError` off a dict for any error in
-    # a TxnOffsetCommit response: the AttributeError died in the network callback, and
-    # send_offsets_to_transaction waited forever (a consumer frozen past its session, then
-    # woken, hung there and never stopped on SIGTERM; the frozen-consumer proof found it).
-    from kafka import OffsetAndMetadata, TopicPartition
-    from kafka.errors import KafkaError, ProducerFencedError
-    from kafka.producer.transaction_manager import (
-        TransactionalRequestResult,
-        TransactionManager,
-        TransactionState,
-        TxnOffsetCommitHandler,
-    )
-    from kafka.protocol.txn_offset_commit import TxnOffsetCommitResponse
-
-    from geoverdict_service.kafka_clients import fail_transactions_on_txn_offset_commit_errors
-
-    fail_transactions_on_txn_offset_commit_errors()  # as every transactional producer's making
-    for code, error in [(90, ProducerFencedError), (16, KafkaError)]:  # fenced; not coordinator
-        manager = TransactionManager("geoverdict-grp-images-0", 60_000, api_version=(2, 1))
-        manager._transition_to(TransactionState.INITIALIZING)
-        manager._transition_to(TransactionState.READY)
-        manager.begin_transaction()
-        offsets = {TopicPartition("images", 0): OffsetAndMetadata(5, "", -1)}
-        manager._pending_txn_offset_commits.update(offsets)
-        result = TransactionalRequestResult()
-        handler = TxnOffsetCommitHandler(manager, "grp", offsets, result)
-        handler.handle_response(TxnOffsetCommitResponse[2](0, [("images", [(0, code)])]))
-        assert result.failed  # send_offsets_to_transaction raises it, the batch is aborted
-        assert isinstance(result.exception, error)

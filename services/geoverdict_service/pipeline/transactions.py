@@ -27,15 +27,14 @@ from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import (
     AuthorizationError,
     GroupAuthorizationFailedError,
-    InvalidProducerEpochError,
     InvalidTransactionTimeoutError,
     KafkaError,
     KafkaTimeoutError,
-    ProducerFencedError,
     TopicAuthorizationFailedError,
 )
 
 from geoverdict_service.exceptions import KafkaUnavailableError, ServiceError
+from geoverdict_service.kafka_workarounds import FENCED, is_fenced
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.pipeline.delivery import Delivered, Delivery
 from geoverdict_service.pipeline.items import Item
@@ -43,9 +42,14 @@ from geoverdict_service.pipeline.parts import Consumer, TransactionalProducer
 
 log = logging.getLogger(__name__)
 
-FENCED = (ProducerFencedError, InvalidProducerEpochError)
 # Refusals no retry mends: the consumer stops with the setting to fix (its batch uncommitted).
+# Raised by these types, also from init_transactions (kafka_workarounds, defect 3).
 REFUSED = (AuthorizationError, InvalidTransactionTimeoutError)
+# The partitions' transactions of one poll run side by side, this many at once. Each waits on
+# the broker (acks, then the commit's markers), not on a core, so a thread per partition owned:
+# 8 holds a lone consumer of an 8-partition input topic (docker-compose makes 6, the local
+# stack 4); a consumer that owns more queues the rest behind them.
+TRANSACTION_THREADS = 8
 
 
 def transactional_id(prefix: str, group: str, tp: TopicPartition) -> str:
@@ -84,15 +88,13 @@ class ExactlyOnce:
         producer = self._make(f"{self._prefix}-{self._group}-check")
         try:
             producer.init_transactions()
-        except KafkaError as exc:
-            if _refused(exc):
-                raise self._refusal(exc) from exc
-            raise
+        except REFUSED as exc:
+            raise self._refusal(exc) from exc
         finally:
             producer.close(timeout=1.0)
 
     def _refusal(self, exc: BaseException) -> KafkaUnavailableError:
-        if isinstance(exc, InvalidTransactionTimeoutError) or _TIMEOUT_REFUSED in str(exc):
+        if isinstance(exc, InvalidTransactionTimeoutError):
             cause = (
                 "the broker refuses the transaction timeout: GEOVERDICT_TRANSACTION_TIMEOUT_MS "
                 "must not exceed the broker's transaction.max.timeout.ms"
@@ -156,7 +158,9 @@ class ExactlyOnce:
             by_partition.setdefault(item.tp, []).append(item)
         if not by_partition:
             return {}
-        pool = self._pool or ThreadPoolExecutor(8, thread_name_prefix="transaction")
+        pool = self._pool or ThreadPoolExecutor(
+            TRANSACTION_THREADS, thread_name_prefix="transaction"
+        )
         self._pool = pool
         futures = {
             tp: pool.submit(self._transaction, tp, part) for tp, part in by_partition.items()
@@ -176,9 +180,9 @@ class ExactlyOnce:
         started = time.perf_counter()
         try:
             producer = self._producers.get(tp) or self._reopen(tp)
+        except REFUSED as exc:
+            raise self._refusal(exc) from exc
         except KafkaError as exc:
-            if _refused(exc):
-                raise self._refusal(exc) from exc
             log.warning("transaction of %s not begun: %s", _name(tp), exc)
             self._metrics.transactions.labels(result="aborted").inc()
             return None
@@ -188,17 +192,14 @@ class ExactlyOnce:
             offsets = {tp: OffsetAndMetadata(items[-1].record.offset + 1, "", -1)}
             producer.send_offsets_to_transaction(offsets, self._group)
             producer.commit_transaction()
-        except FENCED as exc:
-            self._fence(tp, exc)
-            return None
         except (KafkaError, ServiceError) as exc:
-            refused = exc if isinstance(exc, KafkaError) else exc.__cause__  # a send's, wrapped
-            if isinstance(refused, FENCED):  # never made again: that would fence the new owner
-                self._fence(tp, refused)
+            error = _kafka_error(exc)
+            if is_fenced(error):  # never made again: that would fence the new owner
+                self._fence(tp, error)
                 return None
             self._abort(tp, producer, exc)
-            if refused is not None and _refused(refused):
-                raise self._refusal(refused) from exc
+            if isinstance(error, REFUSED):
+                raise self._refusal(error) from exc
             return None
         self._metrics.transactions.labels(result="committed").inc()
         self._metrics.transaction_seconds.observe(time.perf_counter() - started)
@@ -261,13 +262,11 @@ class ExactlyOnce:
         self._close(tp)
 
 
-# kafka-python 2.3 raises a plain KafkaError for InitProducerId's INVALID_TRANSACTION_TIMEOUT,
-# naming it in the message (seen on Kafka 4.1).
-_TIMEOUT_REFUSED = "InvalidTransactionTimeoutError"
-
-
-def _refused(exc: BaseException) -> bool:
-    return isinstance(exc, REFUSED) or _TIMEOUT_REFUSED in str(exc)
+def _kafka_error(exc: BaseException) -> BaseException:
+    """The Kafka error `exc` stands for: itself, or the send's or flush's that a delivery's
+    ServiceError wraps (its cause)."""
+    cause = exc.__cause__
+    return cause if isinstance(exc, ServiceError) and isinstance(cause, KafkaError) else exc
 
 
 def _name(tp: TopicPartition) -> str:
