@@ -25,18 +25,34 @@ TRAINING_LAYERS = {
     "commands": 7,
 }
 TORCH = {"torch", "torchvision", "timm", "ts", "model_archiver"}
+# The harnesses beside the product (never installed with it): the product never imports them.
+HARNESSES = {"benchmarks", "tests"}
 # Package -> the first-party packages and third-party roots it must never import.
 FORBIDDEN = {
+    "geoverdict": HARNESSES,
     "geoverdict_common": {
         "geoverdict_training",
         "geoverdict_service",
         "geoverdict_stack",
         "geoverdict",
         *TORCH,
+        *HARNESSES,
     },
-    "geoverdict_service": {"geoverdict_training", "geoverdict_stack", "geoverdict", *TORCH},
-    "geoverdict_stack": {"geoverdict_training", "geoverdict_service", "geoverdict", *TORCH},
-    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict"},
+    "geoverdict_service": {
+        "geoverdict_training",
+        "geoverdict_stack",
+        "geoverdict",
+        *TORCH,
+        *HARNESSES,
+    },
+    "geoverdict_stack": {
+        "geoverdict_training",
+        "geoverdict_service",
+        "geoverdict",
+        *TORCH,
+        *HARNESSES,
+    },
+    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict", *HARNESSES},
 }
 
 
@@ -135,3 +151,5 @@ def test_the_check_finds_an_upward_import() -> None:
     assert len(layer_violations(upward + sideways + down)) == 2
     torch_in_service = [Import("geoverdict_service.consumer", "torch.nn", 9)]
     assert forbidden_imports("geoverdict_service", torch_in_service) != []
+    bench_in_product = [Import("geoverdict.capacity", "benchmarks.results", 11)]
+    assert forbidden_imports("geoverdict", bench_in_product) != []
