@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Every package and its SHA-256, for every extra (make lock regenerates it).
 LOCK ?= requirements/dev.lock
 
-.PHONY: setup demo test test-unit lint bench clean help helm lock
+.PHONY: setup demo test test-unit lint bench proofs clean help helm lock
 .DEFAULT_GOAL := help
 
 help:
@@ -16,6 +16,8 @@ help:
 	@echo "make test-unit  the tests that need no server (no Java, Kafka or Redis) in a minute,"
 	@echo "                but for three slow end-to-end runs (make test runs them)"
 	@echo "make bench  set up, then run the benchmarks into bench/ and docs/benchmarks.md"
+	@echo "make proofs the exactly-once proofs at full size (tens of minutes) into"
+	@echo "            bench/exactly-once.json and docs/benchmarks.md"
 	@echo "make lint   ruff + mypy"
 	@echo "make lock   regenerate the hash-locked requirements after changing a dependency"
 	@echo "make clean  remove the virtual environment, caches and run folders"
@@ -60,8 +62,14 @@ test-unit: $(VENV)/.installed
 demo: setup
 	$(BIN)/geoverdict demo
 
+# The benchmarks are a development package beside the product: run from the checkout.
 bench: setup
-	$(BIN)/geoverdict bench
+	$(BIN)/python -m benchmarks
+
+# The system tests at the issue's sizes (make test runs them small); add the hour-long soak with
+# `$(BIN)/pytest tests/system --full-size --soak-rate N`.
+proofs: setup
+	$(BIN)/pytest tests/system --full-size -p no:cacheprovider
 
 # Helm for the chart's static checks (tests/deploy/test_helm.py): built once from the Go module
 # proxy into .cache/helm/ by deploy/helm/install-helm.sh; without Go those tests skip.

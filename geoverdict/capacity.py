@@ -1,6 +1,8 @@
 """`geoverdict capacity`: how many partitions, consumers and model-server replicas an event
-rate needs, and the lag threshold to scale consumers on, from what `geoverdict bench` measured
-for the chosen model server (TorchServe, or Triton with `--model-server triton`).
+rate needs, and the lag threshold to scale consumers on, from the costs `make bench` measured
+for the chosen model server (TorchServe, or Triton with `--model-server triton`), which it
+writes to bench/costs.json (MeasuredCosts: this module reads and writes that file; the
+benchmarks are not installed with the product).
 
 The model (docs/operations.md, "Capacity"): a cache miss costs one inference and the consumer's
 CPU per cold event with that server, a hit only the cached CPU cost. A consumer is one Python
@@ -15,20 +17,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 MIN_PARTITIONS = 6  # docker-compose's default: room to grow on a small stream
+SERVERS = ("torchserve", "triton")
 
 
 class CapacityError(ValueError):
-    """The benchmark results cannot be read, or a plan's input is out of range."""
+    """The measured costs cannot be read, or a plan's input is out of range."""
 
 
 @dataclass(frozen=True)
 class Measured:
-    """The figures of one `geoverdict bench` run that the plan needs."""
+    """One model server's measured figures that the plan needs, and where they come from."""
 
     source: str
     cores: int
@@ -45,36 +49,76 @@ class Measured:
         return {"torchserve": "TorchServe", "triton": "Triton"}[self.server]
 
     @classmethod
-    def from_results(cls, path: Path, server: str = "torchserve") -> Measured:
-        """Read bench/results.json (or another run's): the figures with `server`."""
-        from geoverdict.bench.results import BenchResults, ResultsError  # noqa: PLC0415
+    def read(cls, path: Path, server: str = "torchserve") -> Measured:
+        """The figures of `server` in a costs file (bench/costs.json or another run's)."""
+        return MeasuredCosts.read(path).measured(server, source=str(path))
 
+
+@dataclass(frozen=True)
+class ServerCosts:
+    """What one model server cost in a benchmark run: one section of bench/costs.json."""
+
+    server_images_per_s: float
+    consumer_cpu_ms_cold: float
+    consumer_cpu_ms_cached: float
+    pipeline_events_per_s: float
+
+
+@dataclass(frozen=True)
+class MeasuredCosts:
+    """bench/costs.json: the machine a benchmark ran on, and each model server's costs there
+    (`torchserve`, and `triton` when it was measured)."""
+
+    cores: int
+    gpu: str | None
+    servers: Mapping[str, ServerCosts]
+
+    def measured(self, server: str, source: str) -> Measured:
+        """The figures a plan with `server` needs; `source` names them in the plan."""
+        if server not in self.servers:
+            raise CapacityError(f"{source} has no {server} figures; run `make bench`")
+        return Measured(source, self.cores, self.gpu, **asdict(self.servers[server]), server=server)
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content: the machine, then one section per model server."""
+        servers = {name: asdict(costs) for name, costs in self.servers.items()}
+        return {"cores": self.cores, "gpu": self.gpu, **servers}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "this") -> MeasuredCosts:
+        """From the file's content; raises CapacityError naming what is wrong."""
         try:
-            results = BenchResults.read(path)
-        except ResultsError as exc:
-            raise CapacityError(f"{exc}; run `make bench`") from exc
-        serving, pipeline, cached = (
-            results.serving,
-            results.streams.pipeline,
-            results.streams.cached,
-        )
-        if server == "triton":
-            if results.triton is None:
-                raise CapacityError(f"{path} has no Triton figures; run `make bench`")
-            serving, pipeline = results.triton.serving, results.triton.pipeline
-            cached = results.triton.cached
-        if pipeline.cpu_s_per_1000 is None or cached.cpu_s_per_1000 is None:
-            raise CapacityError(f"{path} has no consumer CPU figures; run `make bench`")
-        return cls(
-            source=str(path),
-            cores=results.machine.cores,
-            gpu=results.machine.gpu,
-            server_images_per_s=serving.images_per_s,
-            consumer_cpu_ms_cold=pipeline.cpu_s_per_1000,
-            consumer_cpu_ms_cached=cached.cpu_s_per_1000,
-            pipeline_events_per_s=pipeline.events_per_s,
-            server=server,
-        )
+            servers = {
+                name: ServerCosts(**{k: float(v) for k, v in data[name].items()})
+                for name in SERVERS
+                if name in data
+            }
+            gpu = data["gpu"]
+            costs = cls(int(data["cores"]), None if gpu is None else str(gpu), servers)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CapacityError(
+                f"{source} is not a costs file written by `make bench`: {exc!r}"
+            ) from exc
+        if not servers:
+            raise CapacityError(f"{source} is not a costs file written by `make bench`: no server")
+        return costs
+
+    @classmethod
+    def read(cls, path: Path) -> MeasuredCosts:
+        """Read a costs file."""
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise CapacityError(f"cannot read {path}: {exc.strerror}; run `make bench`") from exc
+        except ValueError as exc:
+            raise CapacityError(f"{path} is not JSON: {exc}; run `make bench`") from exc
+        return cls.from_json(data, source=str(path))
+
+    def write(self, path: Path) -> Path:
+        """Write the costs file; returns its path."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
 
 
 @dataclass(frozen=True)
@@ -181,7 +225,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--cache-hit-ratio", type=float, default=0.0, help="share of repeated images (0..1)"
     )
     parser.add_argument(
-        "--results", type=Path, help="a `geoverdict bench` result (default bench/results.json)"
+        "--costs",
+        type=Path,
+        help="the costs a benchmark run measured (default bench/costs.json, from `make bench`)",
     )
     parser.add_argument("--utilization", type=float, default=0.7, help="of measured throughput")
     parser.add_argument(
@@ -189,7 +235,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--model-server",
-        choices=("torchserve", "triton"),
+        choices=SERVERS,
         default="torchserve",
         help="plan with this server's measured figures (default torchserve)",
     )
@@ -201,9 +247,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (CapacityError,)
 
 
 def _run(args: argparse.Namespace) -> int:
-    results = args.results or Path("bench") / "results.json"  # of the working directory
+    costs = args.costs or Path("bench") / "costs.json"  # of the working directory
     result = plan(
-        Measured.from_results(results, args.model_server),
+        Measured.read(costs, args.model_server),
         args.events_per_s,
         cache_hit_ratio=args.cache_hit_ratio,
         utilization=args.utilization,

@@ -15,7 +15,6 @@ COMMAND_MODULES = (
     "geoverdict.locate",
     "geoverdict_stack.commands",
     "geoverdict_training.commands",
-    "geoverdict.bench.commands",
     "geoverdict_service.commands",
     "geoverdict.demo.commands",
     "geoverdict.mismatch",

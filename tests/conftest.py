@@ -8,7 +8,7 @@ import pytest
 
 from geoverdict_common.paths import SHARED_DATA_ENV, shared_data_dir
 
-pytest_plugins = ["tests.stack_fixtures"]
+pytest_plugins = ["tests.stack_fixtures", "tests.system.options"]
 
 
 @pytest.fixture(scope="session")

@@ -51,10 +51,23 @@ FORBIDDEN = {
         "geoverdict_stack",
         "geoverdict",
         *TORCH,
+        *DEVELOPMENT,
     },
-    "geoverdict_service": {"geoverdict_training", "geoverdict_stack", "geoverdict", *TORCH},
-    "geoverdict_stack": {"geoverdict_training", "geoverdict_service", "geoverdict", *TORCH},
-    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict"},
+    "geoverdict_service": {
+        "geoverdict_training",
+        "geoverdict_stack",
+        "geoverdict",
+        *TORCH,
+        *DEVELOPMENT,
+    },
+    "geoverdict_stack": {
+        "geoverdict_training",
+        "geoverdict_service",
+        "geoverdict",
+        *TORCH,
+        *DEVELOPMENT,
+    },
+    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict", *DEVELOPMENT},
     "geoverdict": DEVELOPMENT,
 }
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict.bench.suite import BenchOptions
+from benchmarks.suite import BenchOptions
 from geoverdict_common import paths
 from geoverdict_stack.stack import StackConfig
 

@@ -2,7 +2,7 @@
 nothing visible or committed from an aborted one, the batch sought back and answered again,
 a fenced consumer leaving its partition alone.
 
-The same rules run against the real broker in test_consumer_exactly_once_proofs.py.
+The same rules run against the real broker in tests/system/test_exactly_once.py (the proofs).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class TrainConfig:
     # (device_batches.py); "auto": "device" on a GPU, "pillow" on a CPU.
     decode: str = "auto"
     channels_last: bool = True  # NHWC model and batches on a GPU (tensor cores); no effect on CPU
-    # torch.compile the network. Off until `geoverdict bench --device cuda` shows it pays for
+    # torch.compile the network. Off until `python -m benchmarks --device cuda` shows it pays for
     # its compile time on the run's GPU (not measured yet).
     compile: bool = False
     # --- bookkeeping

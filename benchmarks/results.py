@@ -1,5 +1,6 @@
-"""The results of one `geoverdict bench` run, typed: what suite.py fills, report.py writes (as
-bench/results.json) and `geoverdict capacity` reads back.
+"""The results of one `python -m benchmarks` run, typed: what suite.py fills and report.py
+writes (as bench/results.json, and the costs `geoverdict capacity` plans with as
+bench/costs.json).
 
 results.json stays the flat object docs and scripts read (`pipeline_events_per_s`,
 `consumer_cpu_s_per_1000_events`, ...); here it is sections, each a dataclass that writes and
@@ -8,8 +9,8 @@ A new section (model servers compared, processing guarantees) is one more datacl
 `to_json` / `from_json`, an optional field of BenchResults under its own key, and one line in
 each of BenchResults' `to_json` and `from_json`: results written before it still load.
 
-This module imports neither the service nor the stack: `geoverdict capacity` reads results
-where neither is installed.
+This module imports neither the service nor the stack: `python -m benchmarks --device` reads
+and writes results where neither is installed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geoverdict.bench.exceptions import BenchError
+from benchmarks.exceptions import BenchError
+from geoverdict.capacity import MeasuredCosts, ServerCosts
 
 _T = TypeVar("_T")
 
@@ -40,7 +42,7 @@ _READERS: dict[str, Any] = {
 
 
 class ResultsError(BenchError):
-    """A results file that cannot be read, or is not a `geoverdict bench` result."""
+    """A results file that cannot be read, or is not a `python -m benchmarks` result."""
 
 
 def _flat(cls: type[_T], data: Mapping[str, Any]) -> _T:
@@ -383,7 +385,7 @@ def gpu_box_estimate(
 
 @dataclass(frozen=True)
 class BenchResults:
-    """One `geoverdict bench` run."""
+    """One `python -m benchmarks` run."""
 
     machine: Machine
     model: str  # the archive's file name
@@ -504,7 +506,7 @@ class BenchResults:
                 ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResultsError(f"{source} is not a `geoverdict bench` result: {exc!r}") from exc
+            raise ResultsError(f"{source} is not a `python -m benchmarks` result: {exc!r}") from exc
 
     @classmethod
     def read(cls, path: Path) -> BenchResults:
@@ -516,6 +518,24 @@ class BenchResults:
         except ValueError as exc:
             raise ResultsError(f"{path} is not JSON: {exc}") from exc
         return cls.from_json(data, source=str(path))
+
+    def costs(self) -> MeasuredCosts:
+        """What `geoverdict capacity` plans with: each model server's costs in this run."""
+        runs = {"torchserve": (self.serving, self.streams.pipeline, self.streams.cached)}
+        if self.triton is not None:
+            runs["triton"] = (self.triton.serving, self.triton.pipeline, self.triton.cached)
+        servers = {
+            name: ServerCosts(
+                server_images_per_s=serving.images_per_s,
+                consumer_cpu_ms_cold=pipeline.cpu_s_per_1000,
+                consumer_cpu_ms_cached=cached.cpu_s_per_1000,
+                pipeline_events_per_s=pipeline.events_per_s,
+            )
+            for name, (serving, pipeline, cached) in runs.items()
+            # a run whose consumer CPU was not measured plans nothing with that server
+            if pipeline.cpu_s_per_1000 is not None and cached.cpu_s_per_1000 is not None
+        }
+        return MeasuredCosts(self.machine.cores, self.machine.gpu, servers)
 
     def write(self, path: Path) -> Path:
         """Write as results.json; returns its path."""

@@ -27,7 +27,7 @@ from kafka.protocol.types import (
     TaggedFields,
 )
 
-from geoverdict.bench.exceptions import BenchError
+from tests.system.exceptions import HarnessError
 
 ONGOING = "Ongoing"
 TRANSACTIONAL_ID_NOT_FOUND = 105
@@ -98,10 +98,10 @@ class BrokerTransactions:
     def __init__(self, bootstrap: str) -> None:
         try:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, client_id="geoverdict-bench-transactions"
+                bootstrap_servers=bootstrap, client_id="geoverdict-system-transactions"
             )
         except KafkaError as exc:
-            raise BenchError(f"no Kafka broker at {bootstrap}: {exc}") from exc
+            raise HarnessError(f"no Kafka broker at {bootstrap}: {exc}") from exc
         self._coordinators: dict[str, int] = {}
 
     def describe(self, ids: Iterable[str]) -> dict[str, TransactionState]:
@@ -118,7 +118,9 @@ class BrokerTransactions:
                     found[tid] = TransactionState(tid, "unknown", -1, -1, ())
                     continue
                 if error:
-                    raise BenchError(f"DescribeTransactions for {tid}: {for_code(error).__name__}")
+                    raise HarnessError(
+                        f"DescribeTransactions for {tid}: {for_code(error).__name__}"
+                    )
                 parts = tuple(f"{topic}/{p}" for topic, partitions, _ in topics for p in partitions)
                 found[tid] = TransactionState(tid, state, pid, epoch, parts)
         return found
@@ -128,7 +130,7 @@ class BrokerTransactions:
             request = FindCoordinatorRequest[1](transactional_id, TRANSACTION_COORDINATOR)
             response = self._admin.send_request(request)
             if response.error_code:
-                raise BenchError(
+                raise HarnessError(
                     f"no transaction coordinator for {transactional_id}: "
                     f"{for_code(response.error_code).__name__}"
                 )

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from geoverdict.bench import partitioning
-from geoverdict.cli import main
+from benchmarks import partitioning
+from benchmarks.commands import main
 
 
 def test_coordinates_are_valid_and_clustered() -> None:
@@ -32,9 +32,9 @@ def test_run_reports_times_classes_and_the_s2sphere_extrapolation() -> None:
 
 
 def test_bench_partitioning_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "partitioning", "--n", "2000", "--json"]) == 0
+    assert main(["partitioning", "--n", "2000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 2000
     assert result["speedup"] > 0
     with pytest.raises(SystemExit):
-        main(["bench", "partitioning", "--n", "0"])
+        main(["partitioning", "--n", "0"])

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import psutil
 from kafka import KafkaProducer
 
-from geoverdict.bench.consumers import Topics
-from geoverdict.bench.results import StreamResult
+from benchmarks.results import StreamResult
+from benchmarks.topics import Topics
 from geoverdict_service.collector import VerdictCollector
 from geoverdict_service.events import make_event
 from geoverdict_service.publisher import send_events
@@ -122,7 +122,7 @@ def naive_process(
 ) -> subprocess.Popen[bytes]:
     """The naive consumer as its own process."""
     code = (
-        "import sys, pathlib; from geoverdict.bench.naive import run_naive; "
+        "import sys, pathlib; from benchmarks.naive import run_naive; "
         "run_naive(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], "
         "pathlib.Path(sys.argv[6]), int(sys.argv[7]), 900.0)"
     )

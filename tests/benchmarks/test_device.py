@@ -1,4 +1,4 @@
-"""`geoverdict bench --device` on a CPU at a tiny size: every path runs, the results and the
+"""`python -m benchmarks --device` on a CPU at a tiny size: every path runs, the results and the
 GPU section are written, and nothing of Kafka, the service or the stack is needed (a GPU box
 may have none of them). Never timed here; GPU numbers come from a GPU machine."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from geoverdict.bench import device
+from benchmarks import device
 from tests.repo import REPO_ROOT
 
 KEYS = (
@@ -23,8 +23,8 @@ KEYS = (
     "train_resnet50_images_per_s",
 )
 
-# Runs the command line with kafka, the service and the stack unimportable, as on a machine
-# where they are not installed: the CLI then leaves their commands out.
+# Runs the benchmarks' command line with kafka, the service and the stack unimportable, as on a
+# machine where they are not installed.
 _WITHOUT_SERVICE = """
 import importlib.abc, sys
 BLOCKED = ("kafka", "redis", "geoverdict_service", "geoverdict_stack")
@@ -36,7 +36,7 @@ class Blocker(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Blocker())
-from geoverdict.cli import main
+from benchmarks.commands import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -48,7 +48,7 @@ def test_the_device_bench_runs_every_path_without_kafka_the_service_or_the_stack
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nprose that must stay\n")
     out = tmp_path / "out"
-    argv = ["bench", "--device", "cpu", "--tiny", "--out", str(out), "--docs", str(docs)]
+    argv = ["--device", "cpu", "--tiny", "--out", str(out), "--docs", str(docs)]
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_SERVICE, *argv],
         capture_output=True,
@@ -78,7 +78,7 @@ def test_a_device_torch_cannot_see_is_one_line_not_a_cpu_run(
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    from geoverdict.cli import main
+    from benchmarks.commands import main
 
-    assert main(["bench", "--device", "cuda"]) == 2
+    assert main(["--device", "cuda"]) == 2
     assert capsys.readouterr().err.strip() == "error: --device cuda: torch sees no CUDA device here"

@@ -1,4 +1,4 @@
-"""Errors of `geoverdict bench`."""
+"""Errors of the benchmarks."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import psutil
 
-from geoverdict.bench.results import ServingPoint
+from benchmarks.results import ServingPoint
 from geoverdict_service.model_servers.http import HttpModelServer
 from geoverdict_service.model_servers.open_inference import OpenInferenceClient
 from geoverdict_service.model_servers.tokens import TokenSource

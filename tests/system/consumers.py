@@ -1,19 +1,19 @@
-"""`geoverdict consume` as processes the benchmarks start, kill, freeze and stop, and their
-group as the broker sees it (members and their partitions, committed offsets, lag)."""
+"""`geoverdict consume` as processes the system tests start, kill, freeze and stop, and their
+group as the broker sees it (members and their partitions, committed offsets, lag).
+
+Only the service's public surface: its settings (environment), its command line, its /metrics
+endpoint on a port the harness chooses, and the broker's answers about the group."""
 
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,70 +21,22 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from geoverdict.bench.exceptions import BenchError
-from geoverdict_stack.kafka import create_topics
+from benchmarks.topics import Topics
+from geoverdict_stack.ports import free_ports
+from tests.system.exceptions import HarnessError
 
 # A killed or frozen member leaves the group when its session times out: the least Kafka takes.
 SESSION_TIMEOUT_MS = 6000
-METRICS_LINE = re.compile(rb"metrics on :(\d+)")
 Answer = TypeVar("Answer")
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Fresh input, verdict and dead-letter topics on one broker, and a fresh group."""
-
-    bootstrap: str
-    input: str
-    verdicts: str
-    dead: str
-    group: str
-    partitions: int
-
-    @classmethod
-    def create(cls, bootstrap: str, partitions: int = 4, prefix: str = "eo") -> Topics:
-        """Create them (`partitions` each), named `prefix`-images-TAG and so on."""
-        tag = uuid.uuid4().hex[:8]
-        topics = cls(
-            bootstrap,
-            f"{prefix}-images-{tag}",
-            f"{prefix}-verdicts-{tag}",
-            f"{prefix}-dead-{tag}",
-            f"{prefix}-{tag}",
-            partitions,
-        )
-        try:
-            create_topics(bootstrap, dict.fromkeys(topics.names(), partitions))
-        except KafkaError as exc:
-            raise BenchError(f"cannot create topics on {bootstrap}: {exc}") from exc
-        return topics
-
-    def names(self) -> tuple[str, str, str]:
-        """Input, verdicts, dead letters."""
-        return self.input, self.verdicts, self.dead
-
-    def input_partitions(self) -> list[TopicPartition]:
-        """Every partition of the input topic."""
-        return [TopicPartition(self.input, p) for p in range(self.partitions)]
-
-    def environment(self) -> dict[str, str]:
-        """A consumer's Kafka settings for these topics and this group."""
-        return {
-            "GEOVERDICT_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "GEOVERDICT_KAFKA_INPUT_TOPIC": self.input,
-            "GEOVERDICT_KAFKA_VERDICT_TOPIC": self.verdicts,
-            "GEOVERDICT_KAFKA_DEAD_LETTER_TOPIC": self.dead,
-            "GEOVERDICT_GROUP_ID": self.group,
-        }
 
 
 def consumer_environment(
     topics: Topics, model: Mapping[str, str], guarantee: str, **settings: str
 ) -> dict[str, str]:
     """The environment of a consumer of `topics` talking to the model server `model` (its
-    GEOVERDICT_* settings) with the processing guarantee `guarantee`, no Redis, a short session
-    and a free metrics port; `settings` are more GEOVERDICT_* settings by field name
-    (max_poll_records="8")."""
+    GEOVERDICT_* settings) with the processing guarantee `guarantee`, no Redis and a short
+    session; `settings` are more GEOVERDICT_* settings by field name (max_poll_records="8").
+    Each ConsumerProcess adds its own metrics port."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GEOVERDICT_")}
     return {
         **inherited,
@@ -93,22 +45,23 @@ def consumer_environment(
         "GEOVERDICT_PROCESSING_GUARANTEE": guarantee,
         "GEOVERDICT_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "GEOVERDICT_REDIS_URL": "",
-        "GEOVERDICT_METRICS_PORT": "0",
         "GEOVERDICT_METRICS_HOST": "127.0.0.1",
         **{f"GEOVERDICT_{name.upper()}": value for name, value in settings.items()},
     }
 
 
 class ConsumerProcess:
-    """One `geoverdict consume`, its output in `log_file`."""
+    """One `geoverdict consume`, its output in `log_file` (for a failure's report), its
+    /metrics on a free port chosen here."""
 
     def __init__(self, environment: Mapping[str, str], log_file: Path) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = log_file
+        (self.metrics_port,) = free_ports(1)
         with log_file.open("wb") as out:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "geoverdict", "consume"],
-                env=dict(environment),
+                env={**environment, "GEOVERDICT_METRICS_PORT": str(self.metrics_port)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -118,11 +71,6 @@ class ConsumerProcess:
     def pid(self) -> int:
         """The process id."""
         return self.popen.pid
-
-    @property
-    def client_id(self) -> str:
-        """The Kafka client id it joins the group with (consumer.py's)."""
-        return f"geoverdict-{socket.gethostname()}-{self.pid}"
 
     def alive(self) -> bool:
         """True while it runs (also while frozen)."""
@@ -160,23 +108,24 @@ class ConsumerProcess:
         """Its last lines, for a report."""
         return "\n".join(self.log().splitlines()[-lines:])
 
-    def metrics_port(self, timeout_s: float = 60.0) -> int:
-        """The port of its /metrics (a free one: it logs which once it consumes)."""
+    def metric(
+        self, name: str, labels: Mapping[str, str] | None = None, timeout_s: float = 60.0
+    ) -> float:
+        """One sample of its /metrics (0 when absent), waiting up to `timeout_s` for the
+        endpoint to answer (it serves once the consumer started)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = METRICS_LINE.search(self.log_file.read_bytes())
-            if found:
-                return int(found.group(1))
-            if not self.alive():
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    text = response.read().decode()
                 break
-            time.sleep(0.1)
-        raise BenchError(f"consumer {self.pid} did not start:\n{self.log_tail()}")
-
-    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
-        """One sample of its /metrics (0 when absent)."""
-        url = f"http://127.0.0.1:{self.metrics_port()}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
+            except (urllib.error.URLError, ConnectionError) as exc:
+                if not self.alive() or time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"consumer {self.pid} serves no {url}: {exc}\n{self.log_tail()}"
+                    ) from exc
+                time.sleep(0.2)
         wanted = dict(labels or {})
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -194,15 +143,15 @@ class GroupView:
         self.topics = topics
         try:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=topics.bootstrap, client_id="geoverdict-bench-group"
+                bootstrap_servers=topics.bootstrap, client_id="geoverdict-system-group"
             )
             self._ends = KafkaConsumer(
                 bootstrap_servers=topics.bootstrap,
-                client_id="geoverdict-bench-group",
+                client_id="geoverdict-system-group",
                 enable_auto_commit=False,
             )
         except KafkaError as exc:
-            raise BenchError(f"no Kafka broker at {topics.bootstrap}: {exc}") from exc
+            raise HarnessError(f"no Kafka broker at {topics.bootstrap}: {exc}") from exc
 
     def _ask(self, question: Callable[[], Answer], timeout_s: float = 30.0) -> Answer:
         """`question` answered, asked again while the broker answers with an error (a
@@ -213,7 +162,7 @@ class GroupView:
                 return question()
             except KafkaError as exc:
                 if time.monotonic() > deadline:
-                    raise BenchError(f"{self.topics.bootstrap} keeps failing: {exc}") from exc
+                    raise HarnessError(f"{self.topics.bootstrap} keeps failing: {exc}") from exc
                 time.sleep(0.2)
 
     def members(self) -> dict[str, set[int]]:
@@ -281,10 +230,20 @@ class GroupView:
             if owned == list(range(self.topics.partitions)) and _matches(members, expected):
                 return time.monotonic() - started
             time.sleep(0.1)
-        raise BenchError(
+        raise HarnessError(
             f"group {self.topics.group} not stable with {expected} members after "
             f"{timeout_s:.0f} s (now {self.members()})"
         )
+
+    def wait_member_ids(self, expected: int, timeout_s: float) -> set[str]:
+        """The client ids of the members once the group is stable with `expected` of them (as
+        the broker names them: the harness never rebuilds a consumer's client id)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.wait_members(expected, max(0.0, deadline - time.monotonic()))
+            members = self.members()  # asked again: the group may be rebalancing by now
+            if len(members) == expected:
+                return set(members)
 
     def wait_done(self, timeout_s: float) -> float:
         """Wait until every published record is committed; the seconds it took (raises after
@@ -294,7 +253,7 @@ class GroupView:
             if self.lag() == 0:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout_s:
-                raise BenchError(f"{self.lag()} records not committed after {timeout_s:.0f} s")
+                raise HarnessError(f"{self.lag()} records not committed after {timeout_s:.0f} s")
             time.sleep(0.2)
 
     def close(self) -> None:

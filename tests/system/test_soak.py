@@ -1,5 +1,7 @@
 """The soak's bookkeeping: windows of latency by publication time, the memory bound, the report
-and the command's durations (the soak itself runs for an hour: `geoverdict bench soak`)."""
+and the option's durations; and the soak itself, an hour long, only when asked for with
+`pytest tests/system/test_soak.py --full-size --soak-rate N` (its results into bench/soak.json
+and docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import argparse
 
 import pytest
 
-from geoverdict.bench.answers import Counts
-from geoverdict.bench.commands import _duration
-from geoverdict.bench.soak import SoakRun, Window, _windows, report
+from tests.system.answers import Counts
+from tests.system.exactly_once import Target
+from tests.system.options import duration
+from tests.system.proofs import Sizes, report_paths, write_soak
+from tests.system.soak import SoakRun, Window, _windows, report, soak_run
 
 
 def counts(missing: int = 0, duplicates: int = 0) -> Counts:
@@ -46,7 +50,26 @@ def test_the_report_says_what_a_reader_checks() -> None:
 
 
 def test_durations_read_as_seconds_minutes_or_hours() -> None:
-    assert [_duration(t) for t in ("90", "90s", "20m", "1h")] == [90, 90, 1200, 3600]
+    assert [duration(t) for t in ("90", "90s", "20m", "1h")] == [90, 90, 1200, 3600]
     for bad in ("0", "-1m", "an hour", "1d"):
         with pytest.raises(argparse.ArgumentTypeError):
-            _duration(bad)
+            duration(bad)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_hour_of_events_each_answered_once_with_memory_bounded(
+    request: pytest.FixtureRequest, sizes: Sizes
+) -> None:
+    rate = request.config.getoption("soak_rate")
+    if not sizes.full or rate is None:
+        pytest.skip("an hour long: pytest tests/system/test_soak.py --full-size --soak-rate N")
+    target: Target = request.getfixturevalue("target")
+    run = soak_run(
+        target,
+        request.config.getoption("soak_duration"),
+        rate,
+        request.config.getoption("soak_window"),
+    )
+    write_soak(run, *report_paths())
+    assert run.passed, report(run)

@@ -1,4 +1,4 @@
-"""`geoverdict bench`: every benchmark in one run on one machine, written to bench/results.json,
+"""`python -m benchmarks`: every benchmark in one run on one machine, written to bench/results.json,
 docs/benchmarks.md and a plot.
 
 raw → handler → torchserve → pipeline → cached → naive: each stage adds one layer around the
@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoverdict.bench.exceptions import BenchError
-from geoverdict.bench.results import (
+from benchmarks.exceptions import BenchError
+from benchmarks.results import (
     BenchResults,
     Guarantees,
     InProcess,
@@ -96,7 +96,7 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
 
 def run(options: BenchOptions) -> BenchResults:
     """Run every stage, write the results (report.py) and return them."""
-    from geoverdict.bench import inprocess, partitioning, report  # noqa: PLC0415
+    from benchmarks import inprocess, partitioning, report  # noqa: PLC0415
     from geoverdict.demo.archive import find_archive  # noqa: PLC0415
     from geoverdict_stack.stack import SERVICES, Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
 
@@ -150,7 +150,7 @@ def run(options: BenchOptions) -> BenchResults:
 def _serving(stack: Stack, archive: Path, photos: list[bytes], options: BenchOptions) -> Serving:
     """TorchServe at the pipeline's batch size over the concurrencies, then each other batch
     size (registered for the run) at four batches in flight."""
-    from geoverdict.bench import serving  # noqa: PLC0415
+    from benchmarks import serving  # noqa: PLC0415
 
     points = []
     for concurrency in options.concurrencies:
@@ -231,7 +231,7 @@ def _pipeline_runs(
     """`geoverdict consume` as its own process, talking to `server`: warmed up, then the photos
     cold, the same photos `cached_repeats` times, and paced at `cached_paced_share` of the
     cached throughput."""
-    from geoverdict.bench import streams  # noqa: PLC0415
+    from benchmarks import streams  # noqa: PLC0415
     from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
 
     topics = streams.Topics.create(stack.kafka_bootstrap, prefix="bench")
@@ -270,7 +270,7 @@ def _naive_run(
     stack: Stack, kafka: KafkaSettings, producer: KafkaProducer, photos: list[bytes]
 ) -> StreamResult:
     """The naive consumer as its own process, on the photos."""
-    from geoverdict.bench import streams  # noqa: PLC0415
+    from benchmarks import streams  # noqa: PLC0415
     from geoverdict_service.collector import VerdictCollector  # noqa: PLC0415
 
     topics = streams.Topics.create(stack.kafka_bootstrap, prefix="bench")
@@ -290,7 +290,7 @@ def _triton(stack: Stack, photos: list[bytes], options: BenchOptions) -> TritonB
     the pipeline and the cached path with a consumer talking to it. Other photos than
     TorchServe's pipeline used are not needed: the pipeline's cache is keyed by model version,
     so Triton's cold run flushes Redis first."""
-    from geoverdict.bench import serving  # noqa: PLC0415
+    from benchmarks import serving  # noqa: PLC0415
     from geoverdict_service.kafka_clients import make_producer  # noqa: PLC0415
     from geoverdict_service.settings import load_kafka_settings  # noqa: PLC0415
 

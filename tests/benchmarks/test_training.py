@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geoverdict.bench import training
+from benchmarks import training
 from tests.training.synthetic import write_collection
 
 

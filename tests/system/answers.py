@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from geoverdict.bench.exceptions import BenchError
+from tests.system.exceptions import HarnessError
 
 KCAT_FORMAT = "%k\t%p\t%o\t%T\n"
 
@@ -78,7 +78,7 @@ def read_records(bootstrap: str, topic: str, committed_only: bool = True) -> tup
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise BenchError(f"kcat could not read {topic} from {bootstrap}: {exc}") from exc
+        raise HarnessError(f"kcat could not read {topic} from {bootstrap}: {exc}") from exc
     rows = []
     for line in done.stdout.splitlines():
         key, partition, offset, timestamp = line.rsplit("\t", 3)

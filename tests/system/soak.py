@@ -1,6 +1,7 @@
-"""`geoverdict bench soak`: one exactly-once consumer answering a steady stream for an hour (or
-as long as asked), watched every few minutes (its resident memory, the group's lag, the p99 of
-the events answered in that window), counted per event id at the end by kcat read_committed."""
+"""The soak: one exactly-once consumer answering a steady stream for an hour (or as long as
+asked), watched every few minutes (its resident memory, the group's lag, the p99 of the events
+answered in that window), counted per event id at the end by kcat read_committed. Run by
+`pytest tests/system/test_soak.py --full-size --soak-rate N`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 
 import psutil
 
-from geoverdict.bench.answers import Counts, answer_times, count_answers
-from geoverdict.bench.consumers import GroupView, Topics
-from geoverdict.bench.exactly_once import Stream, Target
-from geoverdict.bench.exceptions import BenchError
-from geoverdict.bench.streams import percentile
+from benchmarks.streams import percentile
+from benchmarks.topics import Topics
+from tests.system.answers import Counts, answer_times, count_answers
+from tests.system.consumers import GroupView
+from tests.system.exactly_once import Stream, Target
+from tests.system.exceptions import HarnessError
 
 RSS_GROWTH_LIMIT = 0.10  # the issue's bound on memory growth over the hour
 
@@ -74,7 +76,7 @@ def soak_run(
     """Publish `rate` events/s for `duration_s` to a consumer of its own; every `window_s`
     record its memory and the lag; at the end wait for the last answers and count them."""
     if rate <= 0 or duration_s <= 0 or window_s <= 0:
-        raise BenchError("the soak's rate, duration and window must be > 0")
+        raise HarnessError("the soak's rate, duration and window must be > 0")
     events = round(duration_s * rate)
     topics = Topics.create(target.bootstrap, partitions, prefix="soak")
     view = GroupView(topics)
@@ -89,7 +91,7 @@ def soak_run(
             next_at = began + (len(samples) + 1) * window_s
             while time.monotonic() < next_at and not stream.done():
                 if not consumer.alive():
-                    raise BenchError(f"the soak's consumer exited:\n{consumer.log_tail()}")
+                    raise HarnessError(f"the soak's consumer exited:\n{consumer.log_tail()}")
                 time.sleep(1.0)
             samples.append((time.monotonic() - began, memory.memory_info().rss / 2**20, view.lag()))
             print(

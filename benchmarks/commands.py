@@ -1,31 +1,34 @@
-"""`geoverdict bench [partitioning]`: run the benchmarks and write their numbers."""
+"""`python -m benchmarks [partitioning | training]`: run the benchmarks and write their numbers
+(run from the repository's root: the benchmarks are a development package, not installed with
+the product)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geoverdict.bench.exceptions import BenchError
-
-# The CLI prints these as one line and exits 2.
-USER_ERRORS: tuple[type[Exception], ...] = (BenchError,)
+from benchmarks.exceptions import BenchError
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `bench` command; without a benchmark name it runs them all."""
-    bench = subparsers.add_parser(
-        "bench",
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmarks' parser; without a benchmark name it runs them all."""
+    bench = argparse.ArgumentParser(
+        prog="python -m benchmarks",
         allow_abbrev=False,  # `--n` of a sub-benchmark must not read as `--naive-events`
-        help="run the benchmarks",
         description="Without a benchmark name: the whole suite (raw, handler, torchserve, "
         "pipeline, cached, naive, Triton beside TorchServe, partitioning) into "
-        "bench/results.json, bench/throughput.png and docs/benchmarks.md. With --device: the "
-        "model, the handler and training on that device only (no Java, no Kafka) into "
-        "bench/results-gpu.json and the GPU section of docs/benchmarks.md.",
+        "bench/results.json, bench/costs.json (what `geoverdict capacity` plans with), "
+        "bench/throughput.png and docs/benchmarks.md. With --device: the model, the handler and "
+        "training on that device only (no Java, no Kafka) into bench/results-gpu.json and the "
+        "GPU section of docs/benchmarks.md.",
     )
+    bench.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     bench.add_argument("--model", type=Path, help="model archive (default: model_store/*.mar)")
     bench.add_argument("--photos", type=Path, help="photos folder (default: the dev photos)")
     bench.add_argument("--events", type=_positive_int, default=600, help="events per stream run")
@@ -110,39 +113,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     training.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev")
     training.add_argument("--json", action="store_true", help="print JSON")
     training.set_defaults(func=_training)
-    proofs = sub.add_parser(
-        "exactly-once",
-        help="the exactly-once proofs on a stack of their own: kill -9, a group that grows "
-        "and shrinks, a frozen consumer, the broker restarted (tens of minutes at full size)",
-        description="Counts every event's answers with kcat read_committed; results in "
-        "bench/exactly-once.json and docs/benchmarks.md. Exits 1 when a proof of "
-        "exactly_once missed or duplicated an answer.",
-    )
-    proofs.add_argument(
-        "proofs",
-        nargs="*",
-        metavar="PROOF",
-        help="kill, rebalance, freeze, broker-restart (default: all)",
-    )
-    proofs.add_argument("--model-server", choices=("torchserve", "triton"), default="torchserve")
-    proofs.add_argument("--kill-events", type=_positive_int, default=1000)
-    proofs.add_argument("--kills", type=_positive_int, default=10)
-    proofs.add_argument("--rebalance-events", type=_positive_int, default=3000)
-    proofs.add_argument("--freeze-events", type=_positive_int, default=1200)
-    proofs.add_argument("--restart-events", type=_positive_int, default=1200)
-    proofs.add_argument("--rate", type=_positive_float, default=40.0, help="events/s, paced proofs")
-    proofs.add_argument("--seed", type=int, default=0, help="random seed of the kill moments")
-    proofs.set_defaults(func=_exactly_once)
-    soak = sub.add_parser(
-        "soak",
-        help="one exactly-once consumer answering a steady stream for an hour: memory, lag "
-        "and p99 every 5 minutes, every answer counted at the end",
-    )
-    soak.add_argument("--duration", type=_duration, default=3600.0, help="e.g. 1h, 20m, 90s")
-    soak.add_argument("--rate", type=_positive_float, required=True, help="events/s")
-    soak.add_argument("--window", type=_duration, default=300.0, help="sampling window (5m)")
-    soak.add_argument("--model-server", choices=("torchserve", "triton"), default="torchserve")
-    soak.set_defaults(func=_soak)
+    return bench
 
 
 def _positive_int(text: str) -> int:
@@ -155,65 +126,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _duration(text: str) -> float:
-    """Seconds from 90, 90s, 20m or 1h."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1.0)
-    try:
-        return _positive_float(number) * unit
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"not a duration (90s, 20m, 1h): {text!r}") from exc
-
-
-def _exactly_once(args: argparse.Namespace) -> int:
-    from geoverdict.bench import proofs  # noqa: PLC0415
-
-    options = proofs.ProofOptions(
-        proofs=tuple(args.proofs) or proofs.PROOFS,
-        model=args.model,
-        photos=args.photos,
-        model_server=args.model_server,
-        kill_events=args.kill_events,
-        kills=args.kills,
-        rebalance_events=args.rebalance_events,
-        rate=args.rate,
-        freeze_events=args.freeze_events,
-        restart_events=args.restart_events,
-        seed=args.seed,
-        **_outputs(args),
-    )
-    return 0 if proofs.run(options).exact else 1
-
-
-def _soak(args: argparse.Namespace) -> int:
-    from geoverdict.bench import proofs  # noqa: PLC0415
-
-    outputs = _outputs(args)
-    result = proofs.soak(
-        args.duration,
-        args.rate,
-        model=args.model,
-        photos=args.photos,
-        model_server=args.model_server,
-        window_s=args.window,
-        out=outputs.get("out"),
-        docs=outputs.get("docs", proofs.default_docs()),
-    )
-    return 0 if result.passed else 1
-
-
 def _partitioning(args: argparse.Namespace) -> int:
-    from geoverdict.bench import partitioning  # noqa: PLC0415
+    from benchmarks import partitioning  # noqa: PLC0415
 
     result = partitioning.run(n=args.n, seed=args.seed)
     print(json.dumps(result, indent=2) if args.json else partitioning.report(result))
@@ -221,7 +135,7 @@ def _partitioning(args: argparse.Namespace) -> int:
 
 
 def _training(args: argparse.Namespace) -> int:
-    from geoverdict.bench import training  # noqa: PLC0415
+    from benchmarks import training  # noqa: PLC0415
     from geoverdict_common.paths import shared_data_dir  # noqa: PLC0415
 
     dev = shared_data_dir() / "im2gps3k-dev"
@@ -254,7 +168,7 @@ def _outputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _device(args: argparse.Namespace) -> int:
     """`bench --device`: imports nothing of the service or the stack (no Java, no Kafka)."""
-    from geoverdict.bench.device import DeviceBenchOptions, results_name, run  # noqa: PLC0415
+    from benchmarks.device import DeviceBenchOptions, results_name, run  # noqa: PLC0415
 
     chosen: dict[str, Any] = {
         "device": args.device,
@@ -279,7 +193,7 @@ def _device(args: argparse.Namespace) -> int:
 def _all(args: argparse.Namespace) -> int:
     if args.device:
         return _device(args)
-    from geoverdict.bench.suite import BenchOptions, run  # noqa: PLC0415
+    from benchmarks.suite import BenchOptions, run  # noqa: PLC0415
 
     options = BenchOptions(
         model=args.model,
@@ -304,3 +218,22 @@ def _all(args: argparse.Namespace) -> int:
         f"results in {options.out / 'results.json'}"
     )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m benchmarks`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:  # bad input, missing photos or model: one line, no stack trace
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,4 +1,4 @@
-"""`geoverdict bench --device cuda`: the model, the handler and training on one GPU, with
+"""`python -m benchmarks --device cuda`: the model, the handler and training on one GPU, with
 neither Java nor Kafka. This module imports nothing of the service or the stack (tested), so it
 runs where PyTorch, torchvision, timm and this project's packages are all there is.
 
@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from geoverdict.bench.exceptions import BenchError
-from geoverdict.bench.inprocess import handler_throughput
-from geoverdict.bench.report import write_block
-from geoverdict.bench.results import Machine
-from geoverdict.bench.suite import load_photos
-from geoverdict.bench.training import DEMO_HEADS, timed_steps
+from benchmarks.exceptions import BenchError
+from benchmarks.inprocess import handler_throughput
+from benchmarks.report import write_block
+from benchmarks.results import Machine
+from benchmarks.suite import load_photos
+from benchmarks.training import DEMO_HEADS, timed_steps
 from geoverdict_common.paths import model_store_dir, project_dir
 
 BEGIN = "<!-- bench-gpu:begin -->"
@@ -215,10 +215,10 @@ def train_throughput(
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
         net = torch.compile(model) if compiled else model
         return Stepper(
-            net,
+            net,  # type: ignore[arg-type]  # torch.compile's wrapper is typed as a function
             optimizer,
             grad_scaler(device, autocast),
-            device,  # type: ignore[arg-type]
+            device,
             autocast=autocast,
             channels_last=gpu,
         )

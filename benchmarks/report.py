@@ -1,11 +1,12 @@
-"""Benchmark output: bench/results.json, a markdown table in docs/benchmarks.md (between
-markers, so the prose around it stays), and bench/throughput.png."""
+"""Benchmark output: bench/results.json, bench/costs.json (what `geoverdict capacity` plans
+with), a markdown table in docs/benchmarks.md (between markers, so the prose around it stays),
+and bench/throughput.png."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from geoverdict.bench.results import (
+from benchmarks.results import (
     GPU_BOX_CORES,
     GPU_MODEL_IMAGES_PER_S,
     GUARANTEE_P99_COST_MS,
@@ -203,8 +204,10 @@ def plot(results: BenchResults, path: Path) -> None:
 
 
 def write(results: BenchResults, out: Path, docs: Path | None) -> None:
-    """results.json and the plot into `out`; the table into `docs` (between the markers)."""
+    """results.json, costs.json and the plot into `out`; the table into `docs` (between the
+    markers)."""
     results.write(out / "results.json")
+    results.costs().write(out / "costs.json")
     plot(results, out / "throughput.png")
     if docs is not None:
         write_block(docs, BEGIN, END, f"{table(results)}\n\n![throughput](../bench/throughput.png)")

@@ -1,1 +1,0 @@
-"""Benchmarks behind `geoverdict bench` (and `make bench`)."""
