@@ -160,7 +160,10 @@ class GroupView:
         while True:
             try:
                 return question()
-            except KafkaError as exc:
+            except (KafkaError, ValueError) as exc:
+                # ValueError: a group answer carrying an error (its coordinator still loading
+                # after a broker restart) has the "not asked" authorized operations, INT32_MIN,
+                # which kafka-python 2.3.3 decodes before looking at the error, and fails on.
                 if time.monotonic() > deadline:
                     raise HarnessError(f"{self.topics.bootstrap} keeps failing: {exc}") from exc
                 time.sleep(0.2)
