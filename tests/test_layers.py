@@ -31,12 +31,36 @@ FORBIDDEN = {
         "geoverdict_training",
         "geoverdict_service",
         "geoverdict_stack",
+        "geoverdict_modelserver",
         "geoverdict",
         *TORCH,
     },
-    "geoverdict_service": {"geoverdict_training", "geoverdict_stack", "geoverdict", *TORCH},
+    "geoverdict_service": {
+        "geoverdict_training",
+        "geoverdict_stack",
+        "geoverdict_modelserver",
+        "geoverdict",
+        *TORCH,
+    },
+    # What runs inside the model-server images, which hold geoverdict_common and
+    # geoverdict_training: the servers load the model code from the archives (TorchServe's
+    # handler, Triton's model.py naming geoverdict_training.serving.triton_model in a string),
+    # so the entrypoints and the configuration import none of it, nor torch.
+    "geoverdict_modelserver": {
+        "geoverdict_training",
+        "geoverdict_service",
+        "geoverdict_stack",
+        "geoverdict",
+        *TORCH,
+    },
+    # The launcher: it starts the model servers through geoverdict_modelserver.
     "geoverdict_stack": {"geoverdict_training", "geoverdict_service", "geoverdict", *TORCH},
-    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict"},
+    "geoverdict_training": {
+        "geoverdict_service",
+        "geoverdict_stack",
+        "geoverdict_modelserver",
+        "geoverdict",
+    },
 }
 
 
@@ -135,3 +159,12 @@ def test_the_check_finds_an_upward_import() -> None:
     assert len(layer_violations(upward + sideways + down)) == 2
     torch_in_service = [Import("geoverdict_service.consumer", "torch.nn", 9)]
     assert forbidden_imports("geoverdict_service", torch_in_service) != []
+    launcher_in_image = [Import("geoverdict_modelserver.triton_entrypoint", "geoverdict_stack", 4)]
+    assert forbidden_imports("geoverdict_modelserver", launcher_in_image) != []
+
+
+def test_the_stack_launches_the_model_servers_through_their_package() -> None:
+    # The launcher starts the same entrypoints as the images, never copies of them.
+    targets = {imp.target for imp in imports("geoverdict_stack")}
+    assert "geoverdict_modelserver.torchserve_entrypoint" in targets
+    assert "geoverdict_modelserver.triton_entrypoint" in targets

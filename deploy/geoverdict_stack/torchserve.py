@@ -9,12 +9,14 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from geoverdict_common.exceptions import InferenceKeyError
+from geoverdict_common.inference_key import KEY_FILE_NAME, read_inference_key
+from geoverdict_common.inference_key import read_keys as read_key_file
+from geoverdict_modelserver import torchserve_entrypoint
 from geoverdict_stack import prerequisites, resources
 from geoverdict_stack.exceptions import NotRunningError
 from geoverdict_stack.ports import HOST, free_ports
 from geoverdict_stack.server import Server
-
-KEY_FILE_NAME = "key_file.json"
 
 
 def read_properties(text: str) -> dict[str, str]:
@@ -31,10 +33,9 @@ def read_properties(text: str) -> dict[str, str]:
 def read_keys(key_file: Path) -> dict[str, str]:
     """The keys TorchServe wrote: {"inference": ..., "management": ..., "API": ...}."""
     try:
-        data = json.loads(key_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise NotRunningError(f"cannot read TorchServe's key file {key_file}: {exc}") from exc
-    return {role: entry["key"] for role, entry in data.items() if isinstance(entry, dict)}
+        return read_key_file(key_file)
+    except InferenceKeyError as exc:
+        raise NotRunningError(f"TorchServe's keys: {exc}") from exc
 
 
 class TorchServeServer(Server):
@@ -132,7 +133,7 @@ class TorchServeServer(Server):
         entrypoint = [
             sys.executable,
             "-m",
-            "geoverdict_stack.torchserve_entrypoint",
+            torchserve_entrypoint.__name__,
             "--model-store",
             str(self.model_store),
             "--load",
@@ -173,8 +174,8 @@ class TorchServeServer(Server):
         if not self.key_file.exists() or not self.inference_key_file.exists():
             return False
         try:
-            key = read_keys(self.key_file)["inference"]
-        except (NotRunningError, KeyError):
+            key = read_inference_key(self.key_file)
+        except InferenceKeyError:
             return False  # written but not complete yet
         # With token authorization on, even /ping needs the inference key.
         request = urllib.request.Request(

@@ -133,7 +133,7 @@ def test_the_consumer_gets_the_inference_key_and_no_other() -> None:
     assert "/home/model-server/keys" in torchserve["tmpfs"]
     assert "torchserve-inference-key:/home/model-server/inference-key" in torchserve["volumes"]
     dockerfile = (REPO_ROOT / "deploy" / "torchserve" / "Dockerfile").read_text()
-    assert "geoverdict_stack.torchserve_entrypoint" in dockerfile
+    assert "geoverdict_modelserver.torchserve_entrypoint" in dockerfile
     assert "--inference-key" in dockerfile
 
 
