@@ -12,22 +12,11 @@ from pathlib import Path
 from geoverdict_common.exceptions import InferenceKeyError
 from geoverdict_common.inference_key import KEY_FILE_NAME, read_inference_key
 from geoverdict_common.inference_key import read_keys as read_key_file
-from geoverdict_modelserver import torchserve_entrypoint
-from geoverdict_stack import prerequisites, resources
+from geoverdict_modelserver import torchserve_config, torchserve_entrypoint
+from geoverdict_stack import prerequisites
 from geoverdict_stack.exceptions import NotRunningError
 from geoverdict_stack.ports import HOST, free_ports
 from geoverdict_stack.server import Server
-
-
-def read_properties(text: str) -> dict[str, str]:
-    """A Java .properties file's text as a dict (comments and blank lines dropped)."""
-    props: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            props[key.strip()] = value.strip()
-    return props
 
 
 def read_keys(key_file: Path) -> dict[str, str]:
@@ -97,7 +86,7 @@ class TorchServeServer(Server):
 
     def properties(self) -> dict[str, str]:
         """The shipped torchserve.properties, moved to loopback and this run's folders."""
-        props = read_properties(resources.text(resources.TORCHSERVE_PROPERTIES))
+        props = torchserve_config.properties()
         props.update(
             {
                 "inference_address": self.url("inference"),
@@ -124,7 +113,8 @@ class TorchServeServer(Server):
         self.model_store.mkdir(parents=True, exist_ok=True)
         (self.home / "tmp").mkdir(exist_ok=True)
         self.key_file.unlink(missing_ok=True)
-        resources.copy_to(resources.TORCHSERVE_LOG_CONFIG, self.home)
+        log_config = self.home / torchserve_config.LOG_CONFIG
+        log_config.write_text(torchserve_config.text(torchserve_config.LOG_CONFIG))
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
 
     def command(self) -> Sequence[str]:
@@ -154,7 +144,7 @@ class TorchServeServer(Server):
             str(self.model_store),
             # warnings only (replaces the vmargs' path)
             "--log-config",
-            str(self.home / resources.TORCHSERVE_LOG_CONFIG),
+            str(self.home / torchserve_config.LOG_CONFIG),
         ]
         if self.enable_model_api:
             argv.append("--enable-model-api")

@@ -204,10 +204,10 @@ def test_the_secure_profile_grants_what_the_local_stack_enforces() -> None:
 
 
 def test_torchserve_loads_models_from_its_store_only() -> None:
-    from geoverdict_stack import resources
-    from geoverdict_stack.torchserve import TorchServeServer, read_properties
+    from geoverdict_modelserver import torchserve_config
+    from geoverdict_stack.torchserve import TorchServeServer
 
-    image = read_properties(resources.text(resources.TORCHSERVE_PROPERTIES))
+    image = torchserve_config.properties()
     assert image["allowed_urls"] == "file:///home/model-server/model-store/.*"
     assert image["enable_model_api"] == "false"
     assert image["disable_token_authorization"] == "false"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from geoverdict_modelserver.torchserve_config import read_properties
 from geoverdict_modelserver.torchserve_gpu import GPU_SERVING
 from geoverdict_modelserver.triton_repository import GPU_TRITON
-from geoverdict_stack.torchserve import read_properties
 from tests.repo import REPO_ROOT
 
 GPU = REPO_ROOT / "docker-compose.gpu.yml"
