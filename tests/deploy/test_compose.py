@@ -137,6 +137,18 @@ def test_the_consumer_gets_the_inference_key_and_no_other() -> None:
     assert "--inference-key" in dockerfile
 
 
+def test_the_model_server_images_install_their_package_never_the_stack() -> None:
+    # What runs inside the images is geoverdict_modelserver; the launcher stays outside.
+    for image in ("torchserve", "triton"):
+        dockerfile = (REPO_ROOT / "deploy" / image / "Dockerfile").read_text()
+        assert "COPY deploy/geoverdict_modelserver " in dockerfile, image
+        assert "geoverdict_stack" not in dockerfile and "services" not in dockerfile, image
+    entrypoint = (REPO_ROOT / "deploy" / "triton" / "entrypoint.sh").read_text()
+    assert "python3 -m geoverdict_modelserver.triton_entrypoint" in entrypoint
+    health = services()["torchserve"]["healthcheck"]["test"]
+    assert health == ["CMD", "python", "-m", "geoverdict_modelserver.torchserve_health"]
+
+
 def test_redis_has_no_default_user_and_the_consumer_signs_in() -> None:
     found = services()
     redis_command = "\n".join(found["redis"]["command"])
