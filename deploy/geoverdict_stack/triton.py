@@ -144,9 +144,12 @@ class TritonServer(Server):
     def environment(self) -> Mapping[str, str]:
         installed = prerequisites.triton(fetch=False)
         site = sysconfig.get_paths()["purelib"]  # this environment's packages (torch, ...)
+        # The caller's own PYTHONPATH too (a source checkout's packages), as TorchServe's
+        # inherits it, after the pinned numpy of the Triton installation.
+        caller = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         return {
             "LD_LIBRARY_PATH": os.pathsep.join(str(p) for p in installed.libraries),
-            "PYTHONPATH": os.pathsep.join([str(installed.home), site]),
+            "PYTHONPATH": os.pathsep.join([str(installed.home), *caller, site]),
             "OMP_NUM_THREADS": str(TritonServing().threads),
         }
 
