@@ -40,6 +40,7 @@ def ping() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/ping"
     server.shutdown()
+    server.server_close()
     _Ping.status = "Healthy"
 
 
