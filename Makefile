@@ -48,7 +48,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy --python-version 3.10 -p geoverdict_common -p geoverdict_training.serving \
-	  -m geoverdict_stack.triton_entrypoint  # what the Triton image runs on its Python 3.10
+	  -p geoverdict_modelserver  # what the Triton image runs on its Python 3.10
 
 test: setup helm lint
 	$(BIN)/pytest

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from geoverdict_common.inference_key import read_inference_key
+
 
 def run_naive(
     bootstrap: str,
@@ -23,7 +25,7 @@ def run_naive(
     timeout_s: float,
 ) -> int:
     """Consume until `expected` verdicts were sent or `timeout_s` passed; returns the count."""
-    token = json.loads(key_file.read_text())["inference"]["key"]
+    token = read_inference_key(key_file)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
     consumer = KafkaConsumer(
         input_topic,

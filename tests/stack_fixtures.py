@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from geoverdict_common import archives
-from geoverdict_common.triton_repository import TritonServing, add_model
+from geoverdict_modelserver.triton_repository import TritonServing, add_model
 from geoverdict_stack.stack import SERVICES, Stack, StackConfig, sigterm_as_exit
 from geoverdict_stack.triton import AUTH_HEADER, TritonServer
 

@@ -49,6 +49,7 @@ FORBIDDEN = {
         "geoverdict_training",
         "geoverdict_service",
         "geoverdict_stack",
+        "geoverdict_modelserver",
         "geoverdict",
         *TORCH,
         *DEVELOPMENT,
@@ -56,10 +57,24 @@ FORBIDDEN = {
     "geoverdict_service": {
         "geoverdict_training",
         "geoverdict_stack",
+        "geoverdict_modelserver",
         "geoverdict",
         *TORCH,
         *DEVELOPMENT,
     },
+    # What runs inside the model-server images, which hold geoverdict_common and
+    # geoverdict_training: the servers load the model code from the archives (TorchServe's
+    # handler, Triton's model.py naming geoverdict_training.serving.triton_model in a string),
+    # so the entrypoints and the configuration import none of it, nor torch.
+    "geoverdict_modelserver": {
+        "geoverdict_training",
+        "geoverdict_service",
+        "geoverdict_stack",
+        "geoverdict",
+        *TORCH,
+        *DEVELOPMENT,
+    },
+    # The launcher: it starts the model servers through geoverdict_modelserver.
     "geoverdict_stack": {
         "geoverdict_training",
         "geoverdict_service",
@@ -67,7 +82,13 @@ FORBIDDEN = {
         *TORCH,
         *DEVELOPMENT,
     },
-    "geoverdict_training": {"geoverdict_service", "geoverdict_stack", "geoverdict", *DEVELOPMENT},
+    "geoverdict_training": {
+        "geoverdict_service",
+        "geoverdict_stack",
+        "geoverdict_modelserver",
+        "geoverdict",
+        *DEVELOPMENT,
+    },
     "geoverdict": DEVELOPMENT,
 }
 
@@ -189,6 +210,8 @@ def test_the_check_finds_an_upward_import() -> None:
     assert len(layer_violations(upward + sideways + down)) == 2
     torch_in_service = [Import("geoverdict_service.consumer", "torch.nn", 9)]
     assert forbidden_imports("geoverdict_service", torch_in_service) != []
+    launcher_in_image = [Import("geoverdict_modelserver.triton_entrypoint", "geoverdict_stack", 4)]
+    assert forbidden_imports("geoverdict_modelserver", launcher_in_image) != []
 
 
 def test_the_checks_find_the_product_importing_a_harness_and_service_tests_importing_training() -> (
@@ -214,3 +237,10 @@ def test_the_checks_find_the_product_importing_a_harness_and_service_tests_impor
         "tests.service.test_x:9 imports geoverdict_training.geo.s2",
         "tests.service.test_y:11 imports tests.training.synthetic",
     ]
+
+
+def test_the_stack_launches_the_model_servers_through_their_package() -> None:
+    # The launcher starts the same entrypoints as the images, never copies of them.
+    targets = {imp.target for imp in imports("geoverdict_stack")}
+    assert "geoverdict_modelserver.torchserve_entrypoint" in targets
+    assert "geoverdict_modelserver.triton_entrypoint" in targets

@@ -1,7 +1,7 @@
 """What every half of geoverdict shares, and nothing else: the wire contracts (JSON Schemas and
-their TypedDicts), GPS EXIF reading, distances, the serving settings, the model store's
-manifest and where things live.
+their TypedDicts), GPS EXIF reading, distances, an archive's serving settings, the model store's
+manifest, the inference key file and where things live.
 
-The service (no torch), the training code and its model handler, the local stack launcher and
-the CLI all import this package; it imports none of them.
+The service (no torch), the training code and its model handler, the model-server package, the
+local stack launcher and the CLI all import this package; it imports none of them.
 """

@@ -18,3 +18,7 @@ class ContractError(CommonError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class InferenceKeyError(CommonError):
+    """An inference key file that is missing, unreadable or not in key_file.json's format."""

@@ -149,10 +149,11 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _gpu_properties(models: tuple[str, ...], gpus: int) -> dict[str, str]:
-    """TorchServe's GPU entries for the models to load (geoverdict_common.serving: the same
-    ones the GPU image appends to its configuration)."""
+    """TorchServe's GPU entries for the models to load (geoverdict_modelserver.torchserve_gpu:
+    the same ones the GPU image appends to its configuration)."""
     from geoverdict_common.exceptions import ServingConfigError  # noqa: PLC0415
-    from geoverdict_common.serving import gpu_properties, model_archives  # noqa: PLC0415
+    from geoverdict_modelserver.model_load import model_archives  # noqa: PLC0415
+    from geoverdict_modelserver.torchserve_gpu import gpu_properties  # noqa: PLC0415
 
     try:
         return gpu_properties(model_archives(models), gpus)

@@ -1,6 +1,6 @@
 """Files the stack ships inside its package (found with importlib.resources, not by path
-arithmetic): the Kafka jars' pom, TorchServe's configuration and log configuration, Redis'
-users, the lock of the Triton wheels. The TorchServe image and docker-compose use the same files."""
+arithmetic): the Kafka jars' pom, Redis' users, the lock of the Triton wheels; docker-compose
+uses the same Redis users. TorchServe's configuration ships with geoverdict_modelserver."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pathlib import Path
 
 KAFKA_POM = "kafka-jars.pom.xml"
 KAFKA_JAR_HASHES = "kafka-jars.sha256"  # `sha256sum *.jar` of the fetched jars, pinned
-TORCHSERVE_PROPERTIES = "torchserve.properties"
-TORCHSERVE_LOG_CONFIG = "torchserve-log4j2.xml"
 REDIS_USERS = "redis-users.acl"
 TRITON_LOCK = "triton.lock"  # the hash-locked wheels the local stack runs Triton from
 

@@ -9,32 +9,22 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from geoverdict_stack import prerequisites, resources
+from geoverdict_common.exceptions import InferenceKeyError
+from geoverdict_common.inference_key import KEY_FILE_NAME, read_inference_key
+from geoverdict_common.inference_key import read_keys as read_key_file
+from geoverdict_modelserver import torchserve_config, torchserve_entrypoint
+from geoverdict_stack import prerequisites
 from geoverdict_stack.exceptions import NotRunningError
 from geoverdict_stack.ports import HOST, free_ports
 from geoverdict_stack.server import Server
-
-KEY_FILE_NAME = "key_file.json"
-
-
-def read_properties(text: str) -> dict[str, str]:
-    """A Java .properties file's text as a dict (comments and blank lines dropped)."""
-    props: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            props[key.strip()] = value.strip()
-    return props
 
 
 def read_keys(key_file: Path) -> dict[str, str]:
     """The keys TorchServe wrote: {"inference": ..., "management": ..., "API": ...}."""
     try:
-        data = json.loads(key_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise NotRunningError(f"cannot read TorchServe's key file {key_file}: {exc}") from exc
-    return {role: entry["key"] for role, entry in data.items() if isinstance(entry, dict)}
+        return read_key_file(key_file)
+    except InferenceKeyError as exc:
+        raise NotRunningError(f"TorchServe's keys: {exc}") from exc
 
 
 class TorchServeServer(Server):
@@ -96,7 +86,7 @@ class TorchServeServer(Server):
 
     def properties(self) -> dict[str, str]:
         """The shipped torchserve.properties, moved to loopback and this run's folders."""
-        props = read_properties(resources.text(resources.TORCHSERVE_PROPERTIES))
+        props = torchserve_config.properties()
         props.update(
             {
                 "inference_address": self.url("inference"),
@@ -123,7 +113,8 @@ class TorchServeServer(Server):
         self.model_store.mkdir(parents=True, exist_ok=True)
         (self.home / "tmp").mkdir(exist_ok=True)
         self.key_file.unlink(missing_ok=True)
-        resources.copy_to(resources.TORCHSERVE_LOG_CONFIG, self.home)
+        log_config = self.home / torchserve_config.LOG_CONFIG
+        log_config.write_text(torchserve_config.text(torchserve_config.LOG_CONFIG))
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
 
     def command(self) -> Sequence[str]:
@@ -132,7 +123,7 @@ class TorchServeServer(Server):
         entrypoint = [
             sys.executable,
             "-m",
-            "geoverdict_stack.torchserve_entrypoint",
+            torchserve_entrypoint.__name__,
             "--model-store",
             str(self.model_store),
             "--load",
@@ -153,7 +144,7 @@ class TorchServeServer(Server):
             str(self.model_store),
             # warnings only (replaces the vmargs' path)
             "--log-config",
-            str(self.home / resources.TORCHSERVE_LOG_CONFIG),
+            str(self.home / torchserve_config.LOG_CONFIG),
         ]
         if self.enable_model_api:
             argv.append("--enable-model-api")
@@ -173,8 +164,8 @@ class TorchServeServer(Server):
         if not self.key_file.exists() or not self.inference_key_file.exists():
             return False
         try:
-            key = read_keys(self.key_file)["inference"]
-        except (NotRunningError, KeyError):
+            key = read_inference_key(self.key_file)
+        except InferenceKeyError:
             return False  # written but not complete yet
         # With token authorization on, even /ping needs the inference key.
         request = urllib.request.Request(

@@ -1,7 +1,8 @@
 """Triton (the `tritonserver` of the pinned nvidia-pytriton wheel) as a plain process, serving
 the stack's archives through the Python backend, everything on loopback.
 
-It starts through the same entrypoint as the Triton image (triton_entrypoint.py): the model
+It starts through the same entrypoint as the Triton image (geoverdict_modelserver's
+triton_entrypoint): the model
 repository written from the model store (each archive checked against its SHA256SUMS), a secret
 made for this run and written, in TorchServe's key_file.json format, to
 `<run>/triton/inference-key/key_file.json` for the consumer (GEOVERDICT_TRITON_KEY_FILE);
@@ -26,13 +27,15 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from geoverdict_common.triton_repository import TritonServing
+from geoverdict_common.inference_key import KEY_FILE_NAME, read_inference_key
+from geoverdict_common.triton_names import INPUT, OUTPUT
+from geoverdict_modelserver import triton_entrypoint
+from geoverdict_modelserver.model_load import model_archives
+from geoverdict_modelserver.triton_entrypoint import AUTH_HEADER
+from geoverdict_modelserver.triton_repository import TritonServing
 from geoverdict_stack import prerequisites
 from geoverdict_stack.ports import HOST
 from geoverdict_stack.server import Server
-from geoverdict_stack.triton_entrypoint import AUTH_HEADER
-
-KEY_FILE_NAME = "key_file.json"
 
 
 class TritonServer(Server):
@@ -66,7 +69,7 @@ class TritonServer(Server):
 
     def secret(self) -> str:
         """This run's secret."""
-        return str(json.loads(self.inference_key_file.read_text())["inference"]["key"])
+        return read_inference_key(self.inference_key_file)
 
     def url(self, role: str = "inference") -> str:
         """http://host:port of the inference (HTTP) API or of the metrics."""
@@ -75,10 +78,7 @@ class TritonServer(Server):
 
     def model_names(self) -> list[str]:
         """The names the models are served under."""
-        archives = [
-            entry.partition("=")[0] if "=" in entry else Path(entry).stem for entry in self.models
-        ]
-        return [*archives, *self.loaded]
+        return [*model_archives(self.models), *self.loaded]
 
     def ports(self) -> dict[str, int]:
         return {"triton http": self.http_port, "triton metrics": self.metrics_port}
@@ -98,7 +98,7 @@ class TritonServer(Server):
         entrypoint = [
             sys.executable,
             "-m",
-            "geoverdict_stack.triton_entrypoint",
+            triton_entrypoint.__name__,
             "--model-store",
             str(self.model_store),
             "--repository",
@@ -144,9 +144,12 @@ class TritonServer(Server):
     def environment(self) -> Mapping[str, str]:
         installed = prerequisites.triton(fetch=False)
         site = sysconfig.get_paths()["purelib"]  # this environment's packages (torch, ...)
+        # The caller's own PYTHONPATH too (a source checkout's packages), as TorchServe's
+        # inherits it, after the pinned numpy of the Triton installation.
+        caller = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         return {
             "LD_LIBRARY_PATH": os.pathsep.join(str(p) for p in installed.libraries),
-            "PYTHONPATH": os.pathsep.join([str(installed.home), site]),
+            "PYTHONPATH": os.pathsep.join([str(installed.home), *caller, site]),
             "OMP_NUM_THREADS": str(TritonServing().threads),
         }
 
@@ -169,13 +172,13 @@ class TritonServer(Server):
             {
                 "inputs": [
                     {
-                        "name": "IMAGE",
+                        "name": INPUT,
                         "shape": [1, 1],
                         "datatype": "BYTES",
                         "parameters": {"binary_data_size": len(data)},
                     }
                 ],
-                "outputs": [{"name": "REPLY"}],
+                "outputs": [{"name": OUTPUT}],
             }
         ).encode()
         request = urllib.request.Request(

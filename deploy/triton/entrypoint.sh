@@ -9,4 +9,4 @@ case "${SERVING:-cpu}" in
   gpu) set -- --gpu "$@" ;;
   *) echo "SERVING must be cpu or gpu, got '${SERVING}'" >&2; exit 2 ;;
 esac
-exec python3 -m geoverdict_stack.triton_entrypoint "$@"
+exec python3 -m geoverdict_modelserver.triton_entrypoint "$@"

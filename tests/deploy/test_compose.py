@@ -133,8 +133,20 @@ def test_the_consumer_gets_the_inference_key_and_no_other() -> None:
     assert "/home/model-server/keys" in torchserve["tmpfs"]
     assert "torchserve-inference-key:/home/model-server/inference-key" in torchserve["volumes"]
     dockerfile = (REPO_ROOT / "deploy" / "torchserve" / "Dockerfile").read_text()
-    assert "geoverdict_stack.torchserve_entrypoint" in dockerfile
+    assert "geoverdict_modelserver.torchserve_entrypoint" in dockerfile
     assert "--inference-key" in dockerfile
+
+
+def test_the_model_server_images_install_their_package_never_the_stack() -> None:
+    # What runs inside the images is geoverdict_modelserver; the launcher stays outside.
+    for image in ("torchserve", "triton"):
+        dockerfile = (REPO_ROOT / "deploy" / image / "Dockerfile").read_text()
+        assert "COPY deploy/geoverdict_modelserver " in dockerfile, image
+        assert "geoverdict_stack" not in dockerfile and "services" not in dockerfile, image
+    entrypoint = (REPO_ROOT / "deploy" / "triton" / "entrypoint.sh").read_text()
+    assert "python3 -m geoverdict_modelserver.triton_entrypoint" in entrypoint
+    health = services()["torchserve"]["healthcheck"]["test"]
+    assert health == ["CMD", "python", "-m", "geoverdict_modelserver.torchserve_health"]
 
 
 def test_redis_has_no_default_user_and_the_consumer_signs_in() -> None:
@@ -204,10 +216,10 @@ def test_the_secure_profile_grants_what_the_local_stack_enforces() -> None:
 
 
 def test_torchserve_loads_models_from_its_store_only() -> None:
-    from geoverdict_stack import resources
-    from geoverdict_stack.torchserve import TorchServeServer, read_properties
+    from geoverdict_modelserver import torchserve_config
+    from geoverdict_stack.torchserve import TorchServeServer
 
-    image = read_properties(resources.text(resources.TORCHSERVE_PROPERTIES))
+    image = torchserve_config.properties()
     assert image["allowed_urls"] == "file:///home/model-server/model-store/.*"
     assert image["enable_model_api"] == "false"
     assert image["disable_token_authorization"] == "false"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from geoverdict_common.serving import GPU_SERVING
-from geoverdict_common.triton_repository import GPU_TRITON
-from geoverdict_stack.torchserve import read_properties
+from geoverdict_modelserver.torchserve_config import read_properties
+from geoverdict_modelserver.torchserve_gpu import GPU_SERVING
+from geoverdict_modelserver.triton_repository import GPU_TRITON
 from tests.repo import REPO_ROOT
 
 GPU = REPO_ROOT / "docker-compose.gpu.yml"
@@ -81,7 +81,7 @@ def _triton_entrypoint(tmp_path: Path, serving: str | None) -> subprocess.Comple
 
 
 def test_the_triton_image_asks_for_the_gpu_batching_when_serving_is_gpu(tmp_path: Path) -> None:
-    entrypoint = ["-m", "geoverdict_stack.triton_entrypoint"]
+    entrypoint = ["-m", "geoverdict_modelserver.triton_entrypoint"]
     given = ["--load", "all", "--", "tritonserver"]
     for serving in (None, "cpu"):
         assert _triton_entrypoint(tmp_path, serving).stdout.split() == [*entrypoint, *given]

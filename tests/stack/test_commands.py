@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from geoverdict import cli
-from geoverdict_common.serving import GPU_SERVING
+from geoverdict_modelserver.torchserve_gpu import GPU_SERVING
 from geoverdict_stack.stack import Stack
 
 

@@ -1,13 +1,14 @@
 """The model server's inference secret: given directly, or read from a key file in TorchServe's
-key_file.json format (`{"inference": {"key": ...}}`; the local stack writes Triton's secret in
+key_file.json format (geoverdict_common.inference_key; Triton's entrypoint writes its secret in
 the same format), re-read when the server refuses it (keys rotate)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
+from geoverdict_common.exceptions import InferenceKeyError
+from geoverdict_common.inference_key import read_inference_key
 from geoverdict_service.exceptions import InvalidSettingsError
 
 
@@ -36,12 +37,9 @@ class TokenSource:
         if self._key_file is None:
             return False
         try:
-            data = json.loads(self._key_file.read_text())
-            token = str(data["inference"]["key"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InvalidSettingsError(
-                f"cannot read the inference key from {self._key_file}: {exc}"
-            ) from exc
+            token = read_inference_key(self._key_file)
+        except InferenceKeyError as exc:
+            raise InvalidSettingsError(str(exc)) from exc
         with self._lock:
             changed = token != self._token
             self._token = token

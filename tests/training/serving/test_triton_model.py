@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from geoverdict_common import archives
-from geoverdict_common.triton_repository import TritonServing, add_model
+from geoverdict_modelserver.triton_repository import TritonServing, add_model
 from geoverdict_training.exceptions import TrainingError
 from geoverdict_training.serving.responder import Responder
 from geoverdict_training.serving.triton_model import TritonPythonModel

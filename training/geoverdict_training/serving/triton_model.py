@@ -6,7 +6,7 @@ Triton's dynamic batcher hands `execute` several requests, each a BYTES tensor I
 (n, 1) (one encoded image an element); all their images go through one Responder pass, and
 each request gets its REPLY tensor (n, 1) of JSON replies, a bad image's reply being its error
 (code and message, as TorchServe's). The model loads the archive of its version folder after
-checking it against the SHA256SUMS beside it (geoverdict_common.triton_repository writes
+checking it against the SHA256SUMS beside it (geoverdict_modelserver.triton_repository writes
 both); the replies' model_version is the archive's, as through TorchServe. On a GPU instance
 (instance_group KIND_GPU) the Responder decodes JPEGs on the GPU and runs bf16 channels_last.
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from geoverdict_common import archives
-from geoverdict_common.triton_repository import ARCHIVE, INPUT, OUTPUT
+from geoverdict_common.triton_names import ARCHIVE, INPUT, OUTPUT
 from geoverdict_training.exceptions import ConfigError, TrainingError
 from geoverdict_training.serving.responder import Responder, ResponderOptions
 

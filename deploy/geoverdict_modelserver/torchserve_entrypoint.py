@@ -6,17 +6,15 @@ the inference key alone is copied from TorchServe's key_file.json (which also ho
 management and token-rotation keys) to a file the consumer may read, again whenever TorchServe
 rotates its keys. Signals are passed on, and the exit status is TorchServe's.
 
-    python -m geoverdict_stack.torchserve_entrypoint --model-store DIR --load all \\
+    python -m geoverdict_modelserver.torchserve_entrypoint --model-store DIR --load all \\
         --inference-key /inference-key/key_file.json -- torchserve --start --foreground ...
 
-Standard library and geoverdict_common only: the TorchServe image has nothing else of ours.
+Standard library, geoverdict_common and this package only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,34 +24,27 @@ from pathlib import Path
 from types import FrameType
 
 from geoverdict_common.archives import MANIFEST, problems
+from geoverdict_common.exceptions import InferenceKeyError
+from geoverdict_common.inference_key import (
+    KEY_FILE_NAME,
+    read_inference_key,
+    write_inference_key,
+)
+from geoverdict_modelserver.model_load import archives_to_load
 
-KEY_FILE = "key_file.json"  # TorchServe writes it into its working directory
 POLL_S = 0.5
-
-
-def archives_to_load(store: Path, load: str) -> list[str]:
-    """File names of the archives a `load_models` value names ("all", or name=file,...)."""
-    if not load:
-        return []
-    if load.strip() == "all":
-        return sorted(p.name for p in store.glob("*.mar"))
-    return [item.split("=", 1)[-1].strip() for item in load.split(",") if item.strip()]
 
 
 def publish_inference_key(key_file: Path, target: Path, last: str | None) -> str | None:
     """Write the inference key alone to `target` (readable by others, atomically) when it
     changed; returns the key now published."""
     try:
-        key = str(json.loads(key_file.read_text())["inference"]["key"])
-    except (OSError, ValueError, KeyError, TypeError):
+        key = read_inference_key(key_file)
+    except InferenceKeyError:
         return last  # not written yet, or being rewritten
     if key == last:
         return last
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps({"inference": {"key": key}}))
-    tmp.chmod(0o444)
-    os.replace(tmp, target)
+    write_inference_key(target, key)
     return key
 
 
@@ -89,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, forward)
     published: str | None = None
     while child.poll() is None:
-        published = publish_inference_key(Path(KEY_FILE), args.inference_key, published)
+        # TorchServe writes its key file (all keys) into its working directory.
+        published = publish_inference_key(Path(KEY_FILE_NAME), args.inference_key, published)
         time.sleep(POLL_S)
     return int(child.returncode or 0)
 

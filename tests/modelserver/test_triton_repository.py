@@ -13,8 +13,8 @@ import pytest
 
 from geoverdict_common import archives
 from geoverdict_common.exceptions import ServingConfigError
-from geoverdict_common.triton_repository import (
-    ARCHIVE,
+from geoverdict_common.triton_names import ARCHIVE
+from geoverdict_modelserver.triton_repository import (
     BOOTSTRAP,
     GPU_TRITON,
     TritonServing,

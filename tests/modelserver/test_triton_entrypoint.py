@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from geoverdict_common.archives import record
-from geoverdict_stack.triton_entrypoint import RESTRICTED, main, settle_secret
+from geoverdict_modelserver.triton_entrypoint import RESTRICTED, main, settle_secret
 
 
 def test_the_secret_is_made_once_readable_for_the_consumer_then_reused(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_tritonserver_is_started_with_the_repository_and_the_restriction(tmp_pat
         "/bin/echo",
         "tritonserver",
     ]
-    code = f"import sys; from geoverdict_stack.triton_entrypoint import main; main({argv!r})"
+    code = f"import sys; from geoverdict_modelserver.triton_entrypoint import main; main({argv!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     words = out.stdout.split()
     secret = json.loads(key.read_text())["inference"]["key"]

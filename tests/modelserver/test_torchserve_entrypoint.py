@@ -10,21 +10,13 @@ from pathlib import Path
 import pytest
 
 from geoverdict_common.archives import record
-from geoverdict_stack.torchserve_entrypoint import archives_to_load, main
+from geoverdict_modelserver.torchserve_entrypoint import main
 
 # Stands in for TorchServe: writes all three keys into its working directory, then exits.
 FAKE_TORCHSERVE = (
     "import json, time; json.dump({'inference': {'key': 'inf-1'}, 'management': {'key': 'mgmt'},"
     " 'API': {'key': 'api'}}, open('key_file.json', 'w')); time.sleep(0.8)"
 )
-
-
-def test_the_load_models_value_names_the_archives(tmp_path: Path) -> None:
-    for name in ("a.mar", "b.mar"):
-        (tmp_path / name).write_bytes(b"x")
-    assert archives_to_load(tmp_path, "all") == ["a.mar", "b.mar"]
-    assert archives_to_load(tmp_path, "geoverdict=a.mar, other=b.mar") == ["a.mar", "b.mar"]
-    assert archives_to_load(tmp_path, "") == []
 
 
 def test_only_the_inference_key_is_published_for_the_consumer(

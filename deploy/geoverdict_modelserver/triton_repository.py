@@ -12,8 +12,9 @@ archive the store does not list, or one changed since, is refused at load. A new
 is a new version folder: with `version_policy: latest 1`, `POST /v2/repository/models/<name>/
 load` serves it and unloads the old one, without a restart (docs/operations.md).
 
-The local stack, the Triton image's build (`python -m geoverdict_common.triton_repository`) and
-the tests write repositories with this module; it imports no Triton, torch or training code.
+The Triton entrypoint (in the image and on the local stack), `python -m
+geoverdict_modelserver.triton_repository` and the tests write repositories with this module;
+it imports no Triton, torch or training code.
 """
 
 from __future__ import annotations
@@ -28,18 +29,17 @@ from pathlib import Path
 
 from geoverdict_common import archives
 from geoverdict_common.exceptions import ServingConfigError
-from geoverdict_common.serving import SERVING_MAX_BYTES, model_archives
+from geoverdict_common.serving import SERVING_MAX_BYTES
+from geoverdict_common.triton_names import ARCHIVE, INPUT, OUTPUT
+from geoverdict_modelserver.model_load import model_archives
 
-ARCHIVE = "model.mar"
-INPUT = "IMAGE"
-OUTPUT = "REPLY"
 # Triton's Python stub embeds its interpreter with a path of its own: it ignores PYTHONPATH
 # (seen with Triton 2.51), so the entry point applies it (as site dirs: .pth files, editable
 # installs included) before anything imports numpy, ahead of what the interpreter found by
 # itself: the stub takes its prefix from PATH's python3, an activated virtual environment's
 # with its numpy 2 (which misreads Triton's BYTES tensors).
 BOOTSTRAP = '''"""Triton's Python-backend entry point of a geoverdict model (written by
-geoverdict_common.triton_repository; the code is geoverdict_training.serving.triton_model)."""
+geoverdict_modelserver.triton_repository; the code is geoverdict_training.serving.triton_model)."""
 
 import os
 import site
@@ -111,8 +111,8 @@ parameters [
 """
 
 
-# Per GPU: batches of 64 as TorchServe's GPU serving (geoverdict_common.serving.GPU_SERVING),
-# 4 instances to overlap one's CPU work (header checks, replies) with another's GPU work.
+# Per GPU: batches of 64 as TorchServe's GPU serving (torchserve_gpu.GPU_SERVING), 4 instances
+# to overlap one's CPU work (header checks, replies) with another's GPU work.
 GPU_TRITON = TritonServing(
     max_batch_size=128,
     preferred_batch_sizes=(64,),

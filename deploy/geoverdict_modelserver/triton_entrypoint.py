@@ -1,7 +1,7 @@
 """Triton's entry point, in the image and on the local stack: the model repository written from
 the model store, the inference secret settled, then `tritonserver` in its place.
 
-1. The repository: one model per archive to load (geoverdict_common.triton_repository), each
+1. The repository: one model per archive to load (geoverdict_modelserver.triton_repository), each
    checked against the model store's SHA256SUMS when it is written and again by the model at
    load; an archive the store does not list refuses the start (exit 3), as TorchServe's
    entrypoint does.
@@ -16,15 +16,15 @@ the model store, the inference secret settled, then `tritonserver` in its place.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from geoverdict_common.exceptions import ServingConfigError
-from geoverdict_common.triton_repository import GPU_TRITON, TritonServing, write_repository
+from geoverdict_common.exceptions import InferenceKeyError, ServingConfigError
+from geoverdict_common.inference_key import read_inference_key, write_inference_key
+from geoverdict_modelserver.triton_repository import GPU_TRITON, TritonServing, write_repository
 
 AUTH_HEADER = "authorization"
 # Every API group of Triton 2.51 but health and metadata.
@@ -44,15 +44,11 @@ def settle_secret(path: Path) -> str:
     consumer's user: it mounts the file read-only)."""
     if path.exists():
         try:
-            return str(json.loads(path.read_text())["inference"]["key"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ServingConfigError(f"{path}: not an inference key file: {exc}") from exc
+            return read_inference_key(path)
+        except InferenceKeyError as exc:
+            raise ServingConfigError(str(exc)) from exc
     key = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"inference": {"key": key}}))
-    tmp.chmod(0o444)
-    os.replace(tmp, path)
+    write_inference_key(path, key)
     return key
 
 
