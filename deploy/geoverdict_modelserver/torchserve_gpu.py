@@ -12,7 +12,7 @@ a GPU machine: `geoverdict stack up --gpu` adds them to its own, and the GPU ima
 config.properties.
 
 GPU_SERVING's values were chosen from measurements on an H200 and on this project's CPU, not
-yet confirmed by `geoverdict bench --device cuda` (docs/operations.md, "GPU serving").
+yet confirmed by `python -m benchmarks --device cuda` (docs/operations.md, "GPU serving").
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from geoverdict_modelserver.model_load import model_archives
 # what a lone request waits when traffic is light. Each worker still spends ~0.45 ms of one CPU
 # core per image (header, reply, JSON; measured on this project's CPU) while its GPU work takes
 # ~0.2 ms: four workers per GPU overlap one's CPU part with the others' GPU part. To be confirmed
-# by `geoverdict bench --device cuda` and the TorchServe sweep on the GPU machine.
+# by `python -m benchmarks --device cuda` and the TorchServe sweep on the GPU machine.
 GPU_SERVING = ServingConfig(batch_size=64, max_batch_delay_ms=5, min_workers=4, max_workers=4)
 
 
