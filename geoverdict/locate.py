@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from geoverdict_service.settings import VerdictSettings
     from geoverdict_training.serving.responder import Responder
 
+# The model answers here (torch and the training package's Responder), the verdict is the service's.
+REQUIRES = ("torch", "geoverdict_training", "geoverdict_service")
+
 DEFAULT_ARCHIVE = "geoverdict.mar"
 BATCH_SIZE = 8  # photos per forward pass
 
