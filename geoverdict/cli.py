@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 # Each module registers its subcommands with `register(subparsers)`; none imports torch at
-# import time, so the service image (no torch) can run the CLI.
+# import time, so the service image (no torch) can run the CLI. A module whose commands need
+# more than its own package names those top-level modules in `REQUIRES`: without them its
+# commands are not offered (the consumer's image has no torch, training code or stack).
 COMMAND_MODULES = (
     "geoverdict.locate",
     "geoverdict_stack.commands",
@@ -22,16 +25,24 @@ COMMAND_MODULES = (
 )
 
 
+def installed(name: str) -> bool:
+    """Whether module `name` can be imported here (found, not imported: torch costs seconds)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a dotted name whose package is not installed
+        return False
+
+
 def installed_modules() -> list[ModuleType]:
-    """The command modules of the packages installed here: the consumer's image has the
-    service and the CLI but no training code or stack launcher, and offers their commands."""
+    """The command modules whose commands run here: their package installed, and what they
+    declare in `REQUIRES`."""
     found = []
     for name in COMMAND_MODULES:
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name.split(".")[0]:
-                raise  # a package that is there but broken: say so
+        if not installed(name):
+            continue
+        module = importlib.import_module(name)  # a package that is there but broken: say so
+        if all(installed(required) for required in getattr(module, "REQUIRES", ())):
+            found.append(module)
     return found
 
 

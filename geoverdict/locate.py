@@ -2,9 +2,10 @@
 Kafka or a model server.
 
 A verdict here is built as the stream builds it: the archive's model answers through the same
-Responder as the model handler (limits, EXIF orientation, calibration, hierarchy, reply), the
-reply passes the same contract check, and the service's verdict code applies the same privacy
-floor and claim checks with the same settings (`GEOVERDICT_TOP_K`, `GEOVERDICT_MIN_PRECISION_KM`,
+Responder as the model handler (limits, EXIF orientation, calibration, hierarchy, reply), and
+the reply becomes a verdict by the service's own functions (verdicts.checked_reply, then
+verdicts.build_verdict: the contract check, the privacy floor, the claim checks) with the same
+settings (`GEOVERDICT_TOP_K`, `GEOVERDICT_MIN_PRECISION_KM`,
 the mismatch flag's). So a photo gets the top cells and probabilities here that a verdict from
 `geoverdict consume` gives it. A file that cannot be answered (unreadable, not an image, too
 large, corrupt) gets one line naming it and why, as the service's dead letter would, and the
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from geoverdict_service.geo import PlaceNames
     from geoverdict_service.settings import VerdictSettings
     from geoverdict_training.serving.responder import Responder
+
+# The model answers here (torch and the training package's Responder), the verdict is the service's.
+REQUIRES = ("torch", "geoverdict_training", "geoverdict_service")
 
 DEFAULT_ARCHIVE = "geoverdict.mar"
 BATCH_SIZE = 8  # photos per forward pass
@@ -125,33 +129,28 @@ def _verdict(
     places: PlaceNames | None,
     elapsed_ms: float,
 ) -> Located:
-    """The service's path from a model reply to a verdict (pipeline/predictions.py and the
-    verdict building of the consumer): contract check, privacy floor, verdict."""
-    from geoverdict_common import contract  # noqa: PLC0415
+    """The service's path from a model reply to a verdict: contract check, privacy floor,
+    verdict; the post is the photo (a fresh id, as each event has its own) and its claim."""
     from geoverdict_common.exceptions import ContractError  # noqa: PLC0415
-    from geoverdict_service.events import Claim, ImageEvent  # noqa: PLC0415
-    from geoverdict_service.verdicts import build_verdict, private_prediction  # noqa: PLC0415
+    from geoverdict_service.events import Claim, Post  # noqa: PLC0415
+    from geoverdict_service.verdicts import build_verdict, checked_reply  # noqa: PLC0415
 
     error = reply.get("error")
     if error:
         # The message starts with the code, as the dead letter's does: "undecodable: ..."
         return Located(path, reason=str(error.get("code")), message=str(error.get("message")))
     try:
-        prediction = contract.checked_prediction(reply)
+        prediction = checked_reply(reply, settings.min_precision_km)
     except ContractError as exc:
         return Located(path, reason=exc.reason, message=str(exc))
-    prediction = private_prediction(prediction, settings.min_precision_km)
-    event = ImageEvent(
+    post = Post(
         id=str(uuid.uuid4()),
         source="geoverdict/locate",
         post_id=path.name,
-        time=None,
-        image_bytes=body,
-        image_url=None,
         claim=Claim(claim[0], claim[1], "event") if claim is not None else None,
     )
     verdict = build_verdict(
-        event,
+        post,
         prediction,
         settings.policy(),
         places,

@@ -23,6 +23,8 @@ from typing import Any
 
 from geoverdict_common.exceptions import ContractError
 
+REQUIRES = ("geoverdict_service",)  # the service's own mismatch rule is measured
+
 THRESHOLDS_KM = (200.0, 750.0, 1500.0, 2500.0)
 MAX_MASSES = (0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2)
 

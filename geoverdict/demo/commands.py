@@ -10,6 +10,9 @@ from geoverdict.demo import run
 from geoverdict.demo.exceptions import DemoError
 from geoverdict_common.paths import runs_dir
 
+# It starts the local stack (whose prerequisites, TorchServe or Triton, it checks itself) and a
+# consumer.
+REQUIRES = ("geoverdict_stack", "geoverdict_service")
 USER_ERRORS: tuple[type[Exception], ...] = (DemoError,)
 
 

@@ -21,14 +21,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import orjson
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-from geoverdict_common.contract_types import Location
 from geoverdict_service.backoff import Backoff
-from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
+from geoverdict_service.cache import PredictionCache
 from geoverdict_service.exceptions import ServiceError
 from geoverdict_service.fetch import fetch_image
 from geoverdict_service.geo import PlaceNames
@@ -43,7 +41,7 @@ from geoverdict_service.model_servers import client_for
 from geoverdict_service.pipeline.checkpoint import Checkpoint
 from geoverdict_service.pipeline.delivery import Delivery
 from geoverdict_service.pipeline.intake import Intake, fetch_wait_s
-from geoverdict_service.pipeline.items import Item, guard
+from geoverdict_service.pipeline.items import Item
 from geoverdict_service.pipeline.lookup import Lookup
 from geoverdict_service.pipeline.parts import (
     Cache,
@@ -55,9 +53,9 @@ from geoverdict_service.pipeline.parts import (
 from geoverdict_service.pipeline.pause import Pauser
 from geoverdict_service.pipeline.predictions import Predictions
 from geoverdict_service.pipeline.transactions import ExactlyOnce
+from geoverdict_service.pipeline.verdicts import Verdicts
 from geoverdict_service.settings import ServiceSettings
 from geoverdict_service.shutdown import GracefulShutdown
-from geoverdict_service.verdicts import build_verdict, location_of
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +100,14 @@ class VerdictService:
         self.cache = cache
         self.metrics = metrics = metrics or Metrics()
         self.places = places
-        self.policy = settings.policy()
         fetch_policy = settings.fetch.policy()
         # The stages of a batch, in the order process() runs them.
         self.intake = Intake(
             fetch or partial(fetch_image, policy=fetch_policy), fetch_wait_s(fetch_policy), metrics
         )
         self.lookup = Lookup(cache, metrics, settings.cache_local_entries)
-        self._locations: RecentPredictions[Location] = RecentPredictions(
-            settings.cache_local_entries
-        )
         self.predictions = Predictions(inference, metrics, settings.min_precision_km)
+        self.verdicts = Verdicts(settings.policy(), places, settings.cache_local_entries)
         self.delivery = Delivery(producer, metrics, settings)
         self.checkpoint = Checkpoint(consumer)
         # exactly_once: a transactional producer per input partition (transactions.py)
@@ -293,7 +288,7 @@ class VerdictService:
         items = self.intake.read(batch)
         self.lookup.find(items, self.predictions.model_version)
         unavailable = self.predictions.predict(items)
-        self._build_verdicts(items, started)
+        self.verdicts.build(items, started)
         answered, cut = self.checkpoint.cut(items)
         rewound = self._complete(items, answered)
         self.lookup.store(items)
@@ -310,35 +305,6 @@ class VerdictService:
         self.delivery.count(self.delivery.deliver(answered))
         self.checkpoint.commit(answered)
         return {}
-
-    def _build_verdicts(self, items: list[Item], started: float) -> None:
-        """Each predicted item's verdict, encoded; a verdict that cannot be built fails its item."""
-        for item in items:
-            if item.prediction is not None and item.failure is None:
-                item.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
-                guard(item, "verdict", partial(self._build_verdict, item))
-
-    def _build_verdict(self, item: Item) -> None:
-        if item.event is None or item.prediction is None:
-            raise ServiceError("verdict without an event and a prediction")  # a bug, not input
-        # A photo answered again has the same location: kept, as its checked prediction is.
-        key = cache_key(item.prediction["model_version"], item.sha256)
-        location = self._locations.get(key)
-        if location is None:
-            location = location_of(item.prediction, self.policy, self.places)
-            self._locations.put(key, location)
-        item.verdict = build_verdict(
-            item.event,
-            item.prediction,
-            self.policy,
-            self.places,
-            cache_hit=item.cache_hit,
-            image_sha256=item.sha256,
-            timings_ms=item.timings_ms,
-            location=location,
-        )
-        item.key = item.event.id.encode()
-        item.payload = orjson.dumps(item.verdict)
 
     def _update_lag(self) -> None:
         for tp in self.consumer.assignment():

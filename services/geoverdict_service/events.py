@@ -27,16 +27,22 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class ImageEvent:
-    """A validated image event; exactly one of image_bytes / image_url is set."""
+class Post:
+    """What a verdict answers: the event's id and source, the post, the place it claims."""
 
     id: str
     source: str
     post_id: str
+    claim: Claim | None
+
+
+@dataclass(frozen=True)
+class ImageEvent(Post):
+    """A validated image event: a post and its image (exactly one of image_bytes / image_url)."""
+
     time: datetime | None
     image_bytes: bytes | None
     image_url: str | None
-    claim: Claim | None
 
 
 def parse_event(raw: bytes | None) -> ImageEvent:

@@ -1,4 +1,9 @@
-"""Verdicts: a model prediction plus the event's claims, turned into the published answer."""
+"""Verdicts: a model prediction plus the event's claims, turned into the published answer.
+
+The one path from a model reply to a verdict, for the stream (pipeline/predictions.py and
+pipeline/verdicts.py) and for `geoverdict locate` alike: `checked_reply` (the contract and the
+privacy floor), then `build_verdict`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from geoverdict_common import contract
 from geoverdict_common.contract_types import (
     BestGuess,
     Cell,
@@ -16,7 +22,7 @@ from geoverdict_common.contract_types import (
     Verdict,
 )
 from geoverdict_common.distances import haversine_km
-from geoverdict_service.events import Claim, ImageEvent
+from geoverdict_service.events import Claim, Post
 from geoverdict_service.geo import (
     PlaceNames,
     cell_radius_km,
@@ -100,6 +106,12 @@ def private_prediction(prediction: Prediction, floor_km: float) -> Prediction:
     return private
 
 
+def checked_reply(reply: Any, floor_km: float) -> Prediction:
+    """A model reply as a verdict (and the cache) may use it: checked against the prediction
+    contract (ContractError where it breaks it), its GPS EXIF position no finer than the floor."""
+    return private_prediction(contract.checked_prediction(reply), floor_km)
+
+
 def _snap_km(precision_km: float) -> float:
     """How far the precision floor's snapping can move a point: half a grid square's diagonal."""
     return precision_km * math.sqrt(0.5) if precision_km > 0 else 0.0
@@ -144,7 +156,7 @@ def location_of(
 
 
 def build_verdict(
-    event: ImageEvent,
+    post: Post,
     prediction: Prediction,
     policy: VerdictPolicy,
     places: PlaceNames | None,
@@ -154,10 +166,11 @@ def build_verdict(
     timings_ms: dict[str, Any],
     location: Location | None = None,
 ) -> Verdict:
-    """The verdict for one event (valid against schemas/verdict.schema.json); `location`:
-    location_of(prediction, policy, places) when the caller kept it."""
+    """The verdict for one post from its checked prediction (`checked_reply`), valid against
+    schemas/verdict.schema.json. Both claims are checked: the post's and the photo's GPS EXIF.
+    `location`: location_of(prediction, policy, places) when the caller kept it."""
     floor = policy.min_precision_km
-    claims: list[Claim] = [event.claim] if event.claim else []
+    claims: list[Claim] = [post.claim] if post.claim else []
     exif = prediction.get("exif_location")
     if exif:
         claims.append(Claim(float(exif["lat"]), float(exif["lon"]), "exif"))
@@ -168,9 +181,9 @@ def build_verdict(
     for check in checks:
         check["distance_km"] = floor_distance(check["distance_km"], floor)
     return {
-        "id": event.id,
-        "post_id": event.post_id,
-        "source": event.source,
+        "id": post.id,
+        "post_id": post.post_id,
+        "source": post.source,
         "model_version": prediction["model_version"],
         "produced_at": datetime.now(UTC).isoformat(),
         "image_sha256": image_sha256,

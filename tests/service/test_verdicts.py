@@ -12,9 +12,10 @@ import pytest
 from geoverdict_common import contract
 from geoverdict_common.contract_types import Prediction
 from geoverdict_common.distances import haversine_km
-from geoverdict_service.events import Claim, ImageEvent, make_event, parse_event
+from geoverdict_common.exceptions import ContractError
+from geoverdict_service.events import Claim, ImageEvent, Post, make_event, parse_event
 from geoverdict_service.geo import PlaceNames, coarsen, parent_token, s2_level_for
-from geoverdict_service.verdicts import VerdictPolicy, build_verdict, consistency
+from geoverdict_service.verdicts import VerdictPolicy, build_verdict, checked_reply, consistency
 from tests.service.s2_reference import DEMO_CELL_RADII_KM
 from tests.service.samples import (
     MODEL_VERSION,
@@ -121,6 +122,43 @@ def test_a_verdict_carries_the_event_and_the_top_k_cells() -> None:
     assert verdict["location"]["precision_km"] == pytest.approx(1.897, abs=0.001)
     assert verdict["location"]["precision_floor_km"] == 0.0
     assert verdict["scene"]["s3"]["label"] == "urban"
+
+
+def test_a_post_without_an_event_gets_the_verdict_its_event_would() -> None:
+    # `locate` has a photo and a claim, no event: the same function answers both alike.
+    pred = prediction([(PARIS, 0.9), (TOKYO, 0.1)], exif=NEW_YORK)
+    policy = VerdictPolicy(min_precision_km=5.0)
+    event = event_with(FAR_SOUTH)
+    post = Post(event.id, event.source, event.post_id, claim_at(FAR_SOUTH))
+    verdicts = [
+        build_verdict(
+            asked,
+            pred,
+            policy,
+            None,
+            cache_hit=False,
+            image_sha256=SHA,
+            timings_ms={"total": 2.0},
+        )
+        for asked in (event, post)
+    ]
+    for verdict in verdicts:
+        assert contract.errors(contract.VERDICT, verdict) == []
+        del verdict["produced_at"]  # type: ignore[misc]
+    assert verdicts[0] == verdicts[1]
+    assert [c["claim_source"] for c in verdicts[1]["consistency"]] == ["event", "exif"]
+    assert verdicts[1]["id"] == event.id and verdicts[1]["post_id"] == "post-9"
+
+
+def test_a_checked_reply_keeps_no_exif_position_finer_than_the_floor() -> None:
+    reply = dict(prediction([(PARIS, 1.0)], exif=NEW_YORK))
+    checked = checked_reply(reply, 25.0)
+    lat, lon = coarsen(*NEW_YORK, 25.0)
+    assert checked["exif_location"] == {"lat": lat, "lon": lon}
+    assert checked["cells"] == reply["cells"]  # the model's cells are not personal data
+    assert checked_reply(reply, 0.0)["exif_location"] == {"lat": NEW_YORK[0], "lon": NEW_YORK[1]}
+    with pytest.raises(ContractError):
+        checked_reply({**reply, "cells": "not a list"}, 25.0)
 
 
 def points(node: Any) -> Iterator[tuple[float, float]]:

@@ -10,7 +10,6 @@ import logging
 from concurrent.futures import Future
 from typing import Any
 
-from geoverdict_common import contract
 from geoverdict_common.contract_types import Prediction
 from geoverdict_common.exceptions import ContractError
 from geoverdict_service.exceptions import (
@@ -22,7 +21,7 @@ from geoverdict_service.exceptions import (
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.pipeline.items import Item
 from geoverdict_service.pipeline.parts import Inference
-from geoverdict_service.verdicts import private_prediction
+from geoverdict_service.verdicts import checked_reply
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,8 @@ class Predictions:
         unavailable = False
         for sha, future in futures.items():
             try:
-                results[sha] = contract.checked_prediction(future.result())
+                # Cached and used as coarse as the floor: no exact GPS kept for the cache's TTL.
+                results[sha] = checked_reply(future.result(), self._min_precision_km)
             except ContractError as exc:  # what the server sent breaks the contract
                 results[sha] = BadEventError(str(exc), exc.reason)
             except BadEventError as exc:
@@ -85,8 +85,6 @@ class Predictions:
                 if isinstance(result, BadImageError):
                     self.learn_model_version(result.model_version)
             elif result is not None:
-                # Cached and used as coarse as the floor: no exact GPS kept for the cache's TTL.
-                result = private_prediction(result, self._min_precision_km)
                 item.prediction = result
                 item.timings_ms["model"] = result.get("timings_ms", {})
                 self.learn_model_version(result["model_version"])

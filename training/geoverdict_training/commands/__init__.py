@@ -13,6 +13,8 @@ from geoverdict_common.exceptions import CommonError
 from geoverdict_training.commands import data, model
 from geoverdict_training.exceptions import TrainingError
 
+REQUIRES = ("torch",)  # imported by the commands, not here
+
 # The CLI prints these as one line on stderr and exits 2 (a user's input, not a bug).
 USER_ERRORS: tuple[type[Exception], ...] = (TrainingError, CommonError)
 
