@@ -143,6 +143,8 @@ def test_the_model_server_images_install_their_package_never_the_stack() -> None
         dockerfile = (REPO_ROOT / "deploy" / image / "Dockerfile").read_text()
         assert "COPY deploy/geoverdict_modelserver " in dockerfile, image
         assert "geoverdict_stack" not in dockerfile and "services" not in dockerfile, image
+        # no `geoverdict` command whose package is not there
+        assert 'rm -rf /tmp/geoverdict "$(command -v geoverdict)"' in dockerfile, image
     entrypoint = (REPO_ROOT / "deploy" / "triton" / "entrypoint.sh").read_text()
     assert "python3 -m geoverdict_modelserver.triton_entrypoint" in entrypoint
     health = services()["torchserve"]["healthcheck"]["test"]
