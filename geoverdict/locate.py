@@ -3,13 +3,12 @@ Kafka or a model server.
 
 A verdict here is built as the stream builds it: the archive's model answers through the same
 Responder as the model handler (limits, EXIF orientation, calibration, hierarchy, reply), and
-the reply becomes a verdict by the service's own functions (verdicts.checked_reply, then
-verdicts.build_verdict: the contract check, the privacy floor, the claim checks) with the same
-settings (`GEOVERDICT_TOP_K`, `GEOVERDICT_MIN_PRECISION_KM`,
-the mismatch flag's). So a photo gets the top cells and probabilities here that a verdict from
-`geoverdict consume` gives it. A file that cannot be answered (unreadable, not an image, too
-large, corrupt) gets one line naming it and why, as the service's dead letter would, and the
-other photos are still answered.
+the reply becomes a verdict by the service's own functions (verdicts.checked_reply, then the
+verdict stage's Verdicts.verdict: the contract check, the privacy floor, the claim checks) with
+the same settings (`GEOVERDICT_TOP_K`, `GEOVERDICT_MIN_PRECISION_KM`, the mismatch flag's). So a
+photo gets the top cells and probabilities here that a verdict from `geoverdict consume` gives
+it. A file that cannot be answered (unreadable, not an image, too large, corrupt) gets one line
+naming it and why, as the service's dead letter would, and the other photos are still answered.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from geoverdict_common.paths import model_store_dir
 if TYPE_CHECKING:
     from geoverdict_common.contract_types import Verdict
     from geoverdict_service.geo import PlaceNames
+    from geoverdict_service.pipeline.verdicts import Verdicts
     from geoverdict_service.settings import VerdictSettings
     from geoverdict_training.serving.responder import Responder
 
@@ -38,6 +38,7 @@ REQUIRES = ("torch", "geoverdict_training", "geoverdict_service")
 
 DEFAULT_ARCHIVE = "geoverdict.mar"
 BATCH_SIZE = 8  # photos per forward pass
+LOCATIONS_KEPT = 1024  # the same photo named twice is located once
 
 
 class LocateError(Exception):
@@ -96,6 +97,9 @@ def locate(
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[Located]:
     """Each photo's verdict or failure, in order, answered `batch_size` photos at a time."""
+    from geoverdict_service.pipeline.verdicts import Verdicts  # noqa: PLC0415
+
+    verdicts = Verdicts(settings.policy(), places, LOCATIONS_KEPT)
     for start in range(0, len(paths), batch_size):
         batch = list(paths[start : start + batch_size])
         started = time.perf_counter()
@@ -105,7 +109,7 @@ def locate(
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         for path, body in zip(batch, bodies, strict=True):
             if isinstance(body, bytes):
-                yield _verdict(path, body, next(replies), settings, claim, places, elapsed_ms)
+                yield _verdict(path, body, next(replies), settings, claim, verdicts, elapsed_ms)
             else:
                 yield Located(path, reason="unreadable", message=f"unreadable: {body}")
 
@@ -126,14 +130,14 @@ def _verdict(
     reply: dict[str, Any],
     settings: VerdictSettings,
     claim: tuple[float, float] | None,
-    places: PlaceNames | None,
+    verdicts: Verdicts,
     elapsed_ms: float,
 ) -> Located:
     """The service's path from a model reply to a verdict: contract check, privacy floor,
     verdict; the post is the photo (a fresh id, as each event has its own) and its claim."""
     from geoverdict_common.exceptions import ContractError  # noqa: PLC0415
     from geoverdict_service.events import Claim, Post  # noqa: PLC0415
-    from geoverdict_service.verdicts import build_verdict, checked_reply  # noqa: PLC0415
+    from geoverdict_service.verdicts import checked_reply  # noqa: PLC0415
 
     error = reply.get("error")
     if error:
@@ -149,11 +153,9 @@ def _verdict(
         post_id=path.name,
         claim=Claim(claim[0], claim[1], "event") if claim is not None else None,
     )
-    verdict = build_verdict(
+    verdict = verdicts.verdict(
         post,
         prediction,
-        settings.policy(),
-        places,
         cache_hit=False,
         image_sha256=hashlib.sha256(body).hexdigest(),
         timings_ms={"model": prediction.get("timings_ms", {}), "total": round(elapsed_ms, 3)},

@@ -1,16 +1,19 @@
-"""Each answered record's verdict, built from its checked prediction and its event's claims by
-the service's one verdict function (verdicts.build_verdict, which `geoverdict locate` calls too),
-and encoded for Kafka. A verdict that cannot be built fails its record, never the batch."""
+"""Each answered record's verdict, built from its checked prediction and its event's claims,
+and encoded for Kafka. Verdicts.verdict is the one place where a prediction becomes a verdict
+(verdicts.build_verdict), for the stream and for `geoverdict locate` alike. A verdict that
+cannot be built fails its record, never the batch."""
 
 from __future__ import annotations
 
 import time
 from functools import partial
+from typing import Any
 
 import orjson
 
-from geoverdict_common.contract_types import Location
+from geoverdict_common.contract_types import Location, Prediction, Verdict
 from geoverdict_service.cache import RecentPredictions, cache_key
+from geoverdict_service.events import Post
 from geoverdict_service.exceptions import ServiceError
 from geoverdict_service.geo import PlaceNames
 from geoverdict_service.pipeline.items import Item, guard
@@ -37,23 +40,42 @@ class Verdicts:
                 item.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
                 guard(item, "verdict", partial(self._build, item))
 
+    def verdict(
+        self,
+        post: Post,
+        prediction: Prediction,
+        *,
+        cache_hit: bool,
+        image_sha256: str,
+        timings_ms: dict[str, Any],
+    ) -> Verdict:
+        """The verdict of a post from its photo's checked prediction: the one place where a
+        prediction becomes a verdict, for the stream (build) and for `geoverdict locate`."""
+        key = cache_key(prediction["model_version"], image_sha256)
+        location = self._locations.get(key)
+        if location is None:
+            location = location_of(prediction, self._policy, self._places)
+            self._locations.put(key, location)
+        return build_verdict(
+            post,
+            prediction,
+            self._policy,
+            self._places,
+            cache_hit=cache_hit,
+            image_sha256=image_sha256,
+            timings_ms=timings_ms,
+            location=location,
+        )
+
     def _build(self, item: Item) -> None:
         if item.event is None or item.prediction is None:
             raise ServiceError("verdict without an event and a prediction")  # a bug, not input
-        key = cache_key(item.prediction["model_version"], item.sha256)
-        location = self._locations.get(key)
-        if location is None:
-            location = location_of(item.prediction, self._policy, self._places)
-            self._locations.put(key, location)
-        item.verdict = build_verdict(
+        item.verdict = self.verdict(
             item.event,
             item.prediction,
-            self._policy,
-            self._places,
             cache_hit=item.cache_hit,
             image_sha256=item.sha256,
             timings_ms=item.timings_ms,
-            location=location,
         )
         item.key = item.event.id.encode()
         item.payload = orjson.dumps(item.verdict)

@@ -9,7 +9,7 @@ import time
 import orjson
 
 from geoverdict_common import contract
-from geoverdict_service.events import make_event, parse_event
+from geoverdict_service.events import Post, make_event, parse_event
 from geoverdict_service.exceptions import BadEventError
 from geoverdict_service.geo import PlaceNames
 from geoverdict_service.pipeline.items import Item
@@ -89,3 +89,25 @@ def test_a_photo_answered_again_keeps_its_location() -> None:
     uncached = CountingPlaces()
     Verdicts(POLICY, uncached, 0).build([predicted(2, image), predicted(3, image)], 0.0)
     assert uncached.asked == 2
+
+
+def test_a_post_without_an_event_gets_the_verdict_its_event_would() -> None:
+    # `geoverdict locate` answers a post (its photo and claim) through Verdicts.verdict, the
+    # function the stage builds each record's verdict with: the same verdict but for its id.
+    answered = predicted(0, jpeg(8), claim=(40.71, -74.0))
+    Verdicts(POLICY, CountingPlaces(), 10).build([answered], time.perf_counter())
+    event, prediction = answered.event, answered.prediction
+    assert event is not None and prediction is not None and answered.verdict is not None
+    post = Post(id="local", source=event.source, post_id=event.post_id, claim=event.claim)
+    alone = Verdicts(POLICY, CountingPlaces(), 10).verdict(
+        post,
+        prediction,
+        cache_hit=False,
+        image_sha256=answered.sha256,
+        timings_ms=answered.timings_ms,
+    )
+    assert alone["id"] == "local"
+    own = {"id", "produced_at"}  # the verdict's own identity and time
+    assert {k: v for k, v in alone.items() if k not in own} == {
+        k: v for k, v in answered.verdict.items() if k not in own
+    }
