@@ -7,13 +7,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.exceptions import BenchError
+from geoverdict.cli import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,12 +223,7 @@ def _all(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m benchmarks`; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:  # bad input, missing photos or model: one line, no stack trace

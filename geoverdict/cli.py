@@ -64,16 +64,21 @@ def user_errors() -> tuple[type[Exception], ...]:
     return tuple(found)
 
 
+def configure_logging(verbose: bool) -> None:
+    """Log lines with time, level and logger; debug with `verbose`, else kafka-python quieter."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `geoverdict` script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except user_errors() as exc:
