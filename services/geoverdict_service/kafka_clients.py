@@ -29,13 +29,13 @@ from kafka.client_async import KafkaClient
 from kafka.errors import (
     IllegalSaslStateError,
     NoBrokersAvailable,
-    SaslAuthenticationFailedError,
     UnsupportedSaslMechanismError,
 )
 
 from geoverdict_service.exceptions import KafkaUnavailableError
 from geoverdict_service.kafka_workarounds import (
     BoundedTransactionalProducer,
+    ConnectionErrors,
     patch_transaction_handlers,
 )
 from geoverdict_service.settings import ENV_PREFIX, KafkaSettings, ServiceSettings
@@ -44,11 +44,6 @@ log = logging.getLogger(__name__)
 
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 FRAME_MARGIN_BYTES = 64 * 1024
-AUTHENTICATION_ERRORS = (
-    IllegalSaslStateError,  # SASL towards a listener without it
-    UnsupportedSaslMechanismError,
-    SaslAuthenticationFailedError,  # wrong user or password
-)
 PROBE_SLICE_MS = 200  # the probe looks at the stop flag this often
 VERSION_PROBE_MS = 2000  # one connection attempt; SIGTERM is seen between attempts
 
@@ -184,35 +179,6 @@ def _short(exc: BaseException) -> str:
     return text[:200]
 
 
-class _ConnectionErrors(logging.Filter):
-    """Collects the errors kafka-python's connections of one client close with, and keeps
-    them out of the log: the probe reports them in its own one line."""
-
-    def __init__(self, client_id: str) -> None:
-        super().__init__()
-        self.client_id = client_id
-        self.errors: list[BaseException] = []
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        if not args or f"client_id={self.client_id}" not in str(args[0]):
-            return True
-        errors = [a for a in args[1:] if isinstance(a, BaseException)]
-        if errors:
-            with self._lock:
-                self.errors.extend(errors)
-        return record.levelno < logging.WARNING
-
-    def authentication_error(self) -> BaseException | None:
-        with self._lock:
-            return next((e for e in self.errors if isinstance(e, AUTHENTICATION_ERRORS)), None)
-
-    def last(self) -> BaseException | None:
-        with self._lock:
-            return self.errors[-1] if self.errors else None
-
-
 def check_cluster(
     kafka: KafkaSettings,
     topics: Mapping[str, str],
@@ -225,7 +191,7 @@ def check_cluster(
     stop = stop or threading.Event()
     deadline = time.monotonic() + kafka.connect_timeout_s
     client_id = f"geoverdict-probe-{uuid.uuid4().hex[:8]}"
-    errors = _ConnectionErrors(client_id)
+    errors = ConnectionErrors(client_id)
     conn_log = logging.getLogger("kafka.conn")
     conn_log.addFilter(errors)
     client: KafkaClient | None = None
@@ -248,7 +214,7 @@ def _connect(
     client_id: str,
     deadline: float,
     stop: threading.Event,
-    errors: _ConnectionErrors,
+    errors: ConnectionErrors,
 ) -> KafkaClient | None:
     """A client that reached a broker; None when stopped first."""
     while not stop.is_set():
@@ -274,7 +240,7 @@ def _wait_for_topics(
     topics: Mapping[str, str],
     deadline: float,
     stop: threading.Event,
-    errors: _ConnectionErrors,
+    errors: ConnectionErrors,
 ) -> bool:
     """True once the cluster's metadata lists every topic; False when stopped first."""
     # Ask for every topic: asking for a missing one by name makes each answer an error (and
@@ -305,7 +271,7 @@ def _wait_for_topics(
     return False
 
 
-def _fail_on_authentication(kafka: KafkaSettings, errors: _ConnectionErrors) -> None:
+def _fail_on_authentication(kafka: KafkaSettings, errors: ConnectionErrors) -> None:
     error = errors.authentication_error()
     if error is None:
         return

@@ -33,25 +33,43 @@ test_kafka_workarounds.py):
    transaction. No patch: the transaction rules close a producer after an abort and make a new
    one for the partition's next batch (pipeline/transactions.py, `ExactlyOnce._abort`). Test:
    test_consumer_exactly_once.py::test_a_failure_before_the_commit_aborts_and_the_batch_comes_again.
+6. Connection failures only in the log: a broker that refuses the SASL credentials, or a
+   listener that does not speak SASL, closes the connection, which kafka-python logs at
+   "kafka.conn" and retries forever without raising (it ignored SIGTERM while it did).
+   ConnectionErrors, a logging filter on that logger, collects them, so that
+   kafka_clients.check_cluster stops at the first refusal and names the setting. Tests:
+   test_commands.py::test_an_authentication_mismatch_ends_consume_at_once_instead_of_retrying_forever
+   and test_wrong_sasl_credentials_are_one_line_naming_the_setting.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import (
+    IllegalSaslStateError,
     IllegalStateError,
     InvalidProducerEpochError,
     KafkaError,
     KafkaTimeoutError,
     NoError,
     ProducerFencedError,
+    SaslAuthenticationFailedError,
+    UnsupportedSaslMechanismError,
     for_code,
 )
 from kafka.producer.transaction_manager import InitProducerIdHandler, TxnOffsetCommitHandler
 
+# What a refused connection's errors say when it is authentication (defect 6).
+AUTHENTICATION_ERRORS = (
+    IllegalSaslStateError,  # SASL towards a listener without it
+    UnsupportedSaslMechanismError,
+    SaslAuthenticationFailedError,  # wrong user or password
+)
 # Another producer holds the transactional id now (defect 4: kafka-python says it two ways).
 FENCED = (ProducerFencedError, InvalidProducerEpochError)
 
@@ -143,3 +161,33 @@ def _init_producer_id_response(
         original(handler, response)
     else:
         handler.fatal_error(error())
+
+
+class ConnectionErrors(logging.Filter):
+    """Defect 6: collects the errors the connections of the client named `client_id` close with
+    (add it to the "kafka.conn" logger), and keeps them out of the log: check_cluster reports
+    them in its own one line."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__()
+        self.client_id = client_id
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not args or f"client_id={self.client_id}" not in str(args[0]):
+            return True
+        errors = [a for a in args[1:] if isinstance(a, BaseException)]
+        if errors:
+            with self._lock:
+                self.errors.extend(errors)
+        return record.levelno < logging.WARNING
+
+    def authentication_error(self) -> BaseException | None:
+        with self._lock:
+            return next((e for e in self.errors if isinstance(e, AUTHENTICATION_ERRORS)), None)
+
+    def last(self) -> BaseException | None:
+        with self._lock:
+            return self.errors[-1] if self.errors else None
