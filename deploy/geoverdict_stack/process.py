@@ -25,12 +25,20 @@ class ProcessRecord:
     pid: int
     create_time: float  # psutil's start time: guards against a recycled PID
     log_file: str
+    # The start time after boot: psutil's create_time is boot time + that, both read from the
+    # wall clock, so a clock step (NTP) moves it, and a live server looked gone (its CPU then
+    # counted as 0 by the benchmark). None in a record written before it was kept.
+    started_after_boot: float | None = None
 
     def process(self) -> psutil.Process | None:
         """The live process, or None when it is gone (or the PID now belongs to another)."""
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 1.0:
+            if self.started_after_boot is not None:
+                moved = proc.create_time() - psutil.boot_time() - self.started_after_boot
+            else:
+                moved = proc.create_time() - self.create_time
+            if abs(moved) > 1.0:
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -68,7 +76,9 @@ def spawn(
         )
     create_time = psutil.Process(popen.pid).create_time()
     log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
-    return ProcessRecord(name, popen.pid, create_time, str(log_file))
+    return ProcessRecord(
+        name, popen.pid, create_time, str(log_file), create_time - psutil.boot_time()
+    )
 
 
 def stop(record: ProcessRecord, timeout: float = 15.0) -> None:
