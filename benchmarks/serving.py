@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import psutil
 
+from benchmarks.exceptions import BenchError
 from benchmarks.results import ServingPoint
 from geoverdict_service.model_servers.http import HttpModelServer
 from geoverdict_service.model_servers.open_inference import OpenInferenceClient
@@ -106,6 +107,8 @@ def measure(
         served.predict_many(images[: max(concurrency * batch_size, 8)])  # warm-up
         latencies.clear()
         pids = stack.pids(server)
+        if not pids:  # never a CPU figure of 0 for a server whose processes were not found
+            raise BenchError(f"no running process of {server} to measure (stack {stack.config.run_dir})")
         cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         served.predict_many(images)
