@@ -108,7 +108,7 @@ def measure(
         latencies.clear()
         pids = stack.pids(server)
         if not pids:  # never a CPU figure of 0 for a server whose processes were not found
-            raise BenchError(f"no running process of {server} to measure (stack {stack.config.run_dir})")
+            raise BenchError(f"no running process of {server} to measure in {stack.config.run_dir}")
         cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         served.predict_many(images)
