@@ -25,4 +25,4 @@ def archives_to_load(store: Path, load: str) -> list[str]:
         return []
     if load.strip() == "all":
         return sorted(p.name for p in store.glob("*.mar"))
-    return [item.split("=", 1)[-1].strip() for item in load.split(",") if item.strip()]
+    return list(model_archives([item for item in load.split(",") if item.strip()]).values())

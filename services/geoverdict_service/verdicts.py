@@ -2,7 +2,7 @@
 
 The one path from a model reply to a verdict, for the stream (pipeline/predictions.py and
 pipeline/verdicts.py) and for `geoverdict locate` alike: `checked_reply` (the contract and the
-privacy floor), then `build_verdict`.
+privacy floor), then `build_verdict`, which the verdict stage's `Verdicts.verdict` alone calls.
 """
 
 from __future__ import annotations
