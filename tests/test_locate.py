@@ -168,6 +168,11 @@ def test_the_same_photo_gets_the_same_cells_here_as_through_the_stack(
         ours, theirs = _top(local["location"]["cells"]), _top(verdict["location"]["cells"])
         assert [t for t, _ in ours] == [t for t, _ in theirs]
         assert [p for _, p in ours] == pytest.approx([p for _, p in theirs], abs=1e-4)
+        ours_best, theirs_best = local["location"]["best_guess"], verdict["location"]["best_guess"]
+        assert ours_best["token"] == theirs_best["token"]
+        assert (ours_best["lat"], ours_best["lon"]) == pytest.approx(
+            (theirs_best["lat"], theirs_best["lon"]), abs=1e-6
+        )
         for ours_check, theirs_check in zip(
             local["consistency"], verdict["consistency"], strict=True
         ):

@@ -49,17 +49,36 @@ def test_evaluate_a_model_reproduces_the_runs_validation(
         assert main([*argv, "--json", "--workers", "0"]) == 0
         result = json.loads(capsys.readouterr().out)
         final = [r for r in tiny_run.result.history if r["split"] == "val"][-1]
-        # --predictions' keys, and the calibration of the calibrated model the run ended with
-        assert set(result) == {"n", "accuracy", "median_km", "mean_km", "calibration"}
+        # --predictions' keys for the best guess, the top cell's and the baselines, beside the
+        # calibration of the calibrated model the run ended with
+        assert set(result) == {
+            *("n", "accuracy", "median_km", "mean_km", "calibration"),
+            *("rule", "top_cell", "baselines"),
+        }
         assert result["n"] == final["n"]
-        assert result["accuracy"] == pytest.approx(final["calibrated"]["accuracy"])
+        assert result["rule"] == "expected_distance"
+        calibrated = final["calibrated"]
+        assert result["accuracy"] == pytest.approx(calibrated["best_guess"]["accuracy"])
+        assert result["median_km"] == pytest.approx(calibrated["best_guess"]["median_km"])
+        assert result["top_cell"]["accuracy"] == pytest.approx(calibrated["accuracy"])
+        assert (
+            set(result["baselines"])
+            == set(final["baselines"])
+            == {*("densest", "geodesic_median", "prior, top cell", "prior, best guess")}
+        )
+        for name, baseline in final["baselines"].items():
+            assert result["baselines"][name]["accuracy"] == pytest.approx(baseline["accuracy"])
+            assert result["baselines"][name]["median_km"] == pytest.approx(baseline["median_km"])
         calibration = result["calibration"]
         after = final["calibration"]["after_in_sample"]
         assert calibration["ece"] == pytest.approx(after["ece"], abs=1e-6)
         assert calibration["nll"] == pytest.approx(after["nll"], abs=1e-5)
         assert len(calibration["bins"]) == 10
     assert main([*argv, "--workers", "0"]) == 0
-    assert "continent  2500 km" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "2500 km" in table
+    for row in ("best guess (expected_distance)", "top cell", "baseline: densest"):
+        assert row in table
 
 
 def test_evaluate_with_five_crops_scores_every_validation_photo(

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from geoverdict_training.exceptions import CheckpointError
+from geoverdict_training.inference.best_guess import GuessRule
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.serving.bundle import read_bundle, write_bundle
 from geoverdict_training.train.export import bundle_from_checkpoint
@@ -91,3 +92,22 @@ def test_a_file_that_is_no_model_is_refused(tmp_path: Path) -> None:
         read_bundle(path)
     with pytest.raises(CheckpointError, match="no model files"):
         read_bundle(tmp_path)
+
+
+def test_the_best_guess_rule_and_the_baselines_ride_in_the_archive(
+    tiny_run: TinyRun, tiny_archive: Path, tmp_path: Path
+) -> None:
+    archived = read_bundle(tiny_archive)
+    assert str(archived.guess_rule) == "expected_distance"  # export's default
+    assert set(archived.baselines) == {"photos", "grid_deg", "densest", "geodesic_median"}
+    assert archived.baselines["photos"] == archived.partitions[-1].num_images  # training photos
+    rule = GuessRule.parse("mass_within:2500")
+    other = bundle_from_checkpoint(tiny_run.checkpoint, "tiny", rule)
+    assert other.guess_rule == rule and other.version != archived.version  # a new model
+    write_bundle(other, tmp_path / "b")
+    assert read_bundle(tmp_path / "b").guess_rule == rule
+    # An archive older than the rule has no key: it gets the default, and keeps its version.
+    older = dataclasses.replace(other, best_guess=None, baselines={})
+    assert "best_guess" not in older.metadata() and "baselines" not in older.metadata()
+    write_bundle(older, tmp_path / "old")
+    assert read_bundle(tmp_path / "old").guess_rule == GuessRule()

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from geoverdict_common.contract import PREDICTION, errors
+from geoverdict_common.distances import haversine_km
 from geoverdict_training.serving.bundle import read_bundle
 from geoverdict_training.serving.handler import GeoverdictHandler
 from tests.training.conftest import in_process_cells
@@ -193,3 +194,33 @@ def test_thin_images_are_refused_in_bounded_time_and_memory(
     assert result["codes"] == ["too_many_pixels", "too_many_pixels"]
     assert result["seconds"] < 0.5
     assert result["grown_mb"] < 50
+
+
+def _expected_km(reply: dict[str, Any], lat: float, lon: float) -> float:
+    cells = reply["cells"]
+    return sum(c["probability"] * float(haversine_km(lat, lon, c["lat"], c["lon"])) for c in cells)
+
+
+def test_the_handler_settings_may_choose_another_best_guess_rule(
+    tiny_archive: Path, tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(tiny_archive) as archive:
+        archive.extractall(tmp_path / "model")
+    body = jpeg_bytes((64, 48), (40, 160, 60))
+    (reply,) = _answer(_handler(tiny_archive, tmp_path / "default"), body)
+    best, top = reply["best_guess"], reply["cells"][0]
+    # The archive's rule: no farther on average from the mass than the top cell's point.
+    assert (
+        _expected_km(reply, best["lat"], best["lon"])
+        <= _expected_km(reply, top["lat"], top["lon"]) + 1e-6
+    )
+    # Within 20,000 km every point holds all the mass: the first candidate, the top cell, wins.
+    service = GeoverdictHandler()
+    service.initialize(_context(tmp_path / "model", handler={"best_guess": "mass_within:20000"}))
+    (other,) = _answer(service, body)
+    assert other["cells"] == reply["cells"]  # the distribution is the model's alone
+    assert (other["best_guess"]["lat"], other["best_guess"]["lon"]) == (top["lat"], top["lon"])
+    assert errors(PREDICTION, other) == []
+    service = GeoverdictHandler()
+    with pytest.raises(Exception, match="best guess rule"):
+        service.initialize(_context(tmp_path / "model", handler={"best_guess": "median"}))

@@ -10,6 +10,7 @@ from geoverdict_common.contract import PREDICTION, errors
 from geoverdict_common.distances import haversine_km
 from geoverdict_training.geo import s2
 from geoverdict_training.geo.partitions import Partition
+from geoverdict_training.inference.best_guess import GuessRule
 from geoverdict_training.serving.bundle import read_bundle
 from geoverdict_training.serving.replies import (
     ImageFacts,
@@ -71,6 +72,24 @@ def test_cells_are_listed_by_probability_until_99_percent() -> None:
     assert len(capped["cells"]) == 2 and capped["cells_mass"] == pytest.approx(0.9)
 
 
+def test_the_best_guess_is_the_nearest_on_average_not_the_most_probable_cell() -> None:
+    fine = _fine()
+    # New York is the top cell, but Paris is nearer on average to where the mass lies.
+    reply = _reply([0.3, 0.0, 0.36, 0.34])
+    assert reply["cells"][0]["token"] == fine.tokens[2]
+    best = reply["best_guess"]
+    assert best["token"] == fine.tokens[0] and best["probability"] == pytest.approx(0.3)
+    assert haversine_km(best["lat"], best["lon"], *POINTS[0]) < 2 * fine.radius_km[0]
+    assert best["radius_km"] == pytest.approx(fine.far_km(best["lat"], best["lon"])[0])
+    # The radii are measured from the best guess: Paris holds 30 %, New York brings 66 %.
+    reach = fine.far_km(best["lat"], best["lon"])
+    assert reply["confidence"]["radius_50_km"] == pytest.approx(reach[2])
+    assert errors(PREDICTION, reply) == []
+    # The rule is a reply setting: the most mass within 1,000 km is New York's.
+    settings = ReplySettings(best_guess=GuessRule.parse("mass_within:1000"))
+    assert _reply([0.3, 0.0, 0.36, 0.34], settings)["best_guess"]["token"] == fine.tokens[2]
+
+
 def test_confidence_radii_hold_half_and_nine_tenths_of_the_mass_cells_included() -> None:
     fine = _fine()
     reply = _reply([0.4, 0.2, 0.3, 0.1])
@@ -95,7 +114,9 @@ def test_every_listed_cell_tells_how_far_its_photos_can_lie() -> None:
         k = fine.tokens.index(cell["token"])
         assert cell["radius_km"] == pytest.approx(fine.radius_km[k])
         assert 2 < cell["radius_km"] < 30  # a level-10 cell is 7-10 km wide
-    assert reply["best_guess"]["radius_km"] == reply["cells"][0]["radius_km"]
+    best = reply["best_guess"]  # inside the top cell here, its extent seen from the guess
+    assert best["token"] == reply["cells"][0]["token"]
+    assert best["radius_km"] == pytest.approx(fine.far_km(best["lat"], best["lon"])[0])
 
 
 def test_a_certain_prediction_has_the_radius_of_its_cell_not_zero() -> None:
@@ -128,10 +149,10 @@ def test_no_reply_of_the_demo_model_says_0_km_for_a_cell_wider_than_1_km() -> No
             for cell in reply["cells"]:
                 if _cell_width_km(fine, fine.tokens.index(cell["token"])) > 1.0:
                     assert cell["radius_km"] > 0.5, cell
-            best = fine.tokens.index(reply["best_guess"]["token"])
-            if _cell_width_km(fine, best) > 1.0:
-                assert reply["confidence"]["radius_50_km"] >= fine.radius_km[best] > 0.5
-                assert reply["confidence"]["radius_90_km"] >= fine.radius_km[best]
+            guess = reply["best_guess"]
+            if _cell_width_km(fine, fine.tokens.index(guess["token"])) > 1.0:
+                assert reply["confidence"]["radius_50_km"] >= guess["radius_km"] > 0.5
+                assert reply["confidence"]["radius_90_km"] >= guess["radius_km"]
             assert errors(PREDICTION, reply) == []
 
 

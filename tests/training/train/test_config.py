@@ -57,6 +57,8 @@ def test_a_value_of_the_wrong_type_is_an_error_naming_the_key(key: str, value: o
         ("resize", 100, "must be >= input_size"),
         ("val_fraction", 1.0, r"must be in \[0, 1\)"),
         ("decode", "gpu", "must be one of"),
+        ("label_smoothing_km", [100.0, 50.0], "one tau >= 0"),
+        ("label_smoothing_km", [-1.0, 0.0, 0.0], "one tau >= 0"),
     ],
 )
 def test_a_value_out_of_range_is_an_error_naming_the_key(

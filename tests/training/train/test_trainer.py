@@ -34,6 +34,20 @@ def test_the_loss_of_both_tasks_goes_down(tiny_run: TinyRun) -> None:
     assert _mean(last, SCENE_HEADS) < 0.3 * _mean(first, SCENE_HEADS)
 
 
+def test_label_smoothing_trains_the_cell_heads_on_the_soft_targets(tmp_path: Path) -> None:
+    write_collection(tmp_path, per_place=4)
+    # A tau far wider than the Earth spreads every target evenly: nothing left to learn, so
+    # the cell heads' loss stays at log(classes), where hard labels fall (the test above).
+    config = tiny_config(tmp_path, max_steps=20, calibrate=False, label_smoothing_km=[1e6, 1e6])
+    result = train(TrainConfig.from_dict(config))
+    assert result.checkpoint is not None
+    partitions = load_checkpoint(result.checkpoint)["partitions"]
+    floor = sum(np.log(len(partition["tokens"])) for partition in partitions)
+    last = [r for r in result.history if r["split"] == "train"][-5:]
+    assert _mean(last, GEO_HEADS) > 0.95 * floor
+    assert np.isfinite(_mean(last, GEO_HEADS))
+
+
 def test_a_run_folder_holds_config_split_cells_metrics_and_checkpoints(tiny_run: TinyRun) -> None:
     run = tiny_run.folder / "run"
     config = TrainConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))

@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=2,
         help="TorchServe workers (default 2: one per core on CPU, each with one torch thread)",
     )
+    export.add_argument(
+        "--best-guess",
+        default="expected_distance",
+        metavar="RULE",
+        help="how replies choose the best guess: expected_distance (default: the point of least "
+        "expected distance to the truth) or mass_within:KM (the most probability within KM); "
+        "docs/verdicts.md",
+    )
     export.set_defaults(func=_export)
 
     calibrate = subparsers.add_parser(
@@ -97,10 +105,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from geoverdict_common.serving import ServingConfig  # noqa: PLC0415
+    from geoverdict_training.inference.best_guess import GuessRule  # noqa: PLC0415
     from geoverdict_training.train.export import export_archive  # noqa: PLC0415
 
     serving = ServingConfig(args.batch_size, args.max_batch_delay, args.workers, args.workers)
-    archive, version = export_archive(args.checkpoint, args.name, args.out, serving)
+    rule = GuessRule.parse(args.best_guess)
+    archive, version = export_archive(args.checkpoint, args.name, args.out, serving, rule)
     size_mb = archive.stat().st_size / 1e6
     print(f"{archive}: model_version {version}, {size_mb:.1f} MB")
     return 0

@@ -1,6 +1,9 @@
 """A model evaluated on labelled photos, as `geoverdict evaluate --model` reports it.
 
-Accuracy at the literature's thresholds (accuracy.py), the calibration of the top-1 answer
+Accuracy at the literature's thresholds (accuracy.py) of the best guess the replies answer
+(inference/best_guess.py, the archive's rule) and of the top cell, beside the trivial baselines
+computed from the model's training photos (baselines.py): a model that does not beat them knows
+nothing useful about where photos were taken. Then the calibration of the top-1 answer
 (reliability.py: ECE, bins, NLL) with the model's own temperatures, and on request the reply
 the TorchServe handler would give for each photo, beside the photo's true position: the
 service's location_mismatch flag is measured on those.
@@ -14,14 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from geoverdict_training.data.manifest import Manifest
-from geoverdict_training.evaluation.accuracy import Evaluation, evaluate_coordinates
+from geoverdict_training.evaluation.accuracy import (
+    THRESHOLDS_KM,
+    Evaluation,
+    evaluate_coordinates,
+)
+from geoverdict_training.evaluation.baselines import baseline_evaluations
 from geoverdict_training.evaluation.calibration_report import held_out, measure
 from geoverdict_training.evaluation.predictions import Predictions, predict_manifest
 from geoverdict_training.evaluation.reliability import Reliability, reliability, top1_cell_hits
 from geoverdict_training.exceptions import ConfigError, DataFileError
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.serving.bundle import ModelBundle
-from geoverdict_training.serving.replies import image_facts, prediction_reply
+from geoverdict_training.serving.replies import ReplySettings, image_facts, prediction_reply
 from geoverdict_training.vocabulary import scene_names
 
 
@@ -29,18 +37,39 @@ from geoverdict_training.vocabulary import scene_names
 class ModelEvaluation:
     """What evaluating a model on photos gave."""
 
-    accuracy: Evaluation
+    accuracy: Evaluation  # of the best guess, as the replies answer it
+    rule: str  # the best guess's rule
+    top_cell: Evaluation  # of the most probable cell's point
+    baselines: dict[str, Evaluation]  # the trivial answers, from the training photos alone
     calibration: Reliability  # with the model's temperatures (none: all T = 1)
     uncalibrated: Reliability | None  # a calibrated model's answers with all T = 1, when asked
     predictions: Predictions
 
     def to_json(self) -> dict[str, Any]:
-        """evaluate --predictions' keys, plus "calibration" (Reliability.to_json)."""
-        return {**self.accuracy.to_json(), "calibration": self.calibration.to_json()}
+        """evaluate --predictions' keys for the best guess, its "rule", "top_cell" and
+        "baselines" (name -> the same keys), and "calibration" (Reliability.to_json)."""
+        return {
+            **self.accuracy.to_json(),
+            "rule": self.rule,
+            "top_cell": self.top_cell.to_json(),
+            "baselines": {name: e.to_json() for name, e in self.baselines.items()},
+            "calibration": self.calibration.to_json(),
+        }
+
+    def comparison(self) -> str:
+        """The model's answers and the baselines, a line each: % within each threshold, median."""
+        header = "".join(f"{t:>7} km" for t in THRESHOLDS_KM)
+        lines = [f"photos: {self.accuracy.n}", f"{'':<30}{header}   median km"]
+        rows = {f"best guess ({self.rule})": self.accuracy, "top cell": self.top_cell}
+        rows.update({f"baseline: {name}": e for name, e in self.baselines.items()})
+        for name, result in rows.items():
+            shares = "".join(f"{result.accuracy[t]:8.1f} %" for t in THRESHOLDS_KM)
+            lines.append(f"{name:<30}{shares}   {result.median_km:9,.0f}")
+        return "\n".join(lines)
 
     def table(self) -> str:
         """Plain text for people."""
-        return f"{self.accuracy.table()}\n{self.calibration.table()}"
+        return f"{self.comparison()}\n{self.calibration.table()}"
 
 
 def evaluate_bundle(
@@ -73,19 +102,27 @@ def evaluate_bundle(
         progress=progress,
         keep_logits=compare,
         keep_cells=keep_cells,
+        rule=bundle.guess_rule,
     )
     if predictions.points is None or predictions.rows.size == 0:
         raise DataFileError(f"no photo of the manifest could be predicted from {images}")
-    if predictions.best is None or predictions.top1 is None or predictions.p_true is None:
+    best, guesses = predictions.best, predictions.guesses
+    if best is None or guesses is None or predictions.top1 is None or predictions.p_true is None:
         raise ConfigError("the model predicts no cells")
     gt, points = predictions.gt, predictions.points
-    hits = top1_cell_hits(bundle.partitions[-1], predictions.best, gt[:, 0], gt[:, 1])
+    fine = bundle.partitions[-1]
+    hits = top1_cell_hits(fine, best, gt[:, 0], gt[:, 1])
     before = None
     if compare:
         held = held_out(predictor, predictions, manifest)
         before = measure(predictor.with_calibration(Calibration()), held)
     return ModelEvaluation(
-        accuracy=evaluate_coordinates(gt[:, 0], gt[:, 1], points[:, 0], points[:, 1]),
+        accuracy=evaluate_coordinates(gt[:, 0], gt[:, 1], guesses[:, 0], guesses[:, 1]),
+        rule=str(bundle.guess_rule),
+        top_cell=evaluate_coordinates(gt[:, 0], gt[:, 1], points[:, 0], points[:, 1]),
+        baselines=baseline_evaluations(
+            bundle.baselines, fine, bundle.guess_rule, gt[:, 0], gt[:, 1]
+        ),
         calibration=reliability(predictions.top1, hits, predictions.p_true),
         uncalibrated=before,
         predictions=predictions,
@@ -102,6 +139,7 @@ def write_replies(
     if predictions.cells is None:
         raise ConfigError("writing replies needs the cells: evaluate with keep_cells")
     fine, names = bundle.partitions[-1], scene_names()
+    settings = ReplySettings(best_guess=bundle.guess_rule)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with path.open("w", encoding="utf-8") as out:
@@ -110,7 +148,7 @@ def write_replies(
                 facts = image_facts((images / image_id).read_bytes(), 0.0)
                 scenes = {name: p[k] for name, p in predictions.scenes.items()}
                 reply = prediction_reply(
-                    bundle.version, fine, predictions.cells[k], scenes, names, facts, 0.0
+                    bundle.version, fine, predictions.cells[k], scenes, names, facts, 0.0, settings
                 )
                 lat, lon = (float(v) for v in predictions.gt[k])
                 out.write(json.dumps({"id": image_id, "lat": lat, "lon": lon, "reply": reply}))

@@ -1,5 +1,6 @@
 """A predictor run over a whole dataset: every photo's best cell, its probability, the scenes and,
-on request, the losses, raw logits and distributions, by manifest row.
+on request, its best guess (a rule of inference/best_guess.py), the losses, raw logits and
+distributions, by manifest row.
 
 Validation during training, `geoverdict evaluate --model`, `geoverdict calibrate` and
 `geoverdict scenes propagate` read their photos through the DataLoader here; skipped photos are
@@ -31,6 +32,7 @@ from geoverdict_training.data.labels import build_labels
 from geoverdict_training.data.manifest import Manifest
 from geoverdict_training.data.skips import Skips
 from geoverdict_training.exceptions import ConfigError
+from geoverdict_training.inference.best_guess import GuessRule, best_guess
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.losses import multitask_loss
 
@@ -41,7 +43,7 @@ class Predictions:
 
     rows: npt.NDArray[np.int64]  # (N,) rows of the photos that were not skipped
     gt: npt.NDArray[np.float64]  # (N, 2) ground-truth latitude, longitude
-    points: npt.NDArray[np.float64] | None  # (N, 2) predicted latitude, longitude
+    points: npt.NDArray[np.float64] | None  # (N, 2) the best cell's point: latitude, longitude
     scenes: dict[str, npt.NDArray[np.float32]]  # scene set -> (N, n) probabilities
     skips: Skips
     losses: dict[str, float]  # head -> mean cross-entropy over the batches (when asked for)
@@ -51,6 +53,7 @@ class Predictions:
     p_true: npt.NDArray[np.float64] | None = None
     logits: dict[str, npt.NDArray[np.float32]] | None = None  # head -> (N, n), when kept
     cells: npt.NDArray[np.float64] | None = None  # (N, n_fine) calibrated, when kept
+    guesses: npt.NDArray[np.float64] | None = None  # (N, 2) best guesses, when a rule is given
 
 
 def _cat(chunks: list[torch.Tensor], dtype: type[np.generic]) -> npt.NDArray[Any] | None:
@@ -67,18 +70,21 @@ def predict_loader(
     losses: Mapping[str, float] | None = None,
     keep_logits: bool = False,
     keep_cells: bool = False,
+    rule: GuessRule | None = None,
 ) -> Predictions:
     """Run the predictor over every batch; skipped photos are counted, not fatal.
 
     With `losses` (loss weights, {} for equal ones), also the loss of each head against the
     batches' labels, averaged over batches weighted by their size. With `keep_logits`, every
     head's raw logits (N, n), to fit temperatures on (memory: N times all heads' classes); with
-    `keep_cells`, every photo's fine-cell distribution (N, n_fine).
+    `keep_cells`, every photo's fine-cell distribution (N, n_fine); with `rule`, every photo's
+    best guess by that rule.
     """
     skips = Skips("images")
     rows: list[torch.Tensor] = []
     gt: list[torch.Tensor] = []
     points: list[npt.NDArray[np.float64]] = []
+    guesses: list[tuple[float, float]] = []
     scenes: dict[str, list[torch.Tensor]] = {s: [] for s in predictor.scenes}
     geo: dict[str, list[torch.Tensor]] = {"best": [], "top1": [], "p_true": [], "cells": []}
     kept: dict[str, list[torch.Tensor]] = {}
@@ -109,6 +115,10 @@ def predict_loader(
             geo["p_true"].append(torch.where(truth >= 0, p_true, torch.nan))
             if keep_cells:
                 geo["cells"].append(cells)
+            if rule is not None:
+                for p in cells.numpy():
+                    guess = best_guess(predictor.fine, p, rule)
+                    guesses.append((guess.lat, guess.lon))
         if keep_logits:
             for head, z in output.logits.items():
                 kept.setdefault(head, []).append(z.float().cpu())
@@ -133,6 +143,7 @@ def predict_loader(
         if keep_logits
         else None,
         cells=_cat(geo["cells"], np.float64),
+        guesses=np.array(guesses, dtype=np.float64).reshape(-1, 2) if rule is not None else None,
     )
 
 
@@ -149,6 +160,7 @@ def predict_manifest(
     device: torch.device | str = "cpu",
     keep_logits: bool = False,
     keep_cells: bool = False,
+    rule: GuessRule | None = None,
 ) -> Predictions:
     """Predict every photo of a manifest found under `images`, with a progress bar."""
     if batch_size < 1 or workers < 0:
@@ -164,4 +176,5 @@ def predict_manifest(
         total=len(loader),
         keep_logits=keep_logits,
         keep_cells=keep_cells,
+        rule=rule,
     )

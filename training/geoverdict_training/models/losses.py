@@ -1,4 +1,5 @@
-"""The multitask loss: a weighted sum of one cross-entropy per head, unlabelled samples masked."""
+"""The multitask loss: a weighted sum of one cross-entropy per head, unlabelled samples masked;
+a head may learn soft targets instead of its labels (haversine_smoothing.py)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,16 @@ def multitask_loss(
     logits: Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
     weights: Mapping[str, float] | None = None,
+    soft: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum over heads of weight * mean cross-entropy over the samples labelled for that head.
 
     logits: head -> (B, n_head); targets: head -> (B,) int64, NO_LABEL (-1) where unlabelled;
     extra target heads are ignored. weights: head -> weight, 1 for heads not named (the paper's
-    equal weights). A head with no labelled sample in the batch contributes exactly 0 (and zero
-    gradient), never NaN. Returns (total, head -> detached loss for logging).
+    equal weights). soft: head -> (B, n_head) target distributions, learnt instead of that
+    head's labels by the samples labelled for it. A head with no labelled sample in the batch
+    contributes exactly 0 (and zero gradient), never NaN. Returns (total, head -> detached loss
+    for logging).
     """
     if not logits:
         raise TensorError("no heads: logits is empty")
@@ -61,9 +65,18 @@ def multitask_loss(
     for name, head_logits in logits.items():
         target = targets[name]  # (B,)
         labelled = (target != NO_LABEL).sum().clamp(min=1)  # avoids 0 / 0 on all-masked heads
-        summed = nn.functional.cross_entropy(
-            head_logits, target, ignore_index=NO_LABEL, reduction="sum"
-        )
+        if soft is not None and name in soft:
+            if soft[name].shape != head_logits.shape:
+                raise TensorError(
+                    f"head {name!r}: soft targets {tuple(soft[name].shape)} must match the "
+                    f"logits {tuple(head_logits.shape)}"
+                )
+            per_sample = -(soft[name] * head_logits.float().log_softmax(dim=-1)).sum(dim=-1)
+            summed = torch.where(target != NO_LABEL, per_sample, 0.0).sum()
+        else:
+            summed = nn.functional.cross_entropy(
+                head_logits, target, ignore_index=NO_LABEL, reduction="sum"
+            )
         loss = summed / labelled
         per_head[name] = loss.detach()
         total = total + weights.get(name, 1.0) * loss

@@ -30,6 +30,7 @@ from PIL import Image
 from geoverdict_training.exceptions import CheckpointError, ConfigError
 from geoverdict_training.geo.partitions import Partition
 from geoverdict_training.images.transforms import InputSpec, eval_transform, five_crop_transform
+from geoverdict_training.inference.best_guess import GuessRule
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.backbones import backbone_info
@@ -57,6 +58,16 @@ class ModelBundle:
     calibration: Calibration | None = None  # temperatures; None: uncalibrated (all T = 1)
     # How the temperatures were fitted (photos, NLL and ECE before / after), for the record.
     calibration_report: dict[str, Any] = field(default_factory=dict)
+    # How the best guess is chosen (None: an archive older than the rule; it gets the default).
+    best_guess: GuessRule | None = None
+    # The trivial answers computed from the training photos alone (evaluation/baselines.py),
+    # reported beside the model by every evaluation; empty for archives older than them.
+    baselines: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def guess_rule(self) -> GuessRule:
+        """The rule this model's best guess follows."""
+        return self.best_guess or GuessRule()
 
     @cached_property
     def version(self) -> str:
@@ -91,6 +102,10 @@ class ModelBundle:
                 **self.calibration.to_dict(),
                 "report": self.calibration_report,
             }
+        if self.best_guess is not None:  # absent likewise
+            metadata["best_guess"] = str(self.best_guess)
+        if self.baselines:
+            metadata["baselines"] = self.baselines
         return metadata
 
     def metadata(self) -> dict[str, Any]:
@@ -177,6 +192,8 @@ def _from_files(weights: bytes, metadata: bytes, source: str) -> ModelBundle:
             training=dict(meta.get("training") or {}),
             calibration=calibration,
             calibration_report=report,
+            best_guess=GuessRule.parse(meta["best_guess"]) if "best_guess" in meta else None,
+            baselines=dict(meta.get("baselines") or {}),
         )
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{source}: malformed metadata: {exc}") from exc

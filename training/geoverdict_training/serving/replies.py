@@ -5,19 +5,22 @@ the best guess, scene labels, a confidence summary and facts about the image; an
 carries a stable code and a message. Both carry the model version. The handler, evaluation's
 per-photo replies, tests and tools build replies the same way.
 
+The best guess is a point chosen from the whole distribution (inference/best_guess.py: by
+default the point of least expected distance to the truth), inside one of the model's cells:
+the reply names that cell (token, level, probability) and its `radius_km` from the point.
+
 Distances count each cell's extent, since a cell's point is only where its training photos
 were on average. A cell's `radius_km` is the greatest distance from its point to its corners.
 `radius_50_km` / `radius_90_km` are the smallest distances r from the best guess such that the
-cells lying entirely within r (each cell's farthest corner within r; for the best cell, its own
-radius) hold 50 % / 90 % of the probability: a level-2 cell holding all the mass answers its
-thousands of km, never 0.
+cells lying entirely within r (each cell's farthest corner within r) hold 50 % / 90 % of the
+probability: a level-2 cell holding all the mass answers its thousands of km, never 0.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,7 @@ import numpy.typing as npt
 from geoverdict_common.exif import gps_from_exif
 from geoverdict_training.geo.partitions import Partition
 from geoverdict_training.images.decode import ERROR_CODES, UNREADABLE, ImageHeader, read_header
+from geoverdict_training.inference.best_guess import Guess, GuessRule, best_guess
 
 # The contract's error codes: the image decoder's (`unsupported` is also a request that is not
 # image bytes, e.g. a JSON body), plus the handler's own.
@@ -60,6 +64,7 @@ class ReplySettings:
     cell_mass: float = 0.99  # list cells until this share of the probability
     max_cells: int = 100
     scene_top_k: int = 5  # entries of the s16 and s365 lists
+    best_guess: GuessRule = field(default_factory=GuessRule)  # how the best guess is chosen
 
 
 def error_reply(model_version: str, code: str, message: str) -> dict[str, Any]:
@@ -108,17 +113,34 @@ def _mass_radius(
     return float(distances[order[k]])
 
 
-def confidence(fine: Partition, p: npt.NDArray[np.float64]) -> dict[str, float]:
-    """Top-1 probability, entropy (nats) and the 50 % / 90 % mass radii around the best guess."""
+def confidence(
+    fine: Partition, p: npt.NDArray[np.float64], guess: Guess | None = None
+) -> dict[str, float]:
+    """Top-1 probability, entropy (nats) and the 50 % / 90 % mass radii around the best guess
+    (`guess`; without one, the top cell's point)."""
     best = int(np.argmax(p))
     positive = p[p > 0]
-    # The best cell's farthest corner from its own point is its radius_km.
-    distances = fine.far_km(fine.lat_mean[best], fine.lon_mean[best])  # (C,)
+    lat, lon = (
+        (fine.lat_mean[best], fine.lon_mean[best]) if guess is None else (guess.lat, guess.lon)
+    )
+    distances = fine.far_km(lat, lon)  # (C,) how far each cell reaches from the best guess
     return {
         "top1": float(p[best]),
         "entropy": float(-(positive * np.log(positive)).sum()),
         "radius_50_km": _mass_radius(distances, p, 0.5),
         "radius_90_km": _mass_radius(distances, p, 0.9),
+    }
+
+
+def guess_cell(fine: Partition, p: npt.NDArray[np.float64], guess: Guess) -> dict[str, Any]:
+    """The reply's `best_guess`: the point, the token, level and probability of the cell it lies
+    in, and `radius_km`, how far that cell reaches from the point."""
+    radius = float(fine.far_km(guess.lat, guess.lon)[guess.cell])
+    return {
+        **_cell(fine, guess.cell, p[guess.cell]),
+        "lat": guess.lat,
+        "lon": guess.lon,
+        "radius_km": radius,
     }
 
 
@@ -153,13 +175,14 @@ def prediction_reply(
         if name in scenes:
             scene[name] = _scored(scene_names[name], scenes[name], settings.scene_top_k)
     location = facts.exif_location
+    guess = best_guess(fine, p, settings.best_guess)
     return {
         "model_version": model_version,
         "cells": listed,
         "cells_mass": float(min(cumulative[count - 1], 1.0)),
-        "best_guess": dict(listed[0]),
+        "best_guess": guess_cell(fine, p, guess),
         "scene": scene,
-        "confidence": confidence(fine, p),
+        "confidence": confidence(fine, p, guess),
         "image": {"width": facts.width, "height": facts.height, "format": facts.format},
         "exif_location": None if location is None else {"lat": location[0], "lon": location[1]},
         "timings_ms": {"decode": facts.decode_ms, "inference": inference_ms},

@@ -16,7 +16,8 @@ the softmax and the hierarchical product in fp32.
 Options (the archive's model-config.yaml, `handler:` section, or a model server's own
 parameters): max_image_bytes (default 20 MB), max_image_pixels (50 Mpx), max_aspect_ratio (16),
 decode (`auto`: on the GPU when there is one; `pillow`; `device`: the device path also on a
-CPU, for tests), precision (`auto`: bf16 on a GPU that supports it; `fp32`).
+CPU, for tests), precision (`auto`: bf16 on a GPU that supports it; `fp32`), best_guess (by
+default the archive's rule, inference/best_guess.py: `expected_distance` or `mass_within:KM`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ from geoverdict_training.images.decode import (
     read_header,
 )
 from geoverdict_training.images.device import centre_crop, crop_all, decode_batch, model_input
+from geoverdict_training.inference.best_guess import GuessRule
 from geoverdict_training.serving.bundle import ModelBundle, read_bundle
-from geoverdict_training.serving.replies import INTERNAL, error_reply, image_facts, prediction_reply
+from geoverdict_training.serving.replies import (
+    INTERNAL,
+    ReplySettings,
+    error_reply,
+    image_facts,
+    prediction_reply,
+)
 from geoverdict_training.vocabulary import scene_names
 
 log = logging.getLogger(__name__)
@@ -76,6 +84,7 @@ class ResponderOptions:
     limits: ImageLimits = SERVING_LIMITS
     decode: str = "auto"
     precision: str = "auto"
+    best_guess: GuessRule | None = None  # None: the archive's own rule
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> ResponderOptions:
@@ -90,6 +99,9 @@ class ResponderOptions:
             limits=limits,
             decode=_choice(options, "decode", DECODERS),
             precision=_choice(options, "precision", PRECISIONS),
+            best_guess=GuessRule.parse(options["best_guess"])
+            if options.get("best_guess")
+            else None,
         )
 
 
@@ -129,6 +141,7 @@ class Responder:
         self.transform = bundle.transform()
         self.spec = bundle.input_spec()
         self.names = scene_names()
+        self.reply_settings = ReplySettings(best_guess=options.best_guess or bundle.guess_rule)
         log.info(
             "geoverdict model %s on %s (decode: %s, autocast: %s)",
             self.version,
@@ -228,6 +241,15 @@ class Responder:
                 continue
             cells, scenes, elapsed = item.result
             replies.append(
-                prediction_reply(self.version, fine, cells, scenes, self.names, item.facts, elapsed)
+                prediction_reply(
+                    self.version,
+                    fine,
+                    cells,
+                    scenes,
+                    self.names,
+                    item.facts,
+                    elapsed,
+                    self.reply_settings,
+                )
             )
         return replies

@@ -47,9 +47,11 @@ class _Saved(TypedDict):
 # A subclass, not NotRequired: under postponed annotations only `total` tells the runtime's
 # __required_keys__ (which load_checkpoint checks) that a key may be absent.
 class Checkpoint(_Saved, total=False):
-    """A checkpoint: what every one holds, and the temperatures at the end of a run."""
+    """A checkpoint: what every one holds, the temperatures at the end of a run, and the
+    training photos' baselines (geo models)."""
 
     calibration: dict[str, Any]  # fitted on the held-out photographers (calibration.py)
+    baselines: dict[str, Any]  # of the training photos (evaluation/baselines.py)
 
 
 # Config keys that shape the model, its classes or the optimizer state: a resumed run must

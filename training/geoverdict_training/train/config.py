@@ -54,6 +54,9 @@ class TrainConfig:
     freeze_backbone: bool = False  # train the heads (and `trainable`) only
     trainable: list[str] = field(default_factory=list)  # backbone parameter prefixes kept trained
     loss_weights: dict[str, float] = field(default_factory=dict)  # head -> weight (default 1)
+    # Haversine label smoothing (models/haversine_smoothing.py): one tau in km per partition,
+    # coarse -> fine; 0 or empty: the hard labels (the seed paper's).
+    label_smoothing_km: list[float] = field(default_factory=list)
     input_size: int = 224  # crop side
     resize: int = 256  # short side before the centre crop (evaluation)
     # --- optimisation
@@ -128,6 +131,12 @@ class TrainConfig:
                 self.partition_specs()
             except ConfigError as exc:
                 raise ConfigError(f"config key 'partitions': {exc}") from exc
+        smoothing = self.label_smoothing_km
+        _require(
+            "label_smoothing_km",
+            not smoothing or (len(smoothing) == len(self.partitions) and min(smoothing) >= 0),
+            f"must be one tau >= 0 (km) per partition ({len(self.partitions)}), or empty",
+        )
 
     def partition_specs(self) -> list[PartitionSpec]:
         """The partitions' thresholds, coarse -> fine; none for a scene-only model."""

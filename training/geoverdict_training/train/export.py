@@ -15,14 +15,18 @@ from geoverdict_common import archives
 from geoverdict_common.serving import ServingConfig
 from geoverdict_training.exceptions import CheckpointError, ConfigError, ExportError
 from geoverdict_training.geo.partitions import Partition
+from geoverdict_training.inference.best_guess import GuessRule
 from geoverdict_training.models.geo_model import ModelSpec
 from geoverdict_training.serving.archive import write_archive
 from geoverdict_training.serving.bundle import ModelBundle, read_bundle, stored_calibration
 from geoverdict_training.train.checkpoint import load_checkpoint
 
 
-def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:
-    """The bundle of a training checkpoint (optimizer state and the like left behind)."""
+def bundle_from_checkpoint(
+    path: Path, name: str = "geoverdict", rule: GuessRule | None = None
+) -> ModelBundle:
+    """The bundle of a training checkpoint (optimizer state and the like left behind), its best
+    guess chosen by `rule` (default: inference/best_guess.py's)."""
     state = load_checkpoint(path)
     config = state["config"]
     try:
@@ -43,6 +47,8 @@ def bundle_from_checkpoint(path: Path, name: str = "geoverdict") -> ModelBundle:
         training={"step": int(state["step"]), "config": config},
         calibration=calibration,
         calibration_report=report,
+        best_guess=rule or GuessRule(),
+        baselines=dict(state.get("baselines") or {}),
     )
 
 
@@ -55,10 +61,15 @@ def load_bundle(path: Path, name: str = "geoverdict") -> ModelBundle:
 
 
 def export_archive(
-    checkpoint: Path, name: str, store: Path, serving: ServingConfig | None = None
+    checkpoint: Path,
+    name: str,
+    store: Path,
+    serving: ServingConfig | None = None,
+    rule: GuessRule | None = None,
 ) -> tuple[Path, str]:
-    """Write STORE/NAME.mar from a training checkpoint; returns its path and model version."""
-    bundle = bundle_from_checkpoint(checkpoint, name)
+    """Write STORE/NAME.mar from a training checkpoint, its best guess chosen by `rule`;
+    returns its path and model version."""
+    bundle = bundle_from_checkpoint(checkpoint, name, rule)
     if not bundle.partitions:
         raise ExportError(f"{checkpoint} is a scene-only model: it cannot serve locations")
     archive = write_archive(bundle, (serving or ServingConfig()).to_yaml(), store)

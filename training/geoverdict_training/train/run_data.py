@@ -1,12 +1,14 @@
 """What a run trains on: the split by photographer, the partitions built from the TRAINING photos'
-coordinates (validation photos must not shape the classes), the hierarchy, labels and datasets.
+coordinates (validation photos must not shape the classes), the hierarchy, labels and datasets,
+and the trivial baselines of those photos (evaluation/baselines.py), kept for every evaluation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset, IterableDataset
@@ -22,6 +24,7 @@ from geoverdict_training.data.labels import Labels, build_labels
 from geoverdict_training.data.manifest import Manifest, read_manifest
 from geoverdict_training.data.shards import list_shards
 from geoverdict_training.data.splits import split_by_author
+from geoverdict_training.evaluation.baselines import constant_points
 from geoverdict_training.exceptions import ConfigError
 from geoverdict_training.geo.hierarchy import Hierarchy, build_hierarchy
 from geoverdict_training.geo.partitions import Partition, build_partitions
@@ -42,6 +45,7 @@ class TrainingData:
     hierarchy: Hierarchy | None
     train_labels: Labels
     val_labels: Labels
+    baselines: dict[str, Any] = field(default_factory=dict)  # constant_points; {} scene-only
 
 
 def _read(path: str, images: str, limit: int = 0) -> Manifest:
@@ -84,6 +88,7 @@ def prepare(config: TrainConfig, partitions: Sequence[Partition] | None = None) 
         hierarchy=hierarchy,
         train_labels=build_labels(train, partitions),
         val_labels=build_labels(val, partitions),
+        baselines=constant_points(train.lat, train.lon) if partitions else {},
     )
 
 

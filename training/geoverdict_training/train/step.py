@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from geoverdict_training.data.datasets import Batch
+from geoverdict_training.data.datasets import COORDS, Batch
+from geoverdict_training.models.haversine_smoothing import HaversineSmoothing
 from geoverdict_training.models.losses import multitask_loss
 
 
@@ -44,6 +45,7 @@ class Stepper:
     grad_accum: int = 1
     loss_weights: Mapping[str, float] = field(default_factory=dict)
     distributed: bool = False  # `net` is DistributedDataParallel (perhaps compiled)
+    smoothing: HaversineSmoothing | None = None  # soft targets for the partition heads
 
     def __call__(self, batches: Iterator[Batch]) -> StepLosses:
         """Read `grad_accum` batches and take one optimizer step."""
@@ -70,9 +72,12 @@ class Stepper:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # NHWC in memory
         targets = {k: v.to(self.device, non_blocking=True) for k, v in batch.labels.items()}
+        soft = None
+        if self.smoothing is not None:
+            soft = self.smoothing.targets(batch.labels[COORDS], self.device)
         with autocast(self.device, self.autocast):
             logits = self.net(x)  # head -> (B, n_head)
-            return multitask_loss(logits, targets, self.loss_weights)
+            return multitask_loss(logits, targets, self.loss_weights, soft)
 
     def _reduce(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP's gradient all-reduce on the last micro-batch only."""

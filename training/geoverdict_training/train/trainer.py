@@ -45,14 +45,17 @@ from geoverdict_training.data.datasets import (
 from geoverdict_training.data.manifest import write_manifest
 from geoverdict_training.data.skips import Skips
 from geoverdict_training.evaluation.accuracy import evaluate_coordinates
+from geoverdict_training.evaluation.baselines import baseline_evaluations
 from geoverdict_training.evaluation.calibration_report import fit_report, held_out
 from geoverdict_training.evaluation.predictions import predict_loader
 from geoverdict_training.exceptions import CheckpointError, ConfigError
 from geoverdict_training.geo.partition_files import write_cells_csv
 from geoverdict_training.geo.partitions import Partition
+from geoverdict_training.inference.best_guess import GuessRule, best_guess
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.geo_model import GeoModel, ModelSpec
+from geoverdict_training.models.haversine_smoothing import HaversineSmoothing
 from geoverdict_training.train import distributed
 from geoverdict_training.train.checkpoint import (
     FORMAT,
@@ -252,8 +255,9 @@ def validate(
 ) -> tuple[dict[str, Any], Calibration | None]:
     """Great-circle accuracy of the hierarchical best cell's mean point, scene top-1 accuracy and
     the loss of every head, on the held-out photographers. With `calibrate` (a geo model), also
-    fit the temperatures on these photos: the record gets their report and the calibrated
-    model's accuracy (the partitions' temperatures can change the best cell)."""
+    fit the temperatures on these photos: the record gets their report, the calibrated model's
+    accuracy (the partitions' temperatures can change the best cell) and that of its best guess
+    (the default rule of inference/best_guess.py), and the baselines of the training photos."""
     dataset = eval_dataset(config, data.val, data.val_labels)
     loader, _ = _loader(config, dataset, Process(0, 0, 1, device), train=False)
     predictor = Predictor(
@@ -289,8 +293,14 @@ def validate(
     report = fit_report(predictor, held)
     cells = predictor.with_calibration(report.calibration).from_logits(held.logits).cells
     if cells is not None:
+        fine, rule, gt = data.partitions[-1], GuessRule(), result.gt
         points = np.stack(predictor.best_points(cells), axis=1)
-        record["calibrated"] = _geo_accuracy(result.gt, points)
+        record["calibrated"] = _geo_accuracy(gt, points)
+        chosen = [best_guess(fine, p, rule) for p in cells.double().cpu().numpy()]
+        guesses = np.array([[g.lat, g.lon] for g in chosen], dtype=np.float64).reshape(-1, 2)
+        record["calibrated"]["best_guess"] = _geo_accuracy(gt, guesses)
+        baselines = baseline_evaluations(data.baselines, fine, rule, gt[:, 0], gt[:, 1])
+        record["baselines"] = {name: e.to_json() for name, e in baselines.items()}
     record["calibration"] = report.to_json()
     return record, report.calibration
 
@@ -333,6 +343,8 @@ def _checkpoint_state(
     }
     if calibration is not None:  # the temperatures fitted at the end of the run
         state["calibration"] = calibration
+    if data.baselines:
+        state["baselines"] = data.baselines
     return state
 
 
@@ -514,6 +526,7 @@ def _set_up(
         grad_accum=config.grad_accum,
         loss_weights=config.loss_weights,
         distributed=process.distributed,
+        smoothing=HaversineSmoothing.for_partitions(data.partitions, config.label_smoothing_km),
     )
     return _Run(model, frozen_norms, optimizer, scheduler, scaler, batches, stepper, start)
 
