@@ -388,7 +388,7 @@ class BenchResults:
     """One `python -m benchmarks` run."""
 
     machine: Machine
-    model: str  # the archive's file name
+    model: str  # the archive's file name, backbone, input size and version (suite.describe_model)
     settings: dict[str, Any]  # the options, as suite.BenchOptions.to_json records them
     partitioning: dict[str, Any]  # partitioning.run's result
     in_process: InProcess

@@ -94,6 +94,14 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
     return [photos[i % len(photos)] for i in range(count)]
 
 
+def describe_model(archive: Path) -> str:
+    """The archive's file name, backbone, input size and version: what the numbers are of."""
+    from geoverdict_training.serving.bundle import read_bundle  # noqa: PLC0415
+
+    bundle = read_bundle(archive)
+    return f"{archive.name}: {bundle.spec.backbone} at {bundle.input_size} px, {bundle.version}"
+
+
 def run(options: BenchOptions) -> BenchResults:
     """Run every stage, write the results (report.py) and return them."""
     from benchmarks import inprocess, partitioning, report  # noqa: PLC0415
@@ -103,7 +111,8 @@ def run(options: BenchOptions) -> BenchResults:
     archive = find_archive(options.model)
     started = time.monotonic()
     machine = Machine.here()
-    print(f"benchmarking {archive.name} on {machine.cores} cores", flush=True)
+    model = describe_model(archive)
+    print(f"benchmarking {model} on {machine.cores} cores", flush=True)
 
     part = partitioning.run(n=options.partition_points)
     print(partitioning.report(part), flush=True)
@@ -133,7 +142,7 @@ def run(options: BenchOptions) -> BenchResults:
 
     results = BenchResults(
         machine=machine,
-        model=archive.name,
+        model=model,
         settings=options.to_json(),
         partitioning=part,
         in_process=InProcess(raw, handler, model_cpu, stages),

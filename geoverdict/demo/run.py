@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geoverdict.demo.archive import find_archive
+from geoverdict.demo.archive import archive_baselines, find_archive
 from geoverdict.demo.exceptions import DemoError
 from geoverdict.demo.photos import DemoPhoto, demo_photos
 from geoverdict_common.paths import runs_dir
@@ -70,7 +70,7 @@ def run(options: DemoOptions) -> DemoResult:
     options.out.mkdir(parents=True, exist_ok=True)
     passes, dead = _on_a_stack(archive, photos, options.out / "stack", options.model_server)
     result = _write(passes, dead, options.out, len(photos))
-    _print_summary(result, len(photos))
+    _print_summary(result, len(photos), archive)
     return result
 
 
@@ -209,7 +209,7 @@ def _write(passes: dict[str, Collected], dead: int, out: Path, photos: int) -> D
     return DemoResult(passes, dead, verdict_file, page)
 
 
-def _print_summary(result: DemoResult, photos: int) -> None:
+def _print_summary(result: DemoResult, photos: int, archive: Path) -> None:
     from geoverdict.demo.summary import accuracy_summary, pass_summary  # noqa: PLC0415
 
     first = next(iter(result.passes.values()))
@@ -217,5 +217,5 @@ def _print_summary(result: DemoResult, photos: int) -> None:
     for label, collected in result.passes.items():
         print(pass_summary(label, collected))
     print(f"dead letters: {result.dead_letters}")
-    print(accuracy_summary(first.verdicts[:photos]))
+    print(accuracy_summary(first.verdicts[:photos], archive_baselines(archive)))
     print(f"verdicts: {result.verdict_file}\nmap: {result.map_file}")
