@@ -10,8 +10,8 @@ where point_k is the class's point (the mean position of its training photos) an
 chosen per partition: a coarse partition's cells are thousands of km wide, a fine one's can be
 tens. tau -> 0 gives back the one-hot target of the nearest class point (close to, though not
 always, the class holding x); tau = 0 means "off" here: the hard label. `label_smoothing_km` in
-the training config names one tau per partition, coarse -> fine; docs/training.md says how the
-demo model's were chosen.
+the training config names one tau per partition, coarse -> fine. model_store/README.md says how
+the demo model's were chosen (`python -m benchmarks recipes` measures them).
 """
 
 from __future__ import annotations
