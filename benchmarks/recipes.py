@@ -694,8 +694,9 @@ def run(options: RecipeOptions = RecipeOptions()) -> dict[str, Any]:
     split = demo_split(options)
     photos = split.train
     recipes = options.recipes(len(split.partition_specs))
-    mp16_path = shared_data_dir() / MP16_CELLS
-    mp16 = read_mp16(mp16_path) if any(r.prior_weight for r in recipes) else None
+    mp16 = None
+    if any(r.prior_weight for r in recipes):
+        mp16 = read_mp16(shared_data_dir() / MP16_CELLS)
     cache = options.cache or cache_dir() / "recipes"
     seconds: dict[str, Any] = {"features": {}}
     features_of = {}
@@ -717,7 +718,7 @@ def run(options: RecipeOptions = RecipeOptions()) -> dict[str, Any]:
     )
     seconds["cross_validation"] = round(time.perf_counter() - started, 1)
     output = {
-        "protocol": _protocol(options, split, recipes, result["folds"], mp16_path, mp16),
+        "protocol": _protocol(options, split, recipes, result["folds"], mp16),
         "seconds": seconds,
         "rows": result["rows"],
     }
@@ -733,7 +734,6 @@ def _protocol(
     split: Split,
     recipes: Sequence[Recipe],
     folds: list[dict[str, Any]],
-    mp16_path: Path,
     mp16: Partition | None,
 ) -> dict[str, Any]:
     photos = split.train
@@ -769,7 +769,6 @@ def _protocol(
             "rule": "log p + a (log prior_mp16 - log prior_train); prior_mp16: the cells' counts "
             "summed into the fold's fine cells by their mean points, +1; prior_train: the "
             "fold's training photos per fine cell, +0.5",
-            "path_used": str(mp16_path),
         },
         "rules": list(options.rules),
         "ece": "mean over the folds; 10 equal bins of the top-1 probability, right where the "
