@@ -1,6 +1,6 @@
-"""`python -m benchmarks [partitioning | training]`: run the benchmarks and write their numbers
-(run from the repository's root: the benchmarks are a development package, not installed with
-the product)."""
+"""`python -m benchmarks [partitioning | training | recipes]`: run the benchmarks and write their
+numbers (run from the repository's root: the benchmarks are a development package, not installed
+with the product)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,58 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev")
     training.add_argument("--json", action="store_true", help="print JSON")
     training.set_defaults(func=_training)
+    recipes = sub.add_parser(
+        "recipes",
+        help="how the demo model's recipe was chosen: label smoothing, the MP-16 prior, the "
+        "backbone and the best-guess rule, by 5-fold cross-validation over the demo split's "
+        "training photographers (frozen features, linear heads) into bench/recipes.json",
+    )
+    recipes.add_argument(
+        "--backbone",
+        dest="backbones",
+        action="append",
+        help="repeatable (default efficientnet_lite0 then efficientnet_lite2)",
+    )
+    recipes.add_argument(
+        "--taus",
+        type=_taus,
+        action="append",
+        metavar="KM,KM,KM",
+        help="label smoothing, one tau per partition coarse -> fine, 0 for the hard label; "
+        "repeatable (default 0,0,0 500,500,500 1000,1000,1000 2000,1000,500)",
+    )
+    recipes.add_argument(
+        "--prior-weights",
+        type=float,
+        nargs="*",
+        metavar="A",
+        help="MP-16 prior adjustments of the first backbone's hard-label heads (default 0.5 1; "
+        "none given: no prior recipe)",
+    )
+    recipes.add_argument(
+        "--rules",
+        nargs="+",
+        help="best-guess rules answered besides the top cell (default expected_distance "
+        "mass_within:750 mass_within:2500)",
+    )
+    recipes.add_argument("--folds", type=_positive_int, help="default 5")
+    recipes.add_argument("--seed", type=int, help="of the folds and the heads (default 0)")
+    recipes.add_argument("--epochs", type=_positive_int, help="of the heads (default 5)")
+    recipes.add_argument(
+        "--views", type=_positive_int, help="centre crop + augmentations per photo (default 5)"
+    )
+    recipes.add_argument(
+        "--limit", type=_positive_int, help="only the first N training photos (a smoke run)"
+    )
+    recipes.add_argument("--config", type=Path, help="default training/configs/demo.yaml")
+    recipes.add_argument("--manifest", type=Path, help="default: the shared im2gps3k-dev")
+    recipes.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev")
+    recipes.add_argument("--cache", type=Path, help="features cache (default .cache/recipes)")
+    recipes.add_argument(
+        "--out", type=Path, help="output folder (default bench/; with --limit .run/recipes/)"
+    )
+    recipes.add_argument("--json", action="store_true", help="print JSON")
+    recipes.set_defaults(func=_recipes)
     return bench
 
 
@@ -151,6 +203,38 @@ def _training(args: argparse.Namespace) -> int:
         for backbone in args.backbones or ["efficientnet_lite0", "resnet50"]
     ]
     print(json.dumps(results, indent=2) if args.json else training.report(results))
+    return 0
+
+
+def _taus(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(tau) for tau in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not comma-separated km: {text!r}") from exc
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from benchmarks import recipes  # noqa: PLC0415
+
+    given = {
+        "config": args.config,
+        "manifest": args.manifest,
+        "images": args.images,
+        "backbones": args.backbones and tuple(args.backbones),
+        "taus_km": args.taus and tuple(args.taus),
+        "prior_weights": None if args.prior_weights is None else tuple(args.prior_weights),
+        "rules": args.rules and tuple(args.rules),
+        "folds": args.folds,
+        "seed": args.seed,
+        "views": args.views,
+        "heads": args.epochs and recipes.HeadTraining(epochs=args.epochs),
+        "limit": args.limit,
+        "cache": args.cache,
+        "out": args.out,
+    }
+    chosen = {key: value for key, value in given.items() if value is not None}
+    result = recipes.run(recipes.RecipeOptions(**chosen))
+    print(json.dumps(result, indent=2) if args.json else recipes.report(result))
     return 0
 
 
