@@ -66,7 +66,7 @@ from geoverdict_training.geo.partition_files import read_cells_csv
 from geoverdict_training.geo.partitions import Partition, PartitionSpec, build_partitions
 from geoverdict_training.images.decode import load_image
 from geoverdict_training.images.transforms import eval_transform, train_transform
-from geoverdict_training.inference.best_guess import GuessRule, best_guess
+from geoverdict_training.inference.best_guess import GuessRule, guess_points
 from geoverdict_training.inference.calibration import fit_temperature
 from geoverdict_training.inference.hierarchical import hierarchical_scores
 from geoverdict_training.models.backbones import backbone_info, create_backbone
@@ -488,9 +488,7 @@ def answers(fine: Partition, probabilities: Floats, rules: Sequence[str]) -> dic
     top = probabilities.argmax(axis=1)
     out = {TOP_CELL: np.stack([fine.lat_mean[top], fine.lon_mean[top]], axis=1)}
     for text in rules:
-        rule = GuessRule.parse(text)
-        guesses = [best_guess(fine, p, rule) for p in probabilities]
-        out[text] = np.array([[g.lat, g.lon] for g in guesses], dtype=np.float64)
+        out[text] = guess_points(fine, probabilities, GuessRule.parse(text))
     return out
 
 

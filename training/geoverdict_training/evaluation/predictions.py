@@ -32,7 +32,7 @@ from geoverdict_training.data.labels import build_labels
 from geoverdict_training.data.manifest import Manifest
 from geoverdict_training.data.skips import Skips
 from geoverdict_training.exceptions import ConfigError
-from geoverdict_training.inference.best_guess import GuessRule, best_guess
+from geoverdict_training.inference.best_guess import GuessRule, guess_points
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.losses import multitask_loss
 
@@ -84,7 +84,7 @@ def predict_loader(
     rows: list[torch.Tensor] = []
     gt: list[torch.Tensor] = []
     points: list[npt.NDArray[np.float64]] = []
-    guesses: list[tuple[float, float]] = []
+    guesses: list[npt.NDArray[np.float64]] = []
     scenes: dict[str, list[torch.Tensor]] = {s: [] for s in predictor.scenes}
     geo: dict[str, list[torch.Tensor]] = {"best": [], "top1": [], "p_true": [], "cells": []}
     kept: dict[str, list[torch.Tensor]] = {}
@@ -116,9 +116,7 @@ def predict_loader(
             if keep_cells:
                 geo["cells"].append(cells)
             if rule is not None:
-                for p in cells.numpy():
-                    guess = best_guess(predictor.fine, p, rule)
-                    guesses.append((guess.lat, guess.lon))
+                guesses.append(guess_points(predictor.fine, cells.numpy(), rule))
         if keep_logits:
             for head, z in output.logits.items():
                 kept.setdefault(head, []).append(z.float().cpu())
@@ -143,7 +141,7 @@ def predict_loader(
         if keep_logits
         else None,
         cells=_cat(geo["cells"], np.float64),
-        guesses=np.array(guesses, dtype=np.float64).reshape(-1, 2) if rule is not None else None,
+        guesses=None if rule is None else np.concatenate([np.zeros((0, 2)), *guesses]),
     )
 
 

@@ -152,3 +152,12 @@ def best_guess(fine: Partition, p: npt.NDArray[np.float64], rule: GuessRule) -> 
     best = int(np.argmin(score))  # the first of equals: a cell's own point before inner ones
     expected = haversine_km(lat[best], lon[best], lat_c, lon_c) @ mass
     return Guess(float(lat[best]), float(lon[best]), int(owner[best]), float(expected))
+
+
+def guess_points(
+    fine: Partition, probabilities: npt.NDArray[np.float64], rule: GuessRule
+) -> npt.NDArray[np.float64]:
+    """(N, 2) latitude and longitude of the best guess of each row of `probabilities` (N, C)."""
+    rows = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(fine))
+    chosen = [best_guess(fine, p, rule) for p in rows]
+    return np.array([[g.lat, g.lon] for g in chosen], dtype=np.float64).reshape(-1, 2)

@@ -51,7 +51,7 @@ from geoverdict_training.evaluation.predictions import predict_loader
 from geoverdict_training.exceptions import CheckpointError, ConfigError
 from geoverdict_training.geo.partition_files import write_cells_csv
 from geoverdict_training.geo.partitions import Partition
-from geoverdict_training.inference.best_guess import GuessRule, best_guess
+from geoverdict_training.inference.best_guess import GuessRule, guess_points
 from geoverdict_training.inference.calibration import Calibration
 from geoverdict_training.inference.predictor import Predictor
 from geoverdict_training.models.geo_model import GeoModel, ModelSpec
@@ -296,8 +296,7 @@ def validate(
         fine, rule, gt = data.partitions[-1], GuessRule(), result.gt
         points = np.stack(predictor.best_points(cells), axis=1)
         record["calibrated"] = _geo_accuracy(gt, points)
-        chosen = [best_guess(fine, p, rule) for p in cells.double().cpu().numpy()]
-        guesses = np.array([[g.lat, g.lon] for g in chosen], dtype=np.float64).reshape(-1, 2)
+        guesses = guess_points(fine, cells.double().cpu().numpy(), rule)
         record["calibrated"]["best_guess"] = _geo_accuracy(gt, guesses)
         baselines = baseline_evaluations(data.baselines, fine, rule, gt[:, 0], gt[:, 1])
         record["baselines"] = {name: e.to_json() for name, e in baselines.items()}
