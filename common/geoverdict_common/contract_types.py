@@ -87,7 +87,9 @@ class Place(TypedDict):
 
 
 class BestGuess(Cell):
-    """The most likely cell, with the name of the nearest place."""
+    """The best guess: a point chosen from the whole distribution by the model's rule, the cell
+    it lies in (token, level, that cell's probability), how far that cell reaches from the point
+    (radius_km), and the name of the nearest place."""
 
     place: Place | None
 

@@ -138,7 +138,7 @@ def location_of(
     depends on the prediction and the policy alone, so a consumer may keep it for a photo it
     answers again (the cached path)."""
     floor = policy.min_precision_km
-    # The reported point stands for the whole best cell: a photo taken anywhere in it can lie
+    # The reported point stands for its whole cell: a photo taken anywhere in it can lie
     # this far away. Never less than the floor, never 0 km for a cell wider than a point.
     precision = max(floor, cell_radius_km(prediction["best_guess"]) + _snap_km(floor))
     confidence = prediction["confidence"].copy()
