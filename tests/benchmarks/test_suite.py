@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from geoverdict_training.models.backbones import list_backbones
 from tests.repo import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,11 @@ def test_bench_runs_every_stage_and_writes_its_three_outputs(tmp_path: Path) -> 
         assert isinstance(results[key], int | float) and math.isfinite(results[key]), key
         assert results[key] > 0, key
     assert results["pipeline"]["verdicts"] == results["pipeline"]["events"]
-    assert results["machine"]["cores"] >= 1 and results["model"].endswith(".mar")
+    assert results["machine"]["cores"] >= 1
+    # What the numbers are of: the archive, its backbone and input size, its version.
+    name, _, details = results["model"].partition(": ")
+    assert name.endswith(".mar") and details.split(" at ")[0] in list_backbones()
+    assert " px, " in details and details.rsplit(", ", 1)[1].startswith(name.removesuffix(".mar"))
     costs = json.loads((tmp_path / "out" / "costs.json").read_text())
     assert costs["torchserve"]["server_images_per_s"] == results["torchserve_images_per_s"]
     assert costs["triton"]["consumer_cpu_ms_cold"] > 0
