@@ -113,29 +113,25 @@ def _mass_radius(
     return float(distances[order[k]])
 
 
-def confidence(
-    fine: Partition, p: npt.NDArray[np.float64], guess: Guess | None = None
-) -> dict[str, float]:
-    """Top-1 probability, entropy (nats) and the 50 % / 90 % mass radii around the best guess
-    (`guess`; without one, the top cell's point)."""
+def confidence(p: npt.NDArray[np.float64], reach: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Top-1 probability, entropy (nats) and the 50 % / 90 % mass radii around the best guess,
+    given how far each cell reaches from it (`reach`, (C,) km)."""
     best = int(np.argmax(p))
     positive = p[p > 0]
-    lat, lon = (
-        (fine.lat_mean[best], fine.lon_mean[best]) if guess is None else (guess.lat, guess.lon)
-    )
-    distances = fine.far_km(lat, lon)  # (C,) how far each cell reaches from the best guess
     return {
         "top1": float(p[best]),
         "entropy": float(-(positive * np.log(positive)).sum()),
-        "radius_50_km": _mass_radius(distances, p, 0.5),
-        "radius_90_km": _mass_radius(distances, p, 0.9),
+        "radius_50_km": _mass_radius(reach, p, 0.5),
+        "radius_90_km": _mass_radius(reach, p, 0.9),
     }
 
 
-def guess_cell(fine: Partition, p: npt.NDArray[np.float64], guess: Guess) -> dict[str, Any]:
+def guess_cell(
+    fine: Partition, p: npt.NDArray[np.float64], guess: Guess, reach: npt.NDArray[np.float64]
+) -> dict[str, Any]:
     """The reply's `best_guess`: the point, the token, level and probability of the cell it lies
-    in, and `radius_km`, how far that cell reaches from the point."""
-    radius = float(fine.far_km(guess.lat, guess.lon)[guess.cell])
+    in, and `radius_km`, how far that cell reaches from the point (`reach` of that cell)."""
+    radius = float(reach[guess.cell])
     return {
         **_cell(fine, guess.cell, p[guess.cell]),
         "lat": guess.lat,
@@ -176,13 +172,14 @@ def prediction_reply(
             scene[name] = _scored(scene_names[name], scenes[name], settings.scene_top_k)
     location = facts.exif_location
     guess = best_guess(fine, p, settings.best_guess)
+    reach = fine.far_km(guess.lat, guess.lon)  # (C,) how far each cell reaches from the guess
     return {
         "model_version": model_version,
         "cells": listed,
         "cells_mass": float(min(cumulative[count - 1], 1.0)),
-        "best_guess": guess_cell(fine, p, guess),
+        "best_guess": guess_cell(fine, p, guess, reach),
         "scene": scene,
-        "confidence": confidence(fine, p, guess),
+        "confidence": confidence(p, reach),
         "image": {"width": facts.width, "height": facts.height, "format": facts.format},
         "exif_location": None if location is None else {"lat": location[0], "lon": location[1]},
         "timings_ms": {"decode": facts.decode_ms, "inference": inference_ms},
