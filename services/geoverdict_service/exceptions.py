@@ -62,3 +62,16 @@ class KafkaUnavailableError(ServiceError):
 
 class InferenceUnavailableError(ServiceError):
     """The model server is unreachable or overloaded: retry later, never dead-letter."""
+
+
+class ProvenanceError(ServiceError):
+    """Part of a photo's provenance could not be established: its verdict says which and why,
+    and the verdict goes out (never a dead letter)."""
+
+
+class FingerprintError(ProvenanceError):
+    """The consumer could not decode the image to hash it (the model server judges the image)."""
+
+
+class IndexUnavailableError(ProvenanceError):
+    """The near-duplicate index (Redis) failed: provenance is marked unavailable, nothing lost."""
