@@ -1,9 +1,10 @@
 """The real redis-server, in memory only (no RDB, no AOF): a cache that may vanish.
 
-No default user, as in docker-compose: the consumer signs in as `geoverdict` (its key prefix,
-and only PING, GET, MGET, SET), the exporter as `exporter` (server statistics, no key), from the
-same ACL file (resources/redis-users.acl; Redis allows no comment in it) with passwords made for
-this run, where docker-compose fills in .env's.
+No default user, as in docker-compose: the consumer signs in as `geoverdict` (its key prefix;
+the verdict cache's PING, GET, MGET, SET and the near-duplicate index's string, hash, list, set
+and MULTI/WATCH commands: nothing that lists keys or touches the server), the exporter as
+`exporter` (server statistics, no key), from the same ACL file (resources/redis-users.acl; Redis
+allows no comment in it) with passwords made for this run, where docker-compose fills in .env's.
 """
 
 from __future__ import annotations

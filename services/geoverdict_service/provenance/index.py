@@ -1,0 +1,551 @@
+"""The near-duplicate index in Redis: where each photo was seen first, how often, what was claimed.
+
+Shared by every consumer of the group (plain Redis keys, no client state), bounded in time by
+`retention_s` and in size by `max_claims`, the same commands on Redis 7.0 and 8.
+
+Lookup is multi-index hashing (Norouzi et al.; Meta's PDQ index does the same): each indexed
+256-bit hash is cut into 16 chunks of 16 bits, and the bucket of chunk c with value v holds every
+indexed hash whose chunk c is exactly v. A query reads the buckets of its own chunks, so it finds
+every indexed hash within distance 15 (pigeonhole) and most farther ones; the candidates' exact
+Hamming distances are computed here and only those within `max_distance` count. With `tables`
+2, a second cut of the bits in a fixed random order is indexed too, which catches most of what the
+first misses, for twice the bucket memory and reads. Index-level recall (a pair at exactly that
+distance found, random bit flips, 20,000 pairs each; `python -m benchmarks near-duplicate-index`):
+
+    distance   16     24     31     40     48     56     64
+    tables 1   1.000  0.991  0.912  0.664  0.426  0.246  0.131
+    tables 2   1.000  1.000  0.992  0.887  0.672  0.434  0.242
+
+Buckets are strings of fixed-size records (the 32-byte hash, then the 8-byte photo id) that grow
+by APPEND and are read with one MGET for a whole batch: a sorted set per bucket costs 11 ms of
+reply parsing for 256 buckets of 30 members in redis-py against 0.75 ms for the same bytes as
+strings. Buckets live in epochs of `retention_s`: a photo's records go to the buckets of the
+epoch it is recorded in (again when it is seen in a later epoch), a lookup reads the current and
+the previous epoch, and an epoch's buckets expire (EXPIREAT) once all their records are older than
+the retention, so buckets never need compacting. Whether a candidate is still a photo is decided
+by its photo key, whose TTL restarts at each sighting: a photo lives `retention_s` after it was
+last seen.
+
+Keys (all under `key_prefix`, `geoverdict:photo` by default; every one with a TTL):
+- `b:<epoch>:<chunk>:<value>`: a bucket (records of 40 bytes);
+- `p:<photo>`: the photo: `f` its first sighting (compact JSON: event id, post id, source,
+  time, claim), `n` times seen, `pk` a prediction key, `h` its indexed hashes, `r` the last epoch
+  its records were written in;
+- `c:<photo>`: its last `max_claims` claims, newest first (JSON [lat, lon, time, event id]);
+- `e:<digest of the event id>`: "<photo> <digest of the post>": the event was recorded (so a
+  replayed batch is recorded once, and never matches itself);
+- `s:<digest of source and post id>`: the post's event ids (for erase_post).
+
+What is stored about posts and people (docs/privacy.md): the perceptual hashes of each photo, the
+event ids, post ids and sources of its first sighting, the event ids, times and claimed locations
+(already floored by the caller) of its last `max_claims` sightings, and, per event and per post,
+which photo they showed. No image, no user, no caption. Everything expires `retention_s` after the
+photo was last seen, except bucket records (a hash and a random-looking photo id, nothing about a
+post), which go at most one epoch later. erase_event and erase_post remove a sighting at once,
+bucket records included when the photo goes with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import redis
+
+from geoverdict_service.exceptions import IndexUnavailableError, InvalidSettingsError
+
+log = logging.getLogger(__name__)
+
+HASH_BYTES = 32
+CHUNK_BITS = 16
+CHUNKS = HASH_BYTES * 8 // CHUNK_BITS  # per table
+PHOTO_ID_BYTES = 8
+RECORD_BYTES = HASH_BYTES + PHOTO_ID_BYTES
+DEFAULT_MAX_DISTANCE = 31  # the lead replaces it with fingerprints.MATCH_DISTANCE
+MAX_TABLES = 4
+CANDIDATES_PER_QUERY = 8  # nearest photos fetched per query (the first valid one is the match)
+WATCH_RETRIES = 5
+
+Hashes8 = npt.NDArray[np.uint8]
+Ints = npt.NDArray[np.int64]
+
+
+class Hashes(Protocol):
+    """What the index needs of a fingerprint (provenance.fingerprints.Fingerprint has it)."""
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]: ...  # indexed and queried, 32 bytes each
+
+    @property
+    def variants(self) -> tuple[bytes, ...]: ...  # queried too (mirrors, rotations)
+
+    @property
+    def usable(self) -> bool: ...  # low-quality hashes never match and are never indexed
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One event's appearance, as the index keeps it."""
+
+    event_id: str
+    post_id: str
+    source: str
+    seen_at: datetime
+    claim: tuple[float, float] | None  # already floored by the caller (the privacy floor)
+    prediction_key: str | None = None  # the prediction this photo was answered with (reuse)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The earlier photo a query is a near-duplicate of."""
+
+    photo_id: str
+    distance: int  # best Hamming distance between any query hash and any indexed hash
+    first: Sighting
+    times_seen: int  # earlier sightings (this event's own never counts)
+    claims: tuple[tuple[float, float, datetime], ...]  # (lat, lon, seen_at), newest first
+    prediction_key: str | None
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How far a near-duplicate may be, how long and how much the index keeps."""
+
+    max_distance: int = DEFAULT_MAX_DISTANCE
+    retention_s: int = 30 * 24 * 3600
+    max_claims: int = 10
+    key_prefix: str = "geoverdict:photo"  # every key under geoverdict:* (the Redis ACL's pattern)
+    tables: int = 2  # cuts of the hash bits indexed (recall against memory: module docstring)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_distance < HASH_BYTES * 8:
+            raise InvalidSettingsError(f"max_distance must be 0..255, got {self.max_distance}")
+        for name in ("retention_s", "max_claims"):
+            if getattr(self, name) < 1:
+                raise InvalidSettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 1 <= self.tables <= MAX_TABLES:
+            raise InvalidSettingsError(f"tables must be 1..{MAX_TABLES}, got {self.tables}")
+
+
+def as_array(hashes: Iterable[bytes]) -> Hashes8:
+    """32-byte hashes as a (n, 32) uint8 array; ValueError on another length."""
+    rows = list(hashes)
+    if any(len(h) != HASH_BYTES for h in rows):
+        raise ValueError(f"hashes must be {HASH_BYTES} bytes each")
+    return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), HASH_BYTES)
+
+
+def distances(queries: Hashes8, candidates: Hashes8) -> Ints:
+    """Hamming distances, (q, 32) against (c, 32) -> (q, c)."""
+    a = np.ascontiguousarray(queries).view(np.uint64)  # (q, 4)
+    b = np.ascontiguousarray(candidates).view(np.uint64)  # (c, 4)
+    return np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=2, dtype=np.int64)
+
+
+def distance(a: bytes, b: bytes) -> int:
+    """Hamming distance of two 32-byte hashes."""
+    return int(distances(as_array([a]), as_array([b]))[0, 0])
+
+
+# Table t > 0 cuts the bits in a fixed random order (seeded: every consumer must agree).
+_ORDERS = [np.arange(256)] + [
+    np.random.default_rng(seed).permutation(256) for seed in range(1, MAX_TABLES)
+]
+
+
+def chunks(hashes: Hashes8, tables: int) -> npt.NDArray[np.uint16]:
+    """The bucket values of each hash: (n, 32) -> (n, tables * 16), chunk k of table t at
+    t * 16 + k."""
+    bits = np.unpackbits(hashes, axis=1)  # (n, 256)
+    cut = [np.packbits(bits[:, _ORDERS[t]], axis=1) for t in range(tables)]
+    return np.ascontiguousarray(np.concatenate(cut, axis=1)).view(">u2").astype(np.uint16)
+
+
+def bucket_keys(prefix: str, epoch: int, values: npt.NDArray[np.uint16]) -> list[str]:
+    """Bucket keys of one hash's chunk values in one epoch."""
+    return [f"{prefix}:b:{epoch}:{k}:{int(v):04x}" for k, v in enumerate(values)]
+
+
+def photo_id_of(event_id: str) -> bytes:
+    """A new photo's id, derived from its first event (a replayed batch writes the same keys)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=PHOTO_ID_BYTES).digest()
+
+
+def _digest(*parts: str) -> str:
+    """Bounded, separator-safe key part for ids that come from events."""
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class NearDuplicateIndex:
+    """find_many / record_many in two pipelined round trips each; erase_event / erase_post."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: IndexSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self._clock = clock  # wall time: epochs and TTLs (the event's own time is data)
+        self._p = settings.key_prefix
+
+    @classmethod
+    def from_url(cls, url: str, settings: IndexSettings, timeout_s: float) -> NearDuplicateIndex:
+        """An index over the Redis at `url` (its user and password in it)."""
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        return cls(client, settings)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def _epoch(self) -> int:
+        return int(self._clock() // self.settings.retention_s)
+
+    def _photo_key(self, photo: str) -> str:
+        return f"{self._p}:p:{photo}"
+
+    def _claims_key(self, photo: str) -> str:
+        return f"{self._p}:c:{photo}"
+
+    def _event_key(self, event_id: str) -> str:
+        return f"{self._p}:e:{_digest(event_id)}"
+
+    def _post_key(self, post: str) -> str:
+        return f"{self._p}:s:{post}"
+
+    def _buckets(self, hashes: Hashes8, epoch: int) -> list[str]:
+        return [
+            key
+            for values in chunks(hashes, self.settings.tables)
+            for key in bucket_keys(self._p, epoch, values)
+        ]
+
+    # --- lookup -----------------------------------------------------------------------------
+
+    def find_many(self, queries: Sequence[tuple[str, Hashes]]) -> list[Match | None]:
+        """(event id, fingerprint) -> the nearest photo within max_distance seen before this
+        event (a photo first seen by this very event, as in a replayed batch, is not earlier),
+        or None. IndexUnavailableError when Redis fails."""
+        epoch = self._epoch()
+        wanted = [i for i, (_, fp) in enumerate(queries) if fp.usable and fp.hashes]
+        if not wanted:
+            return [None] * len(queries)
+        query_hashes = {
+            i: as_array(dict.fromkeys(queries[i][1].hashes + queries[i][1].variants))
+            for i in wanted
+        }
+        keys: dict[str, int] = {}  # every key of the batch, once; its place in the MGET
+        for i in wanted:
+            keys.setdefault(self._event_key(queries[i][0]), len(keys))
+        probes = {}
+        for i in wanted:
+            own = self._buckets(query_hashes[i], epoch) + self._buckets(query_hashes[i], epoch - 1)
+            probes[i] = [keys.setdefault(key, len(keys)) for key in own]
+        values = self._call(lambda: self.client.mget(list(keys)))
+        recorded = {
+            i: self._recorded_photo(values[keys[self._event_key(queries[i][0])]]) for i in wanted
+        }
+        near: dict[int, list[tuple[int, str]]] = {}
+        for i in wanted:
+            blob = b"".join(values[k] for k in dict.fromkeys(probes[i]) if values[k])
+            near[i] = self._nearest(query_hashes[i], blob)
+        photos = sorted({photo for found in near.values() for _, photo in found})
+        details = self._photos(photos)
+        out: list[Match | None] = [None] * len(queries)
+        for i in wanted:
+            event_id = queries[i][0]
+            for dist, photo in near[i]:
+                match = self._match(photo, dist, details.get(photo), event_id, recorded[i] == photo)
+                if match is not None:
+                    out[i] = match
+                    break
+        return out
+
+    def _nearest(self, query: Hashes8, blob: bytes) -> list[tuple[int, str]]:
+        """The nearest photos (distance, id) within max_distance among a query's bucket records."""
+        if not blob:
+            return []
+        records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, RECORD_BYTES)  # (c, 40)
+        best = distances(query, records[:, :HASH_BYTES]).min(axis=0)  # (c,)
+        close = np.flatnonzero(best <= self.settings.max_distance)
+        by_photo: dict[str, int] = {}
+        for c in close[np.argsort(best[close], kind="stable")]:
+            by_photo.setdefault(records[c, HASH_BYTES:].tobytes().hex(), int(best[c]))
+        return [(d, p) for p, d in list(by_photo.items())[:CANDIDATES_PER_QUERY]]
+
+    def _photos(self, photos: Sequence[str]) -> dict[str, tuple[dict[bytes, bytes], list[bytes]]]:
+        """Each photo's hash fields and newest claims (one pipelined round trip)."""
+        if not photos:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for photo in photos:
+            pipe.hgetall(self._photo_key(photo))
+            pipe.lrange(self._claims_key(photo), 0, self.settings.max_claims)  # one more: ours
+        replies = self._call(pipe.execute)
+        return {p: (replies[2 * k], replies[2 * k + 1]) for k, p in enumerate(photos)}
+
+    def _match(
+        self,
+        photo: str,
+        dist: int,
+        detail: tuple[dict[bytes, bytes], list[bytes]] | None,
+        event_id: str,
+        recorded_here: bool,
+    ) -> Match | None:
+        """The match a photo makes for this event, or None when it is no earlier photo: gone
+        (expired between reads), or first seen by this event."""
+        if detail is None or b"f" not in detail[0]:
+            return None
+        fields, raw_claims = detail
+        first = _sighting(orjson.loads(fields[b"f"]), fields.get(b"pk"))
+        if first.event_id == event_id:
+            return None
+        claims = []
+        for raw in raw_claims:
+            lat, lon, seen, claimed_by = orjson.loads(raw)
+            if claimed_by != event_id:
+                claims.append((float(lat), float(lon), _time(seen)))
+        return Match(
+            photo_id=photo,
+            distance=dist,
+            first=first,
+            times_seen=int(fields.get(b"n", b"1")) - (1 if recorded_here else 0),
+            claims=tuple(claims[: self.settings.max_claims]),
+            prediction_key=first.prediction_key,
+        )
+
+    @staticmethod
+    def _recorded_photo(value: bytes | None) -> str | None:
+        """The photo an event was recorded to, from its event key's value."""
+        return value.split(b" ")[0].decode() if value else None
+
+    # --- recording --------------------------------------------------------------------------
+
+    def record_many(
+        self, sightings: Sequence[tuple[Hashes, Sighting, Match | None]]
+    ) -> list[str | None]:
+        """Add each sighting to its matched photo (times seen + 1, its claim pushed) or as a new
+        photo; the photo ids (None for an unusable fingerprint, never indexed). Idempotent per
+        event id: a batch replayed after an aborted transaction is counted once. Two round trips,
+        the writes in one MULTI/EXEC. IndexUnavailableError when Redis fails."""
+        epoch = self._epoch()
+        s = self.settings
+        usable = [i for i, (fp, _, _) in enumerate(sightings) if fp.usable and fp.hashes]
+        if not usable:
+            return [None] * len(sightings)
+        matched = sorted({m.photo_id for i in usable if (m := sightings[i][2]) is not None})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.mget([self._event_key(sightings[i][1].event_id) for i in usable])
+        for photo in matched:
+            pipe.hmget(self._photo_key(photo), ["r", "h"])
+        replies = self._call(pipe.execute)
+        done = {
+            sightings[i][1].event_id: photo
+            for i, value in zip(usable, replies[0], strict=False)
+            if (photo := self._recorded_photo(value)) is not None
+        }
+        alive = {p: (r, h) for p, (r, h) in zip(matched, replies[1:], strict=True) if h is not None}
+        new: dict[str, Hashes8] = {}  # photos created by this batch: their indexed hashes
+        refreshed: set[str] = set()
+        out: list[str | None] = [None] * len(sightings)
+        writes = self.client.pipeline(transaction=True)
+        for i in usable:
+            fp, sighting, match = sightings[i]
+            if sighting.event_id in done:
+                out[i] = done[sighting.event_id]
+                continue
+            photo = match.photo_id if match is not None and match.photo_id in alive else None
+            if photo is None:
+                photo = self._in_batch(fp, new)
+            if photo is None:
+                photo = photo_id_of(sighting.event_id).hex()
+                new[photo] = as_array(fp.hashes)
+                self._write_photo(writes, photo, new[photo], sighting, epoch)
+            else:
+                writes.hincrby(self._photo_key(photo), "n", 1)
+                if sighting.prediction_key:
+                    writes.hsetnx(self._photo_key(photo), "pk", sighting.prediction_key)
+                r, h = alive.get(photo, (str(epoch).encode(), b""))
+                if int(r or 0) < epoch and photo not in refreshed:  # seen in a new epoch
+                    refreshed.add(photo)
+                    self._write_records(writes, photo, as_array(_split(h)), epoch)
+                    writes.hset(self._photo_key(photo), "r", epoch)
+                writes.expire(self._photo_key(photo), s.retention_s)
+            if sighting.claim is not None:
+                lat, lon = sighting.claim
+                entry = orjson.dumps([lat, lon, sighting.seen_at.timestamp(), sighting.event_id])
+                writes.lpush(self._claims_key(photo), entry)
+                writes.ltrim(self._claims_key(photo), 0, s.max_claims - 1)
+            writes.expire(self._claims_key(photo), s.retention_s)
+            post = _digest(sighting.source, sighting.post_id)
+            event_key = self._event_key(sighting.event_id)
+            writes.set(event_key, f"{photo} {post}", nx=True, ex=s.retention_s)
+            writes.sadd(self._post_key(post), sighting.event_id)
+            writes.expire(self._post_key(post), s.retention_s)
+            done[sighting.event_id] = photo
+            out[i] = photo
+        if len(writes):
+            self._call(writes.execute)
+        return out
+
+    def _in_batch(self, fp: Hashes, new: dict[str, Hashes8]) -> str | None:
+        """A photo created earlier in this batch that this one is a near-duplicate of."""
+        if not new:
+            return None
+        query = as_array(dict.fromkeys(fp.hashes + fp.variants))
+        best = [(int(distances(query, hashes).min()), photo) for photo, hashes in new.items()]
+        dist, photo = min(best)
+        return photo if dist <= self.settings.max_distance else None
+
+    def _write_photo(
+        self, pipe: Any, photo: str, hashes: Hashes8, sighting: Sighting, epoch: int
+    ) -> None:
+        first = {
+            "e": sighting.event_id,
+            "p": sighting.post_id,
+            "s": sighting.source,
+            "t": sighting.seen_at.timestamp(),
+            "c": list(sighting.claim) if sighting.claim is not None else None,
+        }
+        fields: dict[str, Any] = {
+            "f": orjson.dumps(first),
+            "n": 1,
+            "h": hashes.tobytes(),
+            "r": epoch,
+        }
+        if sighting.prediction_key:
+            fields["pk"] = sighting.prediction_key
+        pipe.hset(self._photo_key(photo), mapping=fields)
+        pipe.expire(self._photo_key(photo), self.settings.retention_s)
+        self._write_records(pipe, photo, hashes, epoch)
+
+    def _write_records(self, pipe: Any, photo: str, hashes: Hashes8, epoch: int) -> None:
+        """Append a photo's records to its buckets of `epoch`, which expire once every record
+        in them is older than the retention."""
+        expire_at = (epoch + 2) * self.settings.retention_s
+        pid = bytes.fromhex(photo)
+        for h, key_values in zip(hashes, chunks(hashes, self.settings.tables), strict=True):
+            record = h.tobytes() + pid
+            for key in bucket_keys(self._p, epoch, key_values):
+                pipe.append(key, record)
+                pipe.expireat(key, expire_at)
+
+    # --- erasure ----------------------------------------------------------------------------
+
+    def erase_event(self, event_id: str) -> int:
+        """Forget one event's sighting: its event key, its claim, its count in times_seen, its
+        post's link to it. When it was the photo's first or only sighting (the photo's record
+        names its post), the whole photo goes: its hashes from the buckets, its claims. Returns
+        the sightings erased (0 or 1). IndexUnavailableError when Redis fails."""
+        key = self._event_key(event_id)
+        value = self._call(lambda: self.client.get(key))
+        if value is None:
+            return 0
+        photo, post = value.decode().split(" ")
+        fields, claims = self._photos([photo])[photo]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.srem(self._post_key(post), event_id)
+        first = orjson.loads(fields[b"f"])["e"] if b"f" in fields else None
+        if first == event_id or int(fields.get(b"n", b"1")) <= 1:
+            pipe.delete(self._photo_key(photo), self._claims_key(photo))
+            self._call(pipe.execute)
+            self._drop_records(photo, fields.get(b"h", b""))
+            return 1
+        pipe.hincrby(self._photo_key(photo), "n", -1)
+        for raw in claims:  # the whole list: it is capped at max_claims, _photos reads one more
+            if orjson.loads(raw)[3] == event_id:
+                pipe.lrem(self._claims_key(photo), 0, raw)
+        self._call(pipe.execute)
+        return 1
+
+    def erase_post(self, source: str, post_id: str) -> int:
+        """Forget every sighting of one post (erase_event for each of its events); returns the
+        sightings erased."""
+        key = self._post_key(_digest(source, post_id))
+        events = self._call(lambda: self.client.smembers(key))
+        erased = sum(self.erase_event(event.decode()) for event in sorted(events))
+        self._call(lambda: self.client.delete(key))
+        return erased
+
+    def _drop_records(self, photo: str, packed: bytes) -> None:
+        """Remove a photo's records from its buckets of this epoch and the last (older ones have
+        expired), rewriting each bucket unless a consumer appended to it meanwhile (then again)."""
+        if not packed:
+            return
+        hashes = as_array(_split(packed))
+        epoch = self._epoch()
+        keys = sorted(set(self._buckets(hashes, epoch) + self._buckets(hashes, epoch - 1)))
+        pid = np.frombuffer(bytes.fromhex(photo), np.uint8)
+        for _ in range(WATCH_RETRIES):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*keys)
+                    values = pipe.mget(keys)
+                    pipe.multi()
+                    for key, value in zip(keys, values, strict=True):
+                        if value:
+                            _without(pipe, key, value, pid)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue  # a consumer appended to one of them: read them again
+                except redis.RedisError as exc:
+                    raise IndexUnavailableError(f"near-duplicate index: {exc}") from exc
+        raise IndexUnavailableError(f"buckets of photo {photo} kept changing; not rewritten")
+
+    # --- errors -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _call(operation: Callable[[], Any]) -> Any:
+        try:
+            return operation()
+        except redis.RedisError as exc:
+            raise IndexUnavailableError(f"near-duplicate index: {exc}") from exc
+
+
+def _without(pipe: Any, key: str, value: bytes, pid: Hashes8) -> None:
+    """Queue the rewrite of one bucket without a photo's records (nothing when it has none)."""
+    records = np.frombuffer(value, dtype=np.uint8).reshape(-1, RECORD_BYTES)
+    keep = (records[:, HASH_BYTES:] != pid).any(axis=1)
+    if keep.all():
+        return
+    if keep.any():
+        pipe.set(key, records[keep].tobytes(), keepttl=True)
+    else:
+        pipe.delete(key)
+
+
+def _split(packed: bytes) -> list[bytes]:
+    """A photo's `h` field back into its hashes."""
+    return [packed[k : k + HASH_BYTES] for k in range(0, len(packed), HASH_BYTES)]
+
+
+def _sighting(doc: dict[str, Any], prediction_key: bytes | None) -> Sighting:
+    claim = doc.get("c")
+    return Sighting(
+        event_id=doc["e"],
+        post_id=doc["p"],
+        source=doc["s"],
+        seen_at=_time(doc["t"]),
+        claim=(float(claim[0]), float(claim[1])) if claim else None,
+        prediction_key=prediction_key.decode() if prediction_key else None,
+    )
