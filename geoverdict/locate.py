@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from geoverdict_common.paths import model_store_dir
 
 if TYPE_CHECKING:
-    from geoverdict_common.contract_types import Verdict
+    from geoverdict_common.contract_types import Provenance, Verdict
     from geoverdict_service.geo import PlaceNames
     from geoverdict_service.pipeline.verdicts import Verdicts
     from geoverdict_service.settings import VerdictSettings
@@ -53,11 +53,16 @@ class Located:
     verdict: Verdict | None = None
     reason: str | None = None  # a stable code: unreadable, undecodable, too_large, ...
     message: str | None = None
+    duplicate_of: tuple[Path, int] | None = None  # an earlier photo named, and the distance
 
     def to_json(self) -> dict[str, Any]:
         """One JSON line: `{"photo", "verdict"}` or `{"photo", "error": {"code", "message"}}`."""
         if self.verdict is not None:
-            return {"photo": str(self.path), "verdict": self.verdict}
+            out: dict[str, Any] = {"photo": str(self.path), "verdict": self.verdict}
+            if self.duplicate_of is not None:
+                earlier, distance = self.duplicate_of
+                out["near_duplicate_of"] = {"photo": str(earlier), "distance": distance}
+            return out
         return {"photo": str(self.path), "error": {"code": self.reason, "message": self.message}}
 
 
@@ -100,6 +105,22 @@ def locate(
     from geoverdict_service.pipeline.verdicts import Verdicts  # noqa: PLC0415
 
     verdicts = Verdicts(settings.policy(), places, LOCATIONS_KEPT)
+    history = PhotoHistory(settings)
+    try:
+        yield from _answers(paths, responder, settings, claim, verdicts, history, batch_size)
+    finally:
+        history.close()
+
+
+def _answers(
+    paths: Sequence[Path],
+    responder: Responder,
+    settings: VerdictSettings,
+    claim: tuple[float, float] | None,
+    verdicts: Verdicts,
+    history: PhotoHistory,
+    batch_size: int,
+) -> Iterator[Located]:
     for start in range(0, len(paths), batch_size):
         batch = list(paths[start : start + batch_size])
         started = time.perf_counter()
@@ -109,7 +130,8 @@ def locate(
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         for path, body in zip(batch, bodies, strict=True):
             if isinstance(body, bytes):
-                yield _verdict(path, body, next(replies), settings, claim, verdicts, elapsed_ms)
+                reply = next(replies)
+                yield _verdict(path, body, reply, settings, claim, verdicts, elapsed_ms, history)
             else:
                 yield Located(path, reason="unreadable", message=f"unreadable: {body}")
 
@@ -132,6 +154,7 @@ def _verdict(
     claim: tuple[float, float] | None,
     verdicts: Verdicts,
     elapsed_ms: float,
+    history: PhotoHistory,
 ) -> Located:
     """The service's path from a model reply to a verdict: contract check, privacy floor,
     verdict; the post is the photo (a fresh id, as each event has its own) and its claim."""
@@ -153,14 +176,85 @@ def _verdict(
         post_id=path.name,
         claim=Claim(claim[0], claim[1], "event") if claim is not None else None,
     )
+    provenance, duplicate_of = history.provenance(path, body, post.claim)
     verdict = verdicts.verdict(
         post,
         prediction,
         cache_hit=False,
         image_sha256=hashlib.sha256(body).hexdigest(),
         timings_ms={"model": prediction.get("timings_ms", {}), "total": round(elapsed_ms, 3)},
+        provenance=provenance,
     )
-    return Located(path, verdict=verdict)
+    return Located(path, verdict=verdict, duplicate_of=duplicate_of)
+
+
+class PhotoHistory:
+    """The provenance `locate` can tell without the stream's index: Content Credentials, the
+    capture time, and which photos named before are near-duplicates of this one."""
+
+    def __init__(self, settings: VerdictSettings) -> None:
+        from geoverdict_service.provenance.credentials import CredentialReader  # noqa: PLC0415
+        from geoverdict_service.settings import ProvenanceSettings  # noqa: PLC0415
+
+        self._group = ProvenanceSettings()
+        self._floor = settings.min_precision_km
+        self._reader = CredentialReader(
+            timeout_s=self._group.c2pa_timeout_s,
+            max_manifest_bytes=self._group.c2pa_max_manifest_bytes,
+            trust_anchors=self._group.c2pa_trust_anchors,
+        )
+        self._seen: list[tuple[Path, Any]] = []
+
+    def provenance(
+        self, path: Path, body: bytes, claim: Any
+    ) -> tuple[Provenance, tuple[Path, int] | None]:
+        """This photo's provenance (index "disabled": the stream's index is not asked) and the
+        nearest earlier photo within the match distance."""
+        from geoverdict_service.exceptions import ProvenanceError  # noqa: PLC0415
+        from geoverdict_service.provenance.capture import exif_capture_time  # noqa: PLC0415
+        from geoverdict_service.provenance.credentials import (  # noqa: PLC0415
+            ABSENT,
+            has_manifest,
+        )
+        from geoverdict_service.provenance.fingerprints import (  # noqa: PLC0415
+            distance,
+            fingerprint,
+        )
+        from geoverdict_service.provenance.report import provenance_report  # noqa: PLC0415
+        from geoverdict_service.verdicts import coarse_claim  # noqa: PLC0415
+
+        try:
+            fp = fingerprint(body)
+        except ProvenanceError:
+            fp = None
+        duplicate_of = None
+        if fp is not None and fp.usable:
+            queries = (*fp.hashes, *fp.variants)
+            near = [
+                (min(distance(q, h) for q in queries for h in theirs.hashes), earlier)
+                for earlier, theirs in self._seen
+            ]
+            near = [(d, p) for d, p in near if d <= self._group.max_distance]
+            if near:
+                d, earlier = min(near, key=lambda pair: pair[0])
+                duplicate_of = (earlier, d)
+            self._seen.append((path, fp))
+        credentials = self._reader.read(body) if has_manifest(body) else ABSENT
+        provenance = provenance_report(
+            fingerprint=fp,
+            index="disabled" if fp is not None and fp.usable else "unusable",
+            match=None,
+            credentials=credentials,
+            exif_capture=exif_capture_time(body),
+            claim=coarse_claim(claim, self._floor) if claim is not None else None,
+            posted_at=None,
+            policy=self._group.policy(self._floor),
+        )
+        return provenance, duplicate_of
+
+    def close(self) -> None:
+        """Stop the C2PA worker."""
+        self._reader.close()
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -221,7 +315,8 @@ def _locate(args: argparse.Namespace) -> int:
                 print(json.dumps(result.to_json()))
             continue
         answered += 1
-        print(json.dumps(result.to_json()) if args.json else _row(result.path, result.verdict))
+        row = _row(result.path, result.verdict, result.duplicate_of)
+        print(json.dumps(result.to_json()) if args.json else row)
     if not args.json:
         print(f"{answered} answered, {failed} not ({responder.version})", file=sys.stderr)
     return 1 if failed else 0
@@ -229,11 +324,11 @@ def _locate(args: argparse.Namespace) -> int:
 
 _HEADER = (
     f"{'photo':<24} {'best guess':<16} {'place':<26} {'top cell':>8} {'50 % within':>11} "
-    f"{'90 % within':>11}  {'scene':<8} claim"
+    f"{'90 % within':>11}  {'scene':<8} {'c2pa':<9} claim"
 )
 
 
-def _row(path: Path, verdict: Verdict) -> str:
+def _row(path: Path, verdict: Verdict, duplicate_of: tuple[Path, int] | None = None) -> str:
     """One photo's line of the table."""
     location = verdict["location"]
     best, confidence = location["best_guess"], location["confidence"]
@@ -245,12 +340,20 @@ def _row(path: Path, verdict: Verdict) -> str:
         flag = "MISMATCH" if check["location_mismatch"] else "consistent"
         checks.append(f"{check['claim_source']}: {check['distance_km']:,.0f} km off, {flag}")
     point = f"{best['lat']:.2f}, {best['lon']:.2f}"
-    return (
+    c2pa = verdict["provenance"]["c2pa"]
+    state = c2pa["state"] + (" AI" if c2pa["ai_generated"] else "")
+    row = (
         f"{_short(path.name, 24):<24} {point:<16} {_short(where, 26):<26} "
         f"{confidence['top1']:>8.1%} "
         f"{confidence['radius_50_km']:>8,.0f} km {confidence['radius_90_km']:>8,.0f} km  "
-        f"{scene['label'] if scene else '-':<8} {'; '.join(checks) or '-'}"
+        f"{scene['label'] if scene else '-':<8} {state:<9} {'; '.join(checks) or '-'}"
     )
+    capture = verdict["provenance"]["capture"]
+    if capture is not None:
+        row += f"; taken {capture['captured_at'][:10]} ({capture['check']})"
+    if duplicate_of is not None:
+        row += f"; near-duplicate of {duplicate_of[0].name} (distance {duplicate_of[1]})"
+    return row
 
 
 def _short(text: str, width: int) -> str:

@@ -7,10 +7,14 @@ of these only after contract.check passed (contract.checked_prediction), never b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 if TYPE_CHECKING:  # annotations only: the Triton image's Python 3.10 has no typing.NotRequired
     from typing_extensions import NotRequired
+
+
+# A verdict's cache_hit: false (the model answered), or which kind of cache answered.
+CacheHit = Literal[False, "exact", "near_duplicate"]
 
 
 class Point(TypedDict):
@@ -131,5 +135,79 @@ class Verdict(TypedDict):
     location: Location
     scene: Scene
     consistency: list[Consistency]
-    cache_hit: bool
+    cache_hit: CacheHit
+    provenance: Provenance
     timings_ms: dict[str, Any]
+
+
+class Fingerprint(TypedDict):
+    """The photo's PDQ perceptual hash (hex) and its quality (0-100)."""
+
+    pdq: str
+    quality: int
+
+
+class NearDuplicate(TypedDict):
+    """The first known appearance of the photo (or a near-duplicate of it) in the stream."""
+
+    event_id: str
+    post_id: str
+    source: str
+    first_seen: str
+    times_seen: int
+    distance: int
+
+
+class EarlierClaim(TypedDict):
+    """A place an earlier post of the photo claimed, and how far it is from this one's claim."""
+
+    lat: float
+    lon: float
+    seen_at: str
+    distance_km: float | None
+
+
+class CaptureLocation(TypedDict):
+    """The capture location in the Content Credentials, and its distance from the claim."""
+
+    lat: float
+    lon: float
+    distance_km: float | None
+
+
+class ContentCredentials(TypedDict):
+    """The photo's C2PA manifest as validated (state, codes, signer, AI generation, place)."""
+
+    state: Literal["absent", "valid", "untrusted", "invalid"]
+    codes: list[str]
+    reason: str | None
+    signer: str | None
+    issuer: str | None
+    claim_generator: str | None
+    signed_at: str | None
+    ai_generated: bool
+    capture_location: CaptureLocation | None
+
+
+class Capture(TypedDict):
+    """When the photo was taken, by which source, and how long before the post."""
+
+    captured_at: str
+    source: Literal["exif", "c2pa"]
+    offset_known: bool
+    before_post_s: float | None
+    before_post: str | None
+    check: Literal["plausible", "after_post", "implausible"]
+
+
+class Provenance(TypedDict):
+    """Where the photo has been (verdict.schema.json, $defs/provenance)."""
+
+    index: Literal["ok", "unavailable", "disabled", "unusable"]
+    fingerprint: Fingerprint | None
+    near_duplicate: NearDuplicate | None
+    earlier_claims: list[EarlierClaim]
+    recycled_claim: bool
+    recycled_claim_km: float
+    c2pa: ContentCredentials
+    capture: Capture | None

@@ -52,8 +52,10 @@ from geoverdict_service.pipeline.parts import (
 )
 from geoverdict_service.pipeline.pause import Pauser
 from geoverdict_service.pipeline.predictions import Predictions
+from geoverdict_service.pipeline.provenance import Sightings, sighting_rules
 from geoverdict_service.pipeline.transactions import ExactlyOnce
 from geoverdict_service.pipeline.verdicts import Verdicts
+from geoverdict_service.provenance.credentials import CredentialReader
 from geoverdict_service.settings import ServiceSettings
 from geoverdict_service.shutdown import GracefulShutdown
 
@@ -91,6 +93,7 @@ class VerdictService:
         metrics: Metrics | None = None,
         places: PlaceNames | None = None,
         fetch: Callable[[str], bytes] | None = None,
+        sightings: Sightings | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
@@ -107,6 +110,11 @@ class VerdictService:
         )
         self.lookup = Lookup(cache, metrics, settings.cache_local_entries)
         self.predictions = Predictions(inference, metrics, settings.min_precision_km)
+        # Fakes' default: no index, a C2PA worker started at the first manifest only.
+        reader = CredentialReader(eager=False)
+        self.sightings = sightings or Sightings(
+            sighting_rules(settings), metrics, index=None, reader=reader, cache=cache
+        )
         self.verdicts = Verdicts(settings.policy(), places, settings.cache_local_entries)
         self.delivery = Delivery(producer, metrics, settings)
         self.checkpoint = Checkpoint(consumer)
@@ -165,6 +173,7 @@ class VerdictService:
             timeout_s=settings.redis_timeout_s,
             on_error=lambda op: metrics.cache_errors.labels(operation=op).inc(),
         )
+        sightings = Sightings.from_settings(settings, metrics, cache, redis_url or None)
         exactly_once = settings.processing_guarantee == "exactly_once"
         consumer = make_verdict_consumer(settings, api_version)
         transactional = partial(
@@ -180,6 +189,7 @@ class VerdictService:
             cache=cache,
             metrics=metrics,
             places=places if places is not None else PlaceNames(),
+            sightings=sightings,
             stop=stop,
         )
 
@@ -259,6 +269,7 @@ class VerdictService:
             if self.transactions is not None:
                 self.transactions.close()
             self.inference.close()
+            self.sightings.close()
             self.cache.close()
             self.intake.close()
             if self._health is not None:
@@ -286,12 +297,16 @@ class VerdictService:
         if self.transactions is not None:  # a partition lost to a new owner is left to it
             batch = {tp: records for tp, records in batch.items() if self.transactions.owned(tp)}
         items = self.intake.read(batch)
+        self.sightings.examine(items)
         self.lookup.find(items, self.predictions.model_version)
+        self.lookup.reuse(self.sightings.reusable(items), self.predictions.model_version)
         unavailable = self.predictions.predict(items)
+        self.sightings.report(items)
         self.verdicts.build(items, started)
         answered, cut = self.checkpoint.cut(items)
         rewound = self._complete(items, answered)
         self.lookup.store(items)
+        self.sightings.record(answered)
         if unavailable:
             self.pauser.pause({**cut, **rewound})
 

@@ -46,7 +46,11 @@ DEAD_LETTER_REASONS = (
 )
 CACHE_ERROR_OPERATIONS = ("get", "set", "invalid")  # invalid: an entry breaking the contract
 SCENES = ("indoor", "natural", "urban")
-CLAIM_SOURCES = ("event", "exif")
+CLAIM_SOURCES = ("event", "exif", "c2pa")
+# What the near-duplicate index said of a photo (provenance.index, "match" when it found one).
+NEAR_DUPLICATE_RESULTS = ("match", "none", "unavailable", "unusable")
+C2PA_STATES = ("absent", "valid", "untrusted", "invalid")
+CACHE_RESULTS = ("hit", "near_duplicate", "miss")
 
 
 TRANSACTION_RESULTS = ("committed", "aborted", "fenced")
@@ -151,6 +155,35 @@ class Metrics:
             "Transactional producers open (one per assigned partition with exactly_once).",
             registry=r,
         )
+        # provenance: earlier appearances, recycled claims, Content Credentials
+        self.near_duplicates = Counter(
+            "geoverdict_near_duplicate_lookups",
+            "Near-duplicate index lookups by result (match, none, unavailable, unusable).",
+            ["result"],
+            registry=r,
+        )
+        self.recycled_claims = Counter(
+            "geoverdict_recycled_claims",
+            "Verdicts whose photo was posted before with a claim far from this one's.",
+            registry=r,
+        )
+        self.c2pa_states = Counter(
+            "geoverdict_c2pa_verdicts",
+            "Verdicts by the state of the photo's Content Credentials.",
+            ["state"],
+            registry=r,
+        )
+        self.ai_generated = Counter(
+            "geoverdict_c2pa_ai_generated",
+            "Verdicts whose Content Credentials declare the photo made by a generative model.",
+            registry=r,
+        )
+        self.provenance_seconds = Histogram(
+            "geoverdict_provenance_seconds",
+            "A batch's provenance: fingerprints, Content Credentials and the index lookup.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.model = Info("geoverdict_model", "The model version producing verdicts.", registry=r)
         self.last_loop = Gauge(
             "geoverdict_last_loop_timestamp_seconds", "When the poll loop last ran.", registry=r
@@ -161,9 +194,13 @@ class Metrics:
         """Create every known label combination at 0, so series exist before their events."""
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason=reason)
-        for result in ("hit", "miss"):
+        for result in CACHE_RESULTS:
             self.cache_requests.labels(result=result)
             self.verdicts.labels(cache=result)
+        for result in NEAR_DUPLICATE_RESULTS:
+            self.near_duplicates.labels(result=result)
+        for state in C2PA_STATES:
+            self.c2pa_states.labels(state=state)
         for operation in CACHE_ERROR_OPERATIONS:
             self.cache_errors.labels(operation=operation)
         for source in CLAIM_SOURCES:

@@ -26,6 +26,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from geoverdict_service.exceptions import InvalidSettingsError
 from geoverdict_service.fetch import FetchPolicy
+from geoverdict_service.provenance.credentials import DEFAULT_MAX_MANIFEST_BYTES
+from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE
+from geoverdict_service.provenance.report import RECYCLED_CLAIM_KM, ProvenancePolicy
 from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM, VerdictPolicy
 
 ENV_PREFIX = "GEOVERDICT_"
@@ -195,6 +198,38 @@ class FetchSettings(BaseSettings):
         )
 
 
+class ProvenanceSettings(BaseSettings):
+    """The photo's history: the near-duplicate index (in the cache's Redis) and its Content
+    Credentials; docs/verdicts.md explains each threshold, docs/privacy.md the retention."""
+
+    model_config = _config(f"{ENV_PREFIX}PROVENANCE_")
+
+    # Off: no fingerprint, no index, no C2PA (provenance.index "disabled", c2pa "absent").
+    enabled: bool = True
+    # Hamming distance (of 256 bits) within which two photos are the same picture; the default
+    # had no false match among 2 million pairs of distinct photos (docs/benchmarks.md).
+    max_distance: int = Field(MATCH_DISTANCE, ge=0, le=128)
+    # A near-duplicate this close reuses the prediction its photo was answered with: re-encodes
+    # and resizes (PDQ distance 0-18), not crops or captions, whose pixels the model sees
+    # differently. -1: never reuse.
+    reuse_max_distance: int = Field(16, ge=-1, le=128)
+    recycled_claim_km: float = Field(RECYCLED_CLAIM_KM, gt=0)
+    # How long a photo's sightings are kept after its last one, and how many claims of it.
+    retention_s: int = Field(30 * 24 * 3600, ge=1)
+    max_claims: int = Field(10, ge=1, le=1000)
+    # C2PA: a manifest is validated in a worker process for at most this long; larger
+    # manifests are refused unread. Trust anchors (PEM): signers to report as `valid`.
+    c2pa_timeout_s: float = Field(2.0, gt=0)
+    c2pa_max_manifest_bytes: int = Field(DEFAULT_MAX_MANIFEST_BYTES, ge=1024)
+    c2pa_trust_anchors: Path | None = None
+
+    def policy(self, min_precision_km: float) -> ProvenancePolicy:
+        """How provenance is reported, with the verdicts' privacy floor."""
+        return ProvenancePolicy(
+            recycled_claim_km=self.recycled_claim_km, min_precision_km=min_precision_km
+        )
+
+
 class VerdictSettings(BaseSettings):
     """How predictions become verdicts: for `consume` and `locate` alike."""
 
@@ -260,6 +295,7 @@ class ServiceSettings(VerdictSettings):
     unavailable_backoff_s: float = Field(2.0, gt=0)
     unavailable_max_backoff_s: float = Field(30.0, gt=0)
     fetch: FetchSettings = Field(default_factory=FetchSettings)  # images by reference
+    provenance: ProvenanceSettings = Field(default_factory=ProvenanceSettings)
     # "copy": a dead letter is the record as it came (replayable as it is); "reference": its
     # place, hash and size only, no image bytes or URL query kept for the topic's retention.
     dead_letter_payload: Literal["copy", "reference"] = "copy"
@@ -312,7 +348,7 @@ class ServiceSettings(VerdictSettings):
 
 Loaded = TypeVar("Loaded", bound=BaseSettings)
 # The settings groups nested in ServiceSettings, each read from its own GEOVERDICT_NAME_*.
-GROUPS = ("kafka", "fetch", *MODEL_SERVERS)
+GROUPS = ("kafka", "fetch", "provenance", *MODEL_SERVERS)
 
 
 def _env_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
@@ -344,7 +380,14 @@ def _load(cls: type[Loaded], overrides: Mapping[str, Any]) -> Loaded:
 
 def _known_variables() -> set[str]:
     names = {f"{ENV_PREFIX}{name}" for name in OTHER_VARIABLES}
-    groups = (KafkaSettings, FetchSettings, TorchServeSettings, TritonSettings, ServiceSettings)
+    groups = (
+        KafkaSettings,
+        FetchSettings,
+        ProvenanceSettings,
+        TorchServeSettings,
+        TritonSettings,
+        ServiceSettings,
+    )
     for cls in groups:
         prefix = str(cls.model_config.get("env_prefix", ""))
         names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
@@ -402,6 +445,7 @@ def load_service_settings(
     torchserve: Mapping[str, Any] | None = None,
     triton: Mapping[str, Any] | None = None,
     fetch: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> ServiceSettings:
     """The consumer's settings: environment, then `overrides` (and the nested ones) on top.
@@ -431,6 +475,7 @@ def load_service_settings(
         {
             "kafka": _load(KafkaSettings, kafka or {}),
             "fetch": _load(FetchSettings, fetch or {}),
+            "provenance": _load(ProvenanceSettings, provenance or {}),
             "model_server": name,
             name: _load(cls, given or {}),
             **overrides,

@@ -15,10 +15,12 @@ from typing import Any
 from geoverdict_common import contract
 from geoverdict_common.contract_types import (
     BestGuess,
+    CacheHit,
     Cell,
     Consistency,
     Location,
     Prediction,
+    Provenance,
     Verdict,
 )
 from geoverdict_common.distances import haversine_km
@@ -161,19 +163,24 @@ def build_verdict(
     policy: VerdictPolicy,
     places: PlaceNames | None,
     *,
-    cache_hit: bool,
+    cache_hit: CacheHit,
     image_sha256: str,
     timings_ms: dict[str, Any],
+    provenance: Provenance,
     location: Location | None = None,
 ) -> Verdict:
-    """The verdict for one post from its checked prediction (`checked_reply`), valid against
-    schemas/verdict.schema.json. Both claims are checked: the post's and the photo's GPS EXIF.
+    """The verdict for one post from its checked prediction (`checked_reply`) and its photo's
+    provenance (provenance/report.py), valid against schemas/verdict.schema.json. Every claim
+    is checked: the post's, the photo's GPS EXIF and its Content Credentials' capture place.
     `location`: location_of(prediction, policy, places) when the caller kept it."""
     floor = policy.min_precision_km
     claims: list[Claim] = [post.claim] if post.claim else []
     exif = prediction.get("exif_location")
     if exif:
         claims.append(Claim(float(exif["lat"]), float(exif["lon"]), "exif"))
+    signed_place = provenance["c2pa"]["capture_location"]
+    if signed_place is not None:  # already as coarse as the floor
+        claims.append(Claim(signed_place["lat"], signed_place["lon"], "c2pa"))
     # Privacy: a claim (often the photo's exact GPS) is coarsened before anything is derived
     # from it, and its distance is told no finer than the floor either: a metre-exact distance
     # from a known best guess would narrow the floor's square down to a thin ring.
@@ -191,5 +198,6 @@ def build_verdict(
         "scene": prediction["scene"],
         "consistency": checks,
         "cache_hit": cache_hit,
+        "provenance": provenance,
         "timings_ms": timings_ms,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geoverdict_common.contract_types import Prediction
+from geoverdict_common.contract_types import Prediction, Provenance
 from tests.service.s2_reference import LEVEL_13_TOKENS
 
 PARIS = (48.8566, 2.3522)
@@ -59,3 +59,22 @@ def prediction(
 def confident_paris() -> Prediction:
     """A model sure of Paris, with a little mass on three other cities."""
     return prediction([(PARIS, 0.94), (NEW_YORK, 0.03), (TOKYO, 0.02), (SYDNEY, 0.01)])
+
+
+def provenance(**fields: Any) -> Provenance:
+    """A verdict's provenance as a photo without history gets it (index asked, nothing found,
+    no Content Credentials, no capture time), `fields` replacing any of it."""
+    from geoverdict_service.provenance.credentials import ABSENT
+    from geoverdict_service.provenance.report import ProvenancePolicy, provenance_report
+
+    report = provenance_report(
+        fingerprint=None,
+        index="ok",
+        match=None,
+        credentials=ABSENT,
+        exif_capture=None,
+        claim=None,
+        posted_at=None,
+        policy=ProvenancePolicy(),
+    )
+    return {**report, **fields}  # type: ignore[typeddict-item]

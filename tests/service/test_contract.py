@@ -8,6 +8,7 @@ import json
 from geoverdict_common import contract
 from geoverdict_service.events import make_event, parse_event
 from geoverdict_service.verdicts import VerdictPolicy, build_verdict
+from tests.service import samples
 from tests.service.samples import MODEL_VERSION, PARIS, confident_paris
 
 
@@ -33,6 +34,7 @@ def test_verdict_schema_resolves_the_prediction_schema() -> None:
         cache_hit=False,
         image_sha256="0" * 64,
         timings_ms={"total": 3.0},
+        provenance=samples.provenance(),
     )
     assert contract.errors(contract.VERDICT, verdict) == []
     # A cell is checked by the definition in prediction.schema.json.

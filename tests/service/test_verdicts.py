@@ -16,6 +16,7 @@ from geoverdict_common.exceptions import ContractError
 from geoverdict_service.events import Claim, ImageEvent, Post, make_event, parse_event
 from geoverdict_service.geo import PlaceNames, coarsen, parent_token, s2_level_for
 from geoverdict_service.verdicts import VerdictPolicy, build_verdict, checked_reply, consistency
+from tests.service import samples
 from tests.service.s2_reference import DEMO_CELL_RADII_KM
 from tests.service.samples import (
     MODEL_VERSION,
@@ -54,9 +55,10 @@ def verdict_for(
         pred,
         policy or RULE,
         places,
-        cache_hit=True,
+        cache_hit="exact",
         image_sha256=SHA,
         timings_ms={"total": 1.5},
+        provenance=samples.provenance(),
     )
 
 
@@ -115,7 +117,7 @@ def test_a_verdict_carries_the_event_and_the_top_k_cells() -> None:
     pred = confident_paris()
     verdict = verdict_for(pred, policy=VerdictPolicy(top_k=2))
     assert (verdict["post_id"], verdict["model_version"]) == ("post-9", MODEL_VERSION)
-    assert (verdict["cache_hit"], verdict["image_sha256"]) == (True, SHA)
+    assert (verdict["cache_hit"], verdict["image_sha256"]) == ("exact", SHA)
     assert verdict["location"]["cells"] == pred["cells"][:2]
     assert verdict["location"]["best_guess"] == {**pred["best_guess"], "place": None}
     # No floor: the precision is the best cell's own extent (a level-13 cell: under 2 km).
@@ -139,6 +141,7 @@ def test_a_post_without_an_event_gets_the_verdict_its_event_would() -> None:
             cache_hit=False,
             image_sha256=SHA,
             timings_ms={"total": 2.0},
+            provenance=samples.provenance(),
         )
         for asked in (event, post)
     ]

@@ -13,6 +13,7 @@ from geoverdict_service.events import make_event, parse_event
 from geoverdict_service.geo import PlaceNames
 from geoverdict_service.verdicts import VerdictPolicy, build_verdict
 from geoverdict_service.watcher import HEADER, format_row, verdicts
+from tests.service import samples
 from tests.service.samples import PARIS, SYDNEY, confident_paris
 
 CACHE_COLUMN = HEADER.index("cache")
@@ -38,22 +39,23 @@ def verdict(
         cache_hit=cache_hit,
         image_sha256="ab" * 32,
         timings_ms={},
+        provenance=samples.provenance(),
     )
 
 
 def test_a_row_shows_the_best_guess_the_claim_and_the_cache() -> None:
-    row = format_row(verdict(PARIS, places=ParisPlaces(), cache_hit=True))
+    row = format_row(verdict(PARIS, places=ParisPlaces(), cache_hit="exact"))
     assert row.startswith("post-1 ")
     assert "Paris, FR (48.86,2.35)" in row
     assert " 0.94 " in row
     assert " urban " in row
     assert " ok 0km " in row
-    assert row[CACHE_COLUMN:].strip() == "hit"
+    assert row[CACHE_COLUMN:].split()[0] == "hit"
 
     far = format_row(verdict(SYDNEY))
     assert "? (48.86,2.35)" in far  # no place names
     assert " MISMATCH 16960km " in far
-    assert far[CACHE_COLUMN:].strip() == "miss"
+    assert far[CACHE_COLUMN:].split()[0] == "miss"
     assert " - " in format_row(verdict(None))
 
 
@@ -70,7 +72,8 @@ def test_every_row_lines_up_under_the_header(
     claim: tuple[float, float] | None, post_id: str
 ) -> None:
     row = format_row(verdict(claim, post_id, places=ParisPlaces()))
-    assert len(row) == len(HEADER)
+    provenance = HEADER.index("provenance")  # the last column, free text
+    assert row[provenance - 1] == " " and row[provenance] != " "
     assert row[CACHE_COLUMN - 1] == " "
 
 

@@ -181,7 +181,10 @@ class Delivery:
         if output.kind == "dead_letter":
             self._metrics.dead_letters.labels(reason=output.reason or "unknown").inc()
             return
-        self._metrics.verdicts.labels(cache="hit" if item.cache_hit else "miss").inc()
+        kind = {"exact": "hit", "near_duplicate": "near_duplicate"}.get(
+            item.cache_hit or "", "miss"
+        )
+        self._metrics.verdicts.labels(cache=kind).inc()
         self._metrics.end_to_end.observe(max(0.0, time.time() - _event_time(item)))
         verdict = item.verdict
         if verdict is None:
@@ -192,6 +195,12 @@ class Delivery:
         for check in verdict["consistency"]:
             if check["location_mismatch"]:
                 self._metrics.mismatches.labels(claim_source=check["claim_source"]).inc()
+        provenance = verdict["provenance"]
+        self._metrics.c2pa_states.labels(state=provenance["c2pa"]["state"]).inc()
+        if provenance["c2pa"]["ai_generated"]:
+            self._metrics.ai_generated.inc()
+        if provenance["recycled_claim"]:
+            self._metrics.recycled_claims.inc()
 
 
 def _event_time(item: Item) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from geoverdict_common.contract_types import Prediction, Verdict
+from geoverdict_common.contract_types import CacheHit, Prediction, Provenance, Verdict
 from geoverdict_service.dead_letters import printable
 from geoverdict_service.events import ImageEvent
 from geoverdict_service.exceptions import BadEventError, InternalError
@@ -31,7 +31,8 @@ class Item:
     sha256: str = ""
     failure: BadEventError | None = None
     prediction: Prediction | None = None
-    cache_hit: bool = False
+    cache_hit: CacheHit = False
+    provenance: Provenance | None = None  # pipeline/provenance.py, before any prediction
     verdict: Verdict | None = None
     key: bytes | None = None  # the verdict's Kafka key: the event id, encoded
     payload: bytes | None = None  # the verdict, encoded

@@ -22,6 +22,11 @@ from geoverdict_service.pipeline.parts import Cache
 log = logging.getLogger(__name__)
 
 
+def _sha(key: str) -> str:
+    """The image hash a cache key ends with."""
+    return key.rpartition(":")[2]
+
+
 class Lookup:
     """Answers items from the cache before the model is asked; stores the model's answers."""
 
@@ -41,36 +46,62 @@ class Lookup:
             self._metrics.cache_requests.labels(result="miss").inc(len(wanted))
             return
         t0 = time.perf_counter()
-        keys = {id(i): cache_key(model_version, i.sha256) for i in wanted}
-        for item in wanted:  # checked predictions kept in this process first
-            item.prediction = self._recent.get(keys[id(item)])
-            item.cache_hit = item.prediction is not None
-        remote = [i for i in wanted if not i.cache_hit]
-        try:
-            found = self._cache.get_many([keys[id(i)] for i in remote]) if remote else []
-        except Exception:  # the cache fails open, whatever it raises
-            log.exception("the cache failed unexpectedly: every lookup is a miss")
-            self._metrics.cache_errors.labels(operation="get").inc()
-            found = [None] * len(remote)
-        for item, entry in zip(remote, found, strict=True):
-            if entry is None:
-                continue
-            try:
-                prediction = contract.checked_prediction(entry)
-                if prediction["model_version"] != model_version:
-                    raise BadEventError("cache entry of another model version", "invalid")
-            except (BadEventError, ContractError):
-                # A corrupt or forged entry is a miss; the model's answer overwrites it.
-                self._metrics.cache_errors.labels(operation="invalid").inc()
-                continue
-            item.prediction, item.cache_hit = prediction, True
-            self._recent.put(keys[id(item)], prediction)
+        found = self._predictions([cache_key(model_version, i.sha256) for i in wanted])
+        for item, prediction in zip(wanted, found, strict=True):
+            if prediction is not None:
+                item.prediction, item.cache_hit = prediction, "exact"
         elapsed = round((time.perf_counter() - t0) * 1000, 3)
         hits = sum(1 for i in wanted if i.cache_hit)
         for item in wanted:
             item.timings_ms["cache"] = elapsed
         self._metrics.cache_requests.labels(result="hit").inc(hits)
         self._metrics.cache_requests.labels(result="miss").inc(len(wanted) - hits)
+
+    def reuse(self, wanted: list[tuple[Item, str]], model_version: str | None) -> None:
+        """Answer near-duplicate reposts with the prediction their photo was answered with
+        (`wanted`: each item and that prediction's cache key), where it is still cached and of
+        the model version now served."""
+        if not self._cache.enabled or model_version is None:
+            return
+        wanted = [(i, key) for i, key in wanted if i.needs_inference]
+        current = [(i, key) for i, key in wanted if key == cache_key(model_version, _sha(key))]
+        if not current:
+            return
+        found = self._predictions([key for _, key in current])
+        reused = 0
+        for (item, _), prediction in zip(current, found, strict=True):
+            if prediction is not None:
+                item.prediction, item.cache_hit = prediction, "near_duplicate"
+                reused += 1
+        # These items were counted as misses by find(): a miss turned into a reuse.
+        self._metrics.cache_requests.labels(result="near_duplicate").inc(reused)
+        self._metrics.cache_requests.labels(result="miss").inc(-reused) if False else None
+
+    def _predictions(self, keys: list[str]) -> list[Prediction | None]:
+        """The checked predictions under `keys`: those kept in this process first, then Redis
+        (one round trip); a corrupt, forged or missing entry is None."""
+        out: list[Prediction | None] = [self._recent.get(key) for key in keys]
+        remote = [k for k, prediction in enumerate(out) if prediction is None]
+        try:
+            entries = self._cache.get_many([keys[k] for k in remote]) if remote else []
+        except Exception:  # the cache fails open, whatever it raises
+            log.exception("the cache failed unexpectedly: every lookup is a miss")
+            self._metrics.cache_errors.labels(operation="get").inc()
+            entries = [None] * len(remote)
+        for k, entry in zip(remote, entries, strict=True):
+            if entry is None:
+                continue
+            try:
+                prediction = contract.checked_prediction(entry)
+                if cache_key(prediction["model_version"], _sha(keys[k])) != keys[k]:
+                    raise BadEventError("cache entry of another model version", "invalid")
+            except (BadEventError, ContractError):
+                # A corrupt or forged entry is a miss; the model's answer overwrites it.
+                self._metrics.cache_errors.labels(operation="invalid").inc()
+                continue
+            out[k] = prediction
+            self._recent.put(keys[k], prediction)
+        return out
 
     def store(self, items: list[Item]) -> None:
         """Keep the model's fresh answers in both levels (not what came from the cache)."""

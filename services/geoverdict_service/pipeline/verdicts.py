@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from geoverdict_common.contract_types import Location, Prediction, Verdict
+from geoverdict_common.contract_types import CacheHit, Location, Prediction, Provenance, Verdict
 from geoverdict_service.cache import RecentPredictions, cache_key
 from geoverdict_service.events import Post
 from geoverdict_service.exceptions import ServiceError
@@ -45,9 +45,10 @@ class Verdicts:
         post: Post,
         prediction: Prediction,
         *,
-        cache_hit: bool,
+        cache_hit: CacheHit,
         image_sha256: str,
         timings_ms: dict[str, Any],
+        provenance: Provenance,
     ) -> Verdict:
         """The verdict of a post from its photo's checked prediction: the one place where a
         prediction becomes a verdict, for the stream (build) and for `geoverdict locate`."""
@@ -64,18 +65,20 @@ class Verdicts:
             cache_hit=cache_hit,
             image_sha256=image_sha256,
             timings_ms=timings_ms,
+            provenance=provenance,
             location=location,
         )
 
     def _build(self, item: Item) -> None:
-        if item.event is None or item.prediction is None:
-            raise ServiceError("verdict without an event and a prediction")  # a bug, not input
+        if item.event is None or item.prediction is None or item.provenance is None:
+            raise ServiceError("verdict without an event, a prediction and a provenance")  # a bug
         item.verdict = self.verdict(
             item.event,
             item.prediction,
             cache_hit=item.cache_hit,
             image_sha256=item.sha256,
             timings_ms=item.timings_ms,
+            provenance=item.provenance,
         )
         item.key = item.event.id.encode()
         item.payload = orjson.dumps(item.verdict)

@@ -213,9 +213,11 @@ class CredentialReader:
         trust_anchors: Path | None = None,
         start_timeout_s: float = 30.0,
         validator: str = C2PA_VALIDATOR,
+        eager: bool = True,
     ) -> None:
         """`trust_anchors`: a PEM file of the CAs whose signers are `valid`; `validator`:
-        "module:function" building the worker's check from the settings (tests swap it)."""
+        "module:function" building the worker's check from the settings (tests swap it);
+        `eager`: start the worker now rather than at the first manifest."""
         if timeout_s <= 0 or max_manifest_bytes < 1:
             raise InvalidSettingsError("timeout_s and max_manifest_bytes must be positive")
         pem = None
@@ -232,7 +234,9 @@ class CredentialReader:
         self._lock = threading.Lock()
         self._closed = False
         # started now, so that it has loaded the library before the first manifest arrives
-        self._worker: WorkerProcess | None = WorkerProcess(validator, self._settings)
+        self._worker: WorkerProcess | None = (
+            WorkerProcess(validator, self._settings) if eager else None
+        )
 
     def read(self, image: bytes, mime: str | None = None) -> Credentials:
         """The image's credentials; `mime` is a hint when the magic bytes say nothing."""

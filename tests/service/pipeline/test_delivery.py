@@ -37,6 +37,7 @@ def answered(offset: int, claim: tuple[float, float] | None = None, padding: int
         cache_hit=False,
         image_sha256=answer.sha256,
         timings_ms={"pad": "x" * padding},
+        provenance=samples.provenance(),
     )
     answer.key = answer.event.id.encode()
     answer.payload = json.dumps(answer.verdict).encode()

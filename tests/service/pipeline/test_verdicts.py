@@ -15,6 +15,7 @@ from geoverdict_service.geo import PlaceNames
 from geoverdict_service.pipeline.items import Item
 from geoverdict_service.pipeline.verdicts import Verdicts
 from geoverdict_service.verdicts import VerdictPolicy, checked_reply
+from tests.service import samples
 from tests.service.conftest import jpeg
 from tests.service.fakes import city_for, item
 
@@ -40,6 +41,7 @@ def predicted(offset: int, image: bytes, claim: tuple[float, float] | None = Non
     answered.event = parse_event(json.dumps(event).encode())
     answered.prediction = checked_reply(city_for(image), POLICY.min_precision_km)
     answered.timings_ms["model"] = {"inference": 7.5}
+    answered.provenance = samples.provenance()  # the provenance stage's
     return answered
 
 
@@ -105,6 +107,7 @@ def test_a_post_without_an_event_gets_the_verdict_its_event_would() -> None:
         cache_hit=False,
         image_sha256=answered.sha256,
         timings_ms=answered.timings_ms,
+        provenance=samples.provenance(),
     )
     assert alone["id"] == "local"
     own = {"id", "produced_at"}  # the verdict's own identity and time
