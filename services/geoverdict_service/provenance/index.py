@@ -53,12 +53,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 import redis
+from redis.typing import EncodableT, FieldT
 
 from geoverdict_service.exceptions import IndexUnavailableError, InvalidSettingsError
 
@@ -169,9 +170,14 @@ def chunks(hashes: Hashes8, tables: int) -> npt.NDArray[np.uint16]:
     return np.ascontiguousarray(np.concatenate(cut, axis=1)).view(">u2").astype(np.uint16)
 
 
+def bucket_key(prefix: str, epoch: int, chunk: int, value: int) -> str:
+    """The bucket of chunk number `chunk` (over all tables) with `value` in one epoch."""
+    return f"{prefix}:b:{epoch}:{chunk}:{value:04x}"
+
+
 def bucket_keys(prefix: str, epoch: int, values: npt.NDArray[np.uint16]) -> list[str]:
     """Bucket keys of one hash's chunk values in one epoch."""
-    return [f"{prefix}:b:{epoch}:{k}:{int(v):04x}" for k, v in enumerate(values)]
+    return [bucket_key(prefix, epoch, k, int(v)) for k, v in enumerate(values)]
 
 
 def photo_id_of(event_id: str) -> bytes:
@@ -179,7 +185,7 @@ def photo_id_of(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=PHOTO_ID_BYTES).digest()
 
 
-def _digest(*parts: str) -> str:
+def key_digest(*parts: str) -> str:
     """Bounded, separator-safe key part for ids that come from events."""
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 
@@ -216,19 +222,22 @@ class NearDuplicateIndex:
 
     # --- keys -------------------------------------------------------------------------------
 
-    def _epoch(self) -> int:
+    def epoch(self) -> int:
+        """The current epoch of the buckets (epochs last retention_s)."""
         return int(self._clock() // self.settings.retention_s)
 
-    def _photo_key(self, photo: str) -> str:
+    def photo_key(self, photo: str) -> str:
+        """The photo's record (the key layout is the module docstring's)."""
         return f"{self._p}:p:{photo}"
 
-    def _claims_key(self, photo: str) -> str:
+    def claims_key(self, photo: str) -> str:
         return f"{self._p}:c:{photo}"
 
-    def _event_key(self, event_id: str) -> str:
-        return f"{self._p}:e:{_digest(event_id)}"
+    def event_key(self, event_id: str) -> str:
+        return f"{self._p}:e:{key_digest(event_id)}"
 
-    def _post_key(self, post: str) -> str:
+    def post_key(self, post: str) -> str:
+        """A post's event ids; `post` is key_digest(source, post_id)."""
         return f"{self._p}:s:{post}"
 
     def _buckets(self, hashes: Hashes8, epoch: int) -> list[str]:
@@ -244,7 +253,7 @@ class NearDuplicateIndex:
         """(event id, fingerprint) -> the nearest photo within max_distance seen before this
         event (a photo first seen by this very event, as in a replayed batch, is not earlier),
         or None. IndexUnavailableError when Redis fails."""
-        epoch = self._epoch()
+        epoch = self.epoch()
         wanted = [i for i, (_, fp) in enumerate(queries) if fp.usable and fp.hashes]
         if not wanted:
             return [None] * len(queries)
@@ -254,14 +263,14 @@ class NearDuplicateIndex:
         }
         keys: dict[str, int] = {}  # every key of the batch, once; its place in the MGET
         for i in wanted:
-            keys.setdefault(self._event_key(queries[i][0]), len(keys))
+            keys.setdefault(self.event_key(queries[i][0]), len(keys))
         probes = {}
         for i in wanted:
             own = self._buckets(query_hashes[i], epoch) + self._buckets(query_hashes[i], epoch - 1)
             probes[i] = [keys.setdefault(key, len(keys)) for key in own]
         values = self._call(lambda: self.client.mget(list(keys)))
         recorded = {
-            i: self._recorded_photo(values[keys[self._event_key(queries[i][0])]]) for i in wanted
+            i: self._recorded_photo(values[keys[self.event_key(queries[i][0])]]) for i in wanted
         }
         near: dict[int, list[tuple[int, str]]] = {}
         for i in wanted:
@@ -297,8 +306,8 @@ class NearDuplicateIndex:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for photo in photos:
-            pipe.hgetall(self._photo_key(photo))
-            pipe.lrange(self._claims_key(photo), 0, self.settings.max_claims)  # one more: ours
+            pipe.hgetall(self.photo_key(photo))
+            pipe.lrange(self.claims_key(photo), 0, self.settings.max_claims)  # one more: ours
         replies = self._call(pipe.execute)
         return {p: (replies[2 * k], replies[2 * k + 1]) for k, p in enumerate(photos)}
 
@@ -346,21 +355,21 @@ class NearDuplicateIndex:
         photo; the photo ids (None for an unusable fingerprint, never indexed). Idempotent per
         event id: a batch replayed after an aborted transaction is counted once. Two round trips,
         the writes in one MULTI/EXEC. IndexUnavailableError when Redis fails."""
-        epoch = self._epoch()
+        epoch = self.epoch()
         s = self.settings
         usable = [i for i, (fp, _, _) in enumerate(sightings) if fp.usable and fp.hashes]
         if not usable:
             return [None] * len(sightings)
         matched = sorted({m.photo_id for i in usable if (m := sightings[i][2]) is not None})
         pipe = self.client.pipeline(transaction=False)
-        pipe.mget([self._event_key(sightings[i][1].event_id) for i in usable])
-        for photo in matched:
-            pipe.hmget(self._photo_key(photo), ["r", "h"])
+        pipe.mget([self.event_key(sightings[i][1].event_id) for i in usable])
+        for known_photo in matched:
+            pipe.hmget(self.photo_key(known_photo), ["r", "h"])
         replies = self._call(pipe.execute)
         done = {
-            sightings[i][1].event_id: photo
-            for i, value in zip(usable, replies[0], strict=False)
-            if (photo := self._recorded_photo(value)) is not None
+            sightings[i][1].event_id: known
+            for i, value in zip(usable, replies[0], strict=True)
+            if (known := self._recorded_photo(value)) is not None
         }
         alive = {p: (r, h) for p, (r, h) in zip(matched, replies[1:], strict=True) if h is not None}
         new: dict[str, Hashes8] = {}  # photos created by this batch: their indexed hashes
@@ -380,26 +389,26 @@ class NearDuplicateIndex:
                 new[photo] = as_array(fp.hashes)
                 self._write_photo(writes, photo, new[photo], sighting, epoch)
             else:
-                writes.hincrby(self._photo_key(photo), "n", 1)
+                writes.hincrby(self.photo_key(photo), "n", 1)
                 if sighting.prediction_key:
-                    writes.hsetnx(self._photo_key(photo), "pk", sighting.prediction_key)
+                    writes.hsetnx(self.photo_key(photo), "pk", sighting.prediction_key)
                 r, h = alive.get(photo, (str(epoch).encode(), b""))
                 if int(r or 0) < epoch and photo not in refreshed:  # seen in a new epoch
                     refreshed.add(photo)
                     self._write_records(writes, photo, as_array(_split(h)), epoch)
-                    writes.hset(self._photo_key(photo), "r", epoch)
-                writes.expire(self._photo_key(photo), s.retention_s)
+                    writes.hset(self.photo_key(photo), "r", epoch)
+                writes.expire(self.photo_key(photo), s.retention_s)
             if sighting.claim is not None:
                 lat, lon = sighting.claim
                 entry = orjson.dumps([lat, lon, sighting.seen_at.timestamp(), sighting.event_id])
-                writes.lpush(self._claims_key(photo), entry)
-                writes.ltrim(self._claims_key(photo), 0, s.max_claims - 1)
-            writes.expire(self._claims_key(photo), s.retention_s)
-            post = _digest(sighting.source, sighting.post_id)
-            event_key = self._event_key(sighting.event_id)
+                writes.lpush(self.claims_key(photo), entry)
+                writes.ltrim(self.claims_key(photo), 0, s.max_claims - 1)
+            writes.expire(self.claims_key(photo), s.retention_s)
+            post = key_digest(sighting.source, sighting.post_id)
+            event_key = self.event_key(sighting.event_id)
             writes.set(event_key, f"{photo} {post}", nx=True, ex=s.retention_s)
-            writes.sadd(self._post_key(post), sighting.event_id)
-            writes.expire(self._post_key(post), s.retention_s)
+            writes.sadd(self.post_key(post), sighting.event_id)
+            writes.expire(self.post_key(post), s.retention_s)
             done[sighting.event_id] = photo
             out[i] = photo
         if len(writes):
@@ -418,6 +427,13 @@ class NearDuplicateIndex:
     def _write_photo(
         self, pipe: Any, photo: str, hashes: Hashes8, sighting: Sighting, epoch: int
     ) -> None:
+        pipe.hset(self.photo_key(photo), mapping=self.photo_fields(hashes, sighting, epoch))
+        pipe.expire(self.photo_key(photo), self.settings.retention_s)
+        self._write_records(pipe, photo, hashes, epoch)
+
+    @staticmethod
+    def photo_fields(hashes: Hashes8, sighting: Sighting, epoch: int) -> dict[FieldT, EncodableT]:
+        """A new photo's record, first seen by `sighting`."""
         first = {
             "e": sighting.event_id,
             "p": sighting.post_id,
@@ -425,7 +441,7 @@ class NearDuplicateIndex:
             "t": sighting.seen_at.timestamp(),
             "c": list(sighting.claim) if sighting.claim is not None else None,
         }
-        fields: dict[str, Any] = {
+        fields: dict[FieldT, EncodableT] = {
             "f": orjson.dumps(first),
             "n": 1,
             "h": hashes.tobytes(),
@@ -433,9 +449,7 @@ class NearDuplicateIndex:
         }
         if sighting.prediction_key:
             fields["pk"] = sighting.prediction_key
-        pipe.hset(self._photo_key(photo), mapping=fields)
-        pipe.expire(self._photo_key(photo), self.settings.retention_s)
-        self._write_records(pipe, photo, hashes, epoch)
+        return fields
 
     def _write_records(self, pipe: Any, photo: str, hashes: Hashes8, epoch: int) -> None:
         """Append a photo's records to its buckets of `epoch`, which expire once every record
@@ -455,7 +469,7 @@ class NearDuplicateIndex:
         post's link to it. When it was the photo's first or only sighting (the photo's record
         names its post), the whole photo goes: its hashes from the buckets, its claims. Returns
         the sightings erased (0 or 1). IndexUnavailableError when Redis fails."""
-        key = self._event_key(event_id)
+        key = self.event_key(event_id)
         value = self._call(lambda: self.client.get(key))
         if value is None:
             return 0
@@ -463,24 +477,24 @@ class NearDuplicateIndex:
         fields, claims = self._photos([photo])[photo]
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)
-        pipe.srem(self._post_key(post), event_id)
+        pipe.srem(self.post_key(post), event_id)
         first = orjson.loads(fields[b"f"])["e"] if b"f" in fields else None
         if first == event_id or int(fields.get(b"n", b"1")) <= 1:
-            pipe.delete(self._photo_key(photo), self._claims_key(photo))
+            pipe.delete(self.photo_key(photo), self.claims_key(photo))
             self._call(pipe.execute)
             self._drop_records(photo, fields.get(b"h", b""))
             return 1
-        pipe.hincrby(self._photo_key(photo), "n", -1)
+        pipe.hincrby(self.photo_key(photo), "n", -1)
         for raw in claims:  # the whole list: it is capped at max_claims, _photos reads one more
             if orjson.loads(raw)[3] == event_id:
-                pipe.lrem(self._claims_key(photo), 0, raw)
+                pipe.lrem(self.claims_key(photo), 0, raw.decode())
         self._call(pipe.execute)
         return 1
 
     def erase_post(self, source: str, post_id: str) -> int:
         """Forget every sighting of one post (erase_event for each of its events); returns the
         sightings erased."""
-        key = self._post_key(_digest(source, post_id))
+        key = self.post_key(key_digest(source, post_id))
         events = self._call(lambda: self.client.smembers(key))
         erased = sum(self.erase_event(event.decode()) for event in sorted(events))
         self._call(lambda: self.client.delete(key))
@@ -492,7 +506,7 @@ class NearDuplicateIndex:
         if not packed:
             return
         hashes = as_array(_split(packed))
-        epoch = self._epoch()
+        epoch = self.epoch()
         keys = sorted(set(self._buckets(hashes, epoch) + self._buckets(hashes, epoch - 1)))
         pid = np.frombuffer(bytes.fromhex(photo), np.uint8)
         for _ in range(WATCH_RETRIES):
@@ -503,7 +517,7 @@ class NearDuplicateIndex:
                     pipe.multi()
                     for key, value in zip(keys, values, strict=True):
                         if value:
-                            _without(pipe, key, value, pid)
+                            _without(pipe, key, cast(bytes, value), pid)
                     pipe.execute()
                     return
                 except redis.WatchError:
