@@ -29,9 +29,8 @@ Measured (bench/near-duplicate-index.json; 1,000,000 random photos, 2 tables, qu
 halves the buckets read and the memory, for the recall above), 2.8 client CPU-ms per lookup,
 0.5 per record, Redis 4,878 bytes per photo (8.2 M keys, 4.2 M of them buckets).
 
-Whether a candidate is still a photo is decided
-by its photo key, whose TTL restarts at each sighting: a photo lives `retention_s` after it was
-last seen.
+Whether a candidate is still a photo is decided by its photo key, whose TTL restarts at each
+sighting: a photo lives `retention_s` after it was last seen.
 
 Keys (all under `key_prefix`, `geoverdict:photo` by default; every one with a TTL):
 - `b:<epoch>:<chunk>:<value>`: a bucket (records of 40 bytes);
