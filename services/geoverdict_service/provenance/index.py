@@ -22,9 +22,15 @@ reply parsing for 256 buckets of 30 members in redis-py against 0.75 ms for the 
 strings. Buckets live in epochs of `retention_s`: a photo's records go to the buckets of the
 epoch it is recorded in (again when it is seen in a later epoch), a lookup reads the current and
 the previous epoch, and an epoch's buckets expire (EXPIREAT) once all their records are older than
-the retention, so buckets never need compacting. Whether a candidate is still a photo is decided
-by its photo key, whose TTL restarts at each sighting: a photo lives `retention_s` after it was
-last seen.
+the retention, so buckets never need compacting.
+
+Measured (bench/near-duplicate-index.json; 1,000,000 random photos, 2 tables, queries of 1 hash +
+7 variants, a shared 2-core machine): lookup p50 4.5 ms, p99 7.9 ms (over the 5 ms target: 1 table
+halves the buckets read and the memory, for the recall above), 2.8 client CPU-ms per lookup,
+0.5 per record, Redis 4,878 bytes per photo (8.2 M keys, 4.2 M of them buckets).
+
+Whether a candidate is still a photo is decided by its photo key, whose TTL restarts at each
+sighting: a photo lives `retention_s` after it was last seen.
 
 Keys (all under `key_prefix`, `geoverdict:photo` by default; every one with a TTL):
 - `b:<epoch>:<chunk>:<value>`: a bucket (records of 40 bytes);
