@@ -20,6 +20,7 @@ from geoverdict_service.settings import (
     ENV_PREFIX,
     FetchSettings,
     KafkaSettings,
+    ProvenanceSettings,
     ServiceSettings,
     TorchServeSettings,
     TritonSettings,
@@ -40,7 +41,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 PREFIXES = {"kafka": "KAFKA_", "torchserve": "TORCHSERVE_", "triton": "TRITON_", "consumer": ""}
 # Settings the chart leaves out on purpose: Triton's entrypoint reads the key-file form, which
 # consumers then mount too (a bare token would be a second copy of the secret to keep equal).
-UNREACHED = {"GEOVERDICT_TRITON_TOKEN"}
+# A trust-anchor file is mounted by the operator (no chart value yet).
+UNREACHED = {"GEOVERDICT_TRITON_TOKEN", "GEOVERDICT_PROVENANCE_C2PA_TRUST_ANCHORS"}
 # Chart defaults chosen on purpose against the service's: a cluster's brokers are never on
 # localhost, and dead letters keep no image bytes in production (as in docker-compose).
 CHART_OWN_DEFAULTS = {("kafka", "bootstrap_servers"), ("consumer", "dead_letter_payload")}
@@ -51,8 +53,9 @@ def chart_keys(section: str) -> dict[str, FieldInfo]:
     the fetch group's too, as `fetch_KEY`: GEOVERDICT_FETCH_KEY, the group's variable."""
     fields = {k: v for k, v in SETTINGS[section].model_fields.items() if k not in SETTINGS}
     if section == "consumer":
-        del fields["fetch"]
+        del fields["fetch"], fields["provenance"]
         fields |= {f"fetch_{k}": v for k, v in FetchSettings.model_fields.items()}
+        fields |= {f"provenance_{k}": v for k, v in ProvenanceSettings.model_fields.items()}
     return fields
 
 
