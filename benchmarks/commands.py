@@ -1,6 +1,6 @@
-"""`python -m benchmarks [partitioning | training | recipes]`: run the benchmarks and write their
-numbers (run from the repository's root: the benchmarks are a development package, not installed
-with the product)."""
+"""`python -m benchmarks [partitioning | training | recipes | near-duplicates]`: run the
+benchmarks and write their numbers (run from the repository's root: the benchmarks are a
+development package, not installed with the product)."""
 
 from __future__ import annotations
 
@@ -165,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recipes.add_argument("--json", action="store_true", help="print JSON")
     recipes.set_defaults(func=_recipes)
+    near = sub.add_parser(
+        "near-duplicates",
+        help="the perceptual fingerprint: recall per repost alteration, false matches among all "
+        "pairs of distinct development photos and CPU-ms per fingerprint into "
+        "bench/near-duplicates.json",
+    )
+    near.add_argument(
+        "--limit", type=_positive_int, help="only the first N photos (a smoke run, .run/)"
+    )
+    near.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev images")
+    near.add_argument("--out", type=Path, help="output folder (default bench/)")
+    near.add_argument("--json", action="store_true", help="print JSON")
+    near.set_defaults(func=_near_duplicates)
     return bench
 
 
@@ -235,6 +248,17 @@ def _recipes(args: argparse.Namespace) -> int:
     chosen = {key: value for key, value in given.items() if value is not None}
     result = recipes.run(recipes.RecipeOptions(**chosen))
     print(json.dumps(result, indent=2) if args.json else recipes.report(result))
+    return 0
+
+
+def _near_duplicates(args: argparse.Namespace) -> int:
+    from benchmarks import near_duplicates  # noqa: PLC0415
+
+    options = near_duplicates.NearDuplicateOptions(
+        images=args.images, limit=args.limit or 0, out=args.out
+    )
+    result = near_duplicates.run(options)
+    print(json.dumps(result, indent=2) if args.json else near_duplicates.report(result))
     return 0
 
 
