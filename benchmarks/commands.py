@@ -1,4 +1,8 @@
+<<<<<<< HEAD
 """`python -m benchmarks [partitioning | training | recipes | near-duplicate-index]`: run the
+=======
+"""`python -m benchmarks [partitioning | training | recipes | near-duplicates]`: run the
+>>>>>>> prov-fp
 benchmarks and write their numbers (run from the repository's root: the benchmarks are a
 development package, not installed with the product)."""
 
@@ -165,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recipes.add_argument("--json", action="store_true", help="print JSON")
     recipes.set_defaults(func=_recipes)
+<<<<<<< HEAD
     index = sub.add_parser(
         "near-duplicate-index",
         help="the provenance near-duplicate index on a redis-server of its own: lookup p50/p99, "
@@ -180,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--out", type=Path, help="output folder (default bench/)")
     index.add_argument("--json", action="store_true", help="print JSON")
     index.set_defaults(func=_near_duplicate_index)
+=======
+    near = sub.add_parser(
+        "near-duplicates",
+        help="the perceptual fingerprint: recall per repost alteration, false matches among all "
+        "pairs of distinct development photos and CPU-ms per fingerprint into "
+        "bench/near-duplicates.json",
+    )
+    near.add_argument(
+        "--limit", type=_positive_int, help="only the first N photos (a smoke run, .run/)"
+    )
+    near.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev images")
+    near.add_argument("--out", type=Path, help="output folder (default bench/)")
+    near.add_argument("--json", action="store_true", help="print JSON")
+    near.set_defaults(func=_near_duplicates)
+>>>>>>> prov-fp
     return bench
 
 
@@ -253,6 +273,7 @@ def _recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+<<<<<<< HEAD
 def _near_duplicate_index(args: argparse.Namespace) -> int:
     from benchmarks import near_duplicate_index as bench  # noqa: PLC0415
 
@@ -268,6 +289,16 @@ def _near_duplicate_index(args: argparse.Namespace) -> int:
     options = bench.IndexBenchOptions(**{k: v for k, v in given.items() if v is not None})
     result = bench.run(options)
     print(json.dumps(result, indent=2) if args.json else bench.report(result))
+=======
+def _near_duplicates(args: argparse.Namespace) -> int:
+    from benchmarks import near_duplicates  # noqa: PLC0415
+
+    options = near_duplicates.NearDuplicateOptions(
+        images=args.images, limit=args.limit or 0, out=args.out
+    )
+    result = near_duplicates.run(options)
+    print(json.dumps(result, indent=2) if args.json else near_duplicates.report(result))
+>>>>>>> prov-fp
     return 0
 
 

@@ -2,18 +2,20 @@
 when a photo is reposted re-encoded, resized, bannered, bordered, captioned, mirrored or cropped.
 
 One hash is not enough for what reposts do (benchmarks/near_duplicates.py measures each
-alteration), so a fingerprint indexes a few views of the photo: the photo as decoded; the photo
-with near-uniform edges trimmed (borders, caption bars, the frame of a screenshot: they move PDQ
-by 110-130 bits, but trimming alone loses banners, so both are kept); and a centre crop (a copy
-cropped by a few per cent lands nearer to it than to the whole). A query also tries the dihedral
-`variants` of each view (mirror images, quarter turns). Two fingerprints match when the smallest
-distance between any of one's hashes or variants and any of the other's hashes is at most
-MATCH_DISTANCE.
+alteration), so a fingerprint INDEXES a few views of the photo: the photo as decoded; the photo
+with near-uniform edge bands trimmed (borders, caption bars, a screenshot's frame move PDQ by
+110-130 bits; trimming alone loses banners, so both are kept), after the first band per side and
+after all; and its 95 % and 90 % centre crops. A QUERY also tries the dihedral `variants` of each
+indexed view (mirror images, quarter turns) and four corner windows (a copy cropped 5 % at random
+lies close to one of them against the original's 90 % centre). Two fingerprints match when the
+smallest distance between any of one's `queries()` and any of the other's `hashes` is at most
+MATCH_DISTANCE; a view that hashes with low quality (flat) is left out, and a photo whose plain
+hash does is never `usable`.
 
 Decoding is bounded: the header is checked before a pixel is decoded (a decompression bomb is
-refused), JPEGs decode at 1/8 scale (draft mode, sides kept >= 64 pixels), EXIF orientation is
-applied (a copy rotated by its EXIF tag hashes as displayed) and transparency is composited on
-white. PDQ needs no more: it hashes a 64x64 summary of the image.
+refused), JPEGs decode in draft mode at the smallest 1/2^k scale (at most 1/8) that keeps both
+sides >= MIN_SIDE, other formats are reduced alike, EXIF orientation is applied (a copy rotated
+by its EXIF tag hashes as displayed) and transparency is composited on white.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from geoverdict_service.exceptions import FingerprintError
 HASH_BYTES = 32  # PDQ's 256 bits
 # Chosen by `python -m benchmarks near-duplicates` (bench/near-duplicates.json); see the figures
 # there before changing either.
-MATCH_DISTANCE = 50
+MATCH_DISTANCE = 54
 MIN_QUALITY = 50
 
 # 50 Mpx admits a 48-megapixel phone photo, below Pillow's own bomb limit (89 Mpx); the same
@@ -74,9 +76,12 @@ Wide = npt.NDArray[np.int16]  # the same, signed
 class Fingerprint:
     """A photo's PDQ hashes: what is indexed, and what a query tries besides."""
 
-    hashes: tuple[bytes, ...]  # indexed: the plain hash first, then trimmed, centre crop
+    # Indexed: the plain hash first, then the trimmed views (after the first band per side, after
+    # all) where trimming changed the image, then the 95 % and 90 % centre crops; flat views left
+    # out.
+    hashes: tuple[bytes, ...]
     quality: int  # PDQ quality (0-100) of the plain hash
-    variants: tuple[bytes, ...]  # queried too: the 7 dihedral variants of each hash
+    variants: tuple[bytes, ...]  # queried too: 7 dihedral variants per hash, 4 corner windows
 
     @property
     def usable(self) -> bool:
@@ -148,16 +153,23 @@ def fingerprint_pixels(pixels: Pixels) -> Fingerprint:
         dihedral, view_quality = pdqhash.compute_dihedral(np.ascontiguousarray(view))
         if k == 0:
             quality = int(view_quality)
+            if quality < MIN_QUALITY:  # never matched: no other view is worth hashing
+                return Fingerprint((_packed(dihedral[0]),), quality, ())
         elif view_quality < MIN_QUALITY:
             continue  # a trimmed or cropped view that is flat would match flat images
-        packed = [np.packbits(bits.astype(np.uint8)).tobytes() for bits in dihedral]
+        packed = [_packed(bits) for bits in dihedral]
         hashes.append(packed[0])  # compute_dihedral's first hash is the image as given
         variants += packed[1:]
     for window in corners(pixels, CORNER_KEEP):
         bits, window_quality = pdqhash.compute(np.ascontiguousarray(window))
         if window_quality >= MIN_QUALITY:
-            variants.append(np.packbits(bits.astype(np.uint8)).tobytes())
+            variants.append(_packed(bits))
     return Fingerprint(tuple(hashes), quality, tuple(variants))
+
+
+def _packed(bits: npt.NDArray[np.integer[Any]]) -> bytes:
+    """pdqhash's 256 0/1 values as 32 bytes, the first bit the most significant."""
+    return np.packbits(bits.astype(np.uint8)).tobytes()
 
 
 def decode(image: bytes) -> Pixels:
@@ -173,20 +185,21 @@ def decode(image: bytes) -> Pixels:
                 raise FingerprintError(f"{width}x{height} pixels, limit {MAX_PIXELS}")
             if max(width, height) > MAX_ASPECT * min(width, height):
                 raise FingerprintError(f"{width}x{height} pixels: aspect over {MAX_ASPECT:g}:1")
-            if opened.format == "JPEG":
-                opened.draft("RGB", (MIN_SIDE, MIN_SIDE))  # the largest 1/2^k keeping sides >= 64
-            else:
-                factor = min(8, min(width, height) // MIN_SIDE)
-                if factor > 1:
-                    opened = opened.reduce(factor)
-            upright = ImageOps.exif_transpose(opened)
-            return np.asarray(_to_rgb(upright), dtype=np.uint8)
+            if opened.format == "JPEG":  # the largest 1/2^k (up to 1/8) keeping sides >= MIN_SIDE
+                opened.draft("RGB", (MIN_SIDE, MIN_SIDE))
+            rgb = _to_rgb(ImageOps.exif_transpose(opened))  # reads the EXIF: before reduce()
+            factor = min(8, min(width, height) // MIN_SIDE)
+            if opened.format != "JPEG" and factor > 1:
+                rgb = rgb.reduce(factor)
+            return np.asarray(rgb, dtype=np.uint8)
     except FingerprintError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise FingerprintError(f"a decompression bomb: {exc}") from exc
     except Exception as exc:  # Pillow raises many types on hostile bytes; all mean the same here
-        raise FingerprintError(f"not an image Pillow can decode: {type(exc).__name__}: {exc}") from exc
+        raise FingerprintError(
+            f"not an image Pillow can decode: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -212,7 +225,7 @@ def trim(pixels: Pixels, bands: int = MAX_BANDS) -> Pixels:
     height, width = pixels.shape[:2]
     box = [0, height, 0, width]  # top, bottom, left, right
     wide = pixels.astype(np.int16)  # signed: colour differences
-    for _ in range(bands):
+    for band in range(bands):
         changed = False
         for side in range(4):
             length = height if side < 2 else width
@@ -222,7 +235,7 @@ def trim(pixels: Pixels, bands: int = MAX_BANDS) -> Pixels:
             if limit <= 0:
                 continue
             lines = _lines_from_edge(wide[box[0] : box[1], box[2] : box[3]], side)[:limit]
-            depth = _band_depth(lines, max(3, round(TRIM_GAP * length)))
+            depth = _band_depth(lines, max(3, round(TRIM_GAP * length)), sharp=band > 0)
             if depth:
                 box[side] += -depth if side % 2 else depth
                 changed = True
@@ -238,12 +251,13 @@ def _lines_from_edge(view: Wide, side: int) -> Wide:
     return lines[::-1] if side % 2 else lines
 
 
-def _band_depth(lines: Wide, gap: int) -> int:
+def _band_depth(lines: Wide, gap: int, sharp: bool) -> int:
     """How many lines from the edge belong to a band in the edge line's colour: none unless the
     edge line is uniform (the cheap check most photos stop at), then up to the last line with
-    TRIM_FRACTION of its pixels near the colour before the first run of more than `gap` lines that have
-    not (a line of text on a caption bar or under a screenshot's photo is such a gap; the photo
-    is a longer one)."""
+    TRIM_FRACTION of its pixels near the colour before the first run of more than `gap` lines
+    without (a line of text on a caption bar or under a screenshot's photo is such a gap; the
+    photo is a longer one). With `sharp`, a band whose colour drifts on into the image (a sky's
+    gradient) is none."""
     colour = np.median(lines[0], axis=0).astype(np.int16)  # (3,)
     if (np.abs(lines[0] - colour).max(axis=1) <= TRIM_TOLERANCE).mean() < BAND_START:
         return 0
@@ -253,7 +267,7 @@ def _band_depth(lines: Wide, gap: int) -> int:
     end = int(run.argmax()) if run.any() else len(banded)  # where the gap too long begins
     depth = int(np.flatnonzero(banded[:end])[-1]) + 1  # banded[0] is True: the check above
     beyond = lines[depth + 1 : depth + 2]  # past one line blending the band into the photo
-    if len(beyond) and np.median(np.abs(beyond[0] - colour).max(axis=1)) <= SHARP_EDGE:
+    if sharp and len(beyond) and np.median(np.abs(beyond[0] - colour).max(axis=1)) <= SHARP_EDGE:
         return 0  # the colour drifts (a sky's gradient): the photo's own edge, not a band
     return depth
 
