@@ -1,8 +1,5 @@
-<<<<<<< HEAD
-"""`python -m benchmarks [partitioning | training | recipes | near-duplicate-index]`: run the
-=======
-"""`python -m benchmarks [partitioning | training | recipes | near-duplicates]`: run the
->>>>>>> prov-fp
+"""`python -m benchmarks [partitioning | training | recipes |
+near-duplicates | near-duplicate-index]`: run the
 benchmarks and write their numbers (run from the repository's root: the benchmarks are a
 development package, not installed with the product)."""
 
@@ -169,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recipes.add_argument("--json", action="store_true", help="print JSON")
     recipes.set_defaults(func=_recipes)
-<<<<<<< HEAD
     index = sub.add_parser(
         "near-duplicate-index",
         help="the provenance near-duplicate index on a redis-server of its own: lookup p50/p99, "
@@ -185,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--out", type=Path, help="output folder (default bench/)")
     index.add_argument("--json", action="store_true", help="print JSON")
     index.set_defaults(func=_near_duplicate_index)
-=======
     near = sub.add_parser(
         "near-duplicates",
         help="the perceptual fingerprint: recall per repost alteration, false matches among all "
@@ -199,7 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--out", type=Path, help="output folder (default bench/)")
     near.add_argument("--json", action="store_true", help="print JSON")
     near.set_defaults(func=_near_duplicates)
->>>>>>> prov-fp
     return bench
 
 
@@ -273,7 +267,6 @@ def _recipes(args: argparse.Namespace) -> int:
     return 0
 
 
-<<<<<<< HEAD
 def _near_duplicate_index(args: argparse.Namespace) -> int:
     from benchmarks import near_duplicate_index as bench  # noqa: PLC0415
 
@@ -289,7 +282,8 @@ def _near_duplicate_index(args: argparse.Namespace) -> int:
     options = bench.IndexBenchOptions(**{k: v for k, v in given.items() if v is not None})
     result = bench.run(options)
     print(json.dumps(result, indent=2) if args.json else bench.report(result))
-=======
+
+
 def _near_duplicates(args: argparse.Namespace) -> int:
     from benchmarks import near_duplicates  # noqa: PLC0415
 
@@ -298,7 +292,6 @@ def _near_duplicates(args: argparse.Namespace) -> int:
     )
     result = near_duplicates.run(options)
     print(json.dumps(result, indent=2) if args.json else near_duplicates.report(result))
->>>>>>> prov-fp
     return 0
 
 
