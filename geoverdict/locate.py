@@ -212,10 +212,6 @@ class PhotoHistory:
         nearest earlier photo within the match distance."""
         from geoverdict_service.exceptions import ProvenanceError  # noqa: PLC0415
         from geoverdict_service.provenance.capture import exif_capture_time  # noqa: PLC0415
-        from geoverdict_service.provenance.credentials import (  # noqa: PLC0415
-            ABSENT,
-            has_manifest,
-        )
         from geoverdict_service.provenance.fingerprints import (  # noqa: PLC0415
             distance,
             fingerprint,
@@ -239,7 +235,7 @@ class PhotoHistory:
                 d, earlier = min(near, key=lambda pair: pair[0])
                 duplicate_of = (earlier, d)
             self._seen.append((path, fp))
-        credentials = self._reader.read(body) if has_manifest(body) else ABSENT
+        credentials = self._reader.read(body)  # `absent` at once without a manifest
         provenance = provenance_report(
             fingerprint=fp,
             index="disabled" if fp is not None and fp.usable else "unusable",

@@ -111,9 +111,12 @@ class VerdictService:
         self.lookup = Lookup(cache, metrics, settings.cache_local_entries)
         self.predictions = Predictions(inference, metrics, settings.min_precision_km)
         # Fakes' default: no index, a C2PA worker started at the first manifest only.
-        reader = CredentialReader(eager=False)
         self.sightings = sightings or Sightings(
-            sighting_rules(settings), metrics, index=None, reader=reader, cache=cache
+            sighting_rules(settings),
+            metrics,
+            index=None,
+            reader=CredentialReader(eager=False),
+            cache=cache,
         )
         self.verdicts = Verdicts(settings.policy(), places, settings.cache_local_entries)
         self.delivery = Delivery(producer, metrics, settings)

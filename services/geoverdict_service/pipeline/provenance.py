@@ -25,12 +25,7 @@ from geoverdict_service.metrics import Metrics
 from geoverdict_service.pipeline.items import Item, guard
 from geoverdict_service.pipeline.parts import Cache
 from geoverdict_service.provenance.capture import CaptureTime, exif_capture_time
-from geoverdict_service.provenance.credentials import (
-    ABSENT,
-    CredentialReader,
-    Credentials,
-    has_manifest,
-)
+from geoverdict_service.provenance.credentials import ABSENT, CredentialReader, Credentials
 from geoverdict_service.provenance.fingerprints import Fingerprint, distance, fingerprint
 from geoverdict_service.provenance.index import (
     IndexSettings,
@@ -123,6 +118,10 @@ class Sightings:
         self._cache = cache
         self._fingerprinter = fingerprinter
         self._fingerprints: RecentPredictions[Fingerprint] = RecentPredictions(rules.local_entries)
+        # What the same bytes' credentials and EXIF said (a popular photo is validated once).
+        self._read_before: RecentPredictions[tuple[Credentials, CaptureTime | None]] = (
+            RecentPredictions(rules.local_entries)
+        )
         self._examined: dict[int, Examined] = {}
 
     @classmethod
@@ -277,13 +276,16 @@ class Sightings:
         return out
 
     def _read(self, item: Item) -> None:
-        """Content Credentials (only when a manifest is there) and the EXIF capture time."""
+        """Content Credentials and the EXIF capture time, read once per SHA-256 (the reader's
+        pre-scan answers `absent` without its worker when there is no manifest)."""
         if item.image is None:
             return
         seen = self._examined[id(item)]
-        if has_manifest(item.image):
-            seen.credentials = self._reader.read(item.image)
-        seen.capture = exif_capture_time(item.image)
+        known = self._read_before.get(item.sha256)
+        if known is None:
+            known = (self._reader.read(item.image), exif_capture_time(item.image))
+            self._read_before.put(item.sha256, known)
+        seen.credentials, seen.capture = known
 
     def _find(self, photos: list[Item]) -> None:
         """Earlier appearances: in the index (one lookup for the batch), then among the batch's

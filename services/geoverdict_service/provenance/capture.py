@@ -44,30 +44,31 @@ class CaptureTime:
     offset_known: bool
 
 
-def parse_exif_time(value: object, offset: object = None) -> CaptureTime | None:
-    """An EXIF 'YYYY:MM:DD HH:MM:SS' (and '+HH:MM' offset) as a capture time; None when absent
-    or malformed (a zeroed '0000:00:00 00:00:00' included)."""
+def _text(value: object) -> str | None:
+    """An EXIF string field (ASCII, maybe NUL-padded) as text."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    if not isinstance(value, str):
-        return None
-    match = _EXIF_TIME.match(value.strip("\x00 "))
+    return value.strip("\x00 ") if isinstance(value, str) else None
+
+
+def exif_datetime(value: object) -> datetime | None:
+    """An EXIF 'YYYY:MM:DD HH:MM:SS' as a naive datetime (local time at the camera); None when
+    absent or malformed (a zeroed '0000:00:00 00:00:00' included)."""
+    text = _text(value)
+    match = _EXIF_TIME.match(text) if text is not None else None
     if match is None:
         return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups())
     try:
-        naive = datetime(*(int(part) for part in match.groups()))
+        return datetime(year, month, day, hour, minute, second)
     except ValueError:  # month 0, day 31 of February, ...
         return None
-    if isinstance(offset, bytes):
-        offset = offset.decode("ascii", "replace")
-    zone = _offset(offset.strip("\x00 ")) if isinstance(offset, str) else None
-    if zone is None:
-        return CaptureTime(naive.replace(tzinfo=UTC), "exif", offset_known=False)
-    return CaptureTime(naive.replace(tzinfo=zone).astimezone(UTC), "exif", offset_known=True)
 
 
-def _offset(text: str) -> timezone | None:
-    match = _OFFSET.match(text)
+def utc_offset(value: object) -> timezone | None:
+    """An EXIF OffsetTime '+HH:MM' as a time zone; None when absent or impossible."""
+    text = _text(value)
+    match = _OFFSET.match(text) if text is not None else None
     if match is None:
         return None
     sign, hours, minutes = match.groups()
@@ -75,6 +76,18 @@ def _offset(text: str) -> timezone | None:
     if delta > timedelta(hours=14):
         return None
     return timezone(-delta if sign == "-" else delta)
+
+
+def parse_exif_time(value: object, offset: object = None) -> CaptureTime | None:
+    """An EXIF 'YYYY:MM:DD HH:MM:SS' (and '+HH:MM' offset) as a capture time; None when absent
+    or malformed."""
+    naive = exif_datetime(value)
+    if naive is None:
+        return None
+    zone = utc_offset(offset)
+    if zone is None:
+        return CaptureTime(naive.replace(tzinfo=UTC), "exif", offset_known=False)
+    return CaptureTime(naive.replace(tzinfo=zone).astimezone(UTC), "exif", offset_known=True)
 
 
 def exif_capture_time(image: bytes) -> CaptureTime | None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
+
+from geoverdict_service.provenance.capture import exif_datetime, utc_offset
 
 # IPTC digital source types that mean "made by a generative model" (the last path segment).
 AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
@@ -20,8 +22,6 @@ MAX_CODES = 32  # codes are the library's, but a hostile store can make it emit 
 _MAX_TEXT = 200
 # XMP GPS coordinate: "DDD,MM.mmk" or "DDD,MM,SSk" (k: N, S, E or W).
 _XMP_GPS = re.compile(r"^\s*(\d{1,3}),(\d{1,2}(?:\.\d+)?)(?:,(\d{1,2}(?:\.\d+)?))?\s*([NSEW])\s*$")
-_EXIF_DATETIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
-_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 
 
 def active_manifest(store: dict[str, Any]) -> dict[str, Any] | None:
@@ -101,10 +101,10 @@ def captured_at(manifest: dict[str, Any]) -> datetime | None:
     when the manifest gives one, else naive: local time at the camera)."""
     for data in _assertions(manifest, METADATA_LABELS):
         value = data.get("exif:DateTimeOriginal")
-        when = _iso_datetime(value) or _exif_datetime(value)
+        when = _iso_datetime(value) or exif_datetime(value)
         if when is None:
             continue
-        offset = _offset(data.get("exif:OffsetTimeOriginal"))
+        offset = utc_offset(data.get("exif:OffsetTimeOriginal"))
         if when.tzinfo is None and offset is not None:
             when = when.replace(tzinfo=offset)
         return when
@@ -161,25 +161,3 @@ def _iso_datetime(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def _exif_datetime(value: Any) -> datetime | None:
-    match = _EXIF_DATETIME.match(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    try:
-        year, month, day, hour, minute, second = (int(part) for part in match.groups())
-        return datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return None
-
-
-def _offset(value: Any) -> timezone | None:
-    match = _OFFSET.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        return None
-    sign, hours, minutes = match.groups()
-    delta = timedelta(hours=int(hours), minutes=int(minutes))
-    if delta > timedelta(hours=14):
-        return None
-    return timezone(-delta if sign == "-" else delta)
