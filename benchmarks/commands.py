@@ -1,7 +1,7 @@
-"""`python -m benchmarks [partitioning | training | recipes |
-near-duplicates | near-duplicate-index]`: run the
-benchmarks and write their numbers (run from the repository's root: the benchmarks are a
-development package, not installed with the product)."""
+"""`python -m benchmarks [partitioning | training | recipes | near-duplicates |
+near-duplicate-index | repost-predictions]`: run the benchmarks and write their numbers (run
+from the repository's root: the benchmarks are a development package, not installed with the
+product)."""
 
 from __future__ import annotations
 
@@ -194,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--out", type=Path, help="output folder (default bench/)")
     near.add_argument("--json", action="store_true", help="print JSON")
     near.set_defaults(func=_near_duplicates)
+    reposts = sub.add_parser(
+        "repost-predictions",
+        help="whether a near-duplicate may reuse its original's prediction: the demo model's "
+        "best guess for each altered copy the fingerprint finds against the original's, into "
+        "bench/repost-predictions.json",
+    )
+    reposts.add_argument("--photos", type=_positive_int, default=100, help="originals")
+    reposts.add_argument("--images", type=Path, help="default: the shared im2gps3k-dev images")
+    reposts.add_argument("--out", type=Path, help="output folder (default bench/)")
+    reposts.add_argument("--json", action="store_true", help="print JSON")
+    reposts.set_defaults(func=_repost_predictions)
     return bench
 
 
@@ -292,6 +303,17 @@ def _near_duplicates(args: argparse.Namespace) -> int:
     )
     result = near_duplicates.run(options)
     print(json.dumps(result, indent=2) if args.json else near_duplicates.report(result))
+    return 0
+
+
+def _repost_predictions(args: argparse.Namespace) -> int:
+    from benchmarks import repost_predictions  # noqa: PLC0415
+
+    options = repost_predictions.RepostOptions(
+        model=args.model, images=args.images, photos=args.photos, out=args.out
+    )
+    result = repost_predictions.run(options)
+    print(json.dumps(result, indent=2) if args.json else repost_predictions.report(result))
     return 0
 
 

@@ -421,7 +421,9 @@ def run(options: NearDuplicateOptions = NearDuplicateOptions()) -> dict[str, Any
             },
             "seed": options.seed,
         },
-        "unusable_photos": sum(not p.usable for p in prints),
+        "unusable_photos": [
+            path.name for path, p in zip(paths, prints, strict=True) if not p.usable
+        ],
         "recall": rows,
         "false_matches": distinct,
         "cpu_ms_per_fingerprint": cost(paths[: options.timing_photos]),
@@ -455,7 +457,7 @@ def report(result: Mapping[str, Any]) -> str:
     lines += [
         "",
         f"distinct photos: {distinct['pairs']:,} pairs of {distinct['usable_photos']} usable "
-        f"photos ({result['unusable_photos']} below the quality floor): "
+        f"photos ({len(result['unusable_photos'])} below the quality floor): "
         f"{distinct['matches']} false matches within {protocol['match_distance']} "
         f"({len(distinct['same_scene_pairs'])} more judged the same scene shot twice); closest "
         f"{distinct['min_distance']}, {distinct['min_distance_other_scenes']} between different "
