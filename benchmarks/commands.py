@@ -293,6 +293,7 @@ def _near_duplicate_index(args: argparse.Namespace) -> int:
     options = bench.IndexBenchOptions(**{k: v for k, v in given.items() if v is not None})
     result = bench.run(options)
     print(json.dumps(result, indent=2) if args.json else bench.report(result))
+    return 0
 
 
 def _near_duplicates(args: argparse.Namespace) -> int:

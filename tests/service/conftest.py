@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +21,10 @@ from geoverdict_service.consumer import VerdictService
 from geoverdict_service.events import make_event
 from geoverdict_service.metrics import Metrics
 from geoverdict_service.settings import ServiceSettings, load_service_settings
-from geoverdict_stack import acls
+from geoverdict_stack import acls, process
 from geoverdict_stack.kafka import create_topics
+from geoverdict_stack.ports import free_ports
+from geoverdict_stack.redis import RedisServer
 from geoverdict_stack.stack import Stack
 from tests.stack_fixtures import Served, torchserve_served
 
@@ -189,3 +193,28 @@ def service_counts(metrics: Metrics) -> str:
         "assigned partitions": "geoverdict_assigned_partitions",
     }
     return ", ".join(f"{label}: {metric_total(metrics, name):.0f}" for label, name in names.items())
+
+
+# -- a redis-server of the test module's own (the cache's and the index's tests) --------------
+# A redis-server of the test's own: left out by `make test-unit` (marker `server`), skipped
+# where it is not installed.
+needs_redis = pytest.mark.server
+
+
+@contextmanager
+def redis_server(run_dir: Path, port: int) -> Iterator[RedisServer]:
+    """A redis-server of this test on 127.0.0.1:`port`, with the stack's users."""
+    server = RedisServer(run_dir, port)
+    record, _ = server.start()
+    try:
+        yield server
+    finally:
+        process.stop(record)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with redis_server(tmp_path_factory.mktemp("redis"), free_ports(1)[0]) as running:
+        yield running

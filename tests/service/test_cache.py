@@ -4,43 +4,19 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
 from geoverdict_service.cache import PredictionCache, RecentPredictions, cache_key
-from geoverdict_stack import process
 from geoverdict_stack.ports import free_ports
 from geoverdict_stack.redis import RedisServer
+from tests.service.conftest import needs_redis, redis_server
 from tests.service.localhttp import closed_port
 from tests.service.samples import MODEL_VERSION, confident_paris
 
 SHA = "5e" * 32
-# A redis-server of the test's own: left out by `make test-unit` (marker `server`), skipped
-# where it is not installed.
-needs_redis = pytest.mark.server
-
-
-@contextmanager
-def redis_server(run_dir: Path, port: int) -> Iterator[RedisServer]:
-    """A redis-server of this test on 127.0.0.1:`port`, with the stack's users."""
-    server = RedisServer(run_dir, port)
-    record, _ = server.start()
-    try:
-        yield server
-    finally:
-        process.stop(record)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    with redis_server(tmp_path_factory.mktemp("redis"), free_ports(1)[0]) as running:
-        yield running
 
 
 @pytest.fixture

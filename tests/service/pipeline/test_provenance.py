@@ -15,13 +15,12 @@ from geoverdict_service.cache import cache_key
 from geoverdict_service.events import make_event
 from geoverdict_service.exceptions import IndexUnavailableError
 from geoverdict_service.metrics import Metrics
-from geoverdict_service.pipeline.provenance import Sightings, SightingRules
+from geoverdict_service.pipeline.provenance import SightingRules, Sightings
 from geoverdict_service.provenance.credentials import CredentialReader
 from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE, Fingerprint
 from geoverdict_service.provenance.index import Match, Sighting
 from geoverdict_service.provenance.report import ProvenancePolicy
 from tests.service.fakes import VERDICTS, FakeCache, FakeConsumer, build, city_for, step
-
 
 KYIV, LISBON = (50.45, 30.52), (38.72, -9.14)  # about 3,300 km apart
 

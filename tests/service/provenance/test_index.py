@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,10 +22,9 @@ from geoverdict_service.provenance.index import (
     chunks,
     distance,
 )
-from geoverdict_stack.ports import free_ports
 from geoverdict_stack.redis import RedisServer
+from tests.service.conftest import needs_redis
 from tests.service.localhttp import closed_port
-from tests.service.test_cache import needs_redis, redis_server
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -60,14 +58,6 @@ def sighting(event: str, claim: tuple[float, float] | None = None, post: str = "
         claim=claim,
         prediction_key=f"pred-{event}",
     )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    with redis_server(tmp_path_factory.mktemp("redis"), free_ports(1)[0]) as running:
-        yield running
 
 
 @pytest.fixture
