@@ -29,6 +29,7 @@ from geoverdict_common.paths import model_store_dir
 if TYPE_CHECKING:
     from geoverdict_common.contract_types import Provenance, Verdict
     from geoverdict_service.geo import PlaceNames
+    from geoverdict_service.pipeline.provenance import BatchPhotos
     from geoverdict_service.pipeline.verdicts import Verdicts
     from geoverdict_service.settings import VerdictSettings
     from geoverdict_training.serving.responder import Responder
@@ -193,6 +194,7 @@ class PhotoHistory:
     capture time, and which photos named before are near-duplicates of this one."""
 
     def __init__(self, settings: VerdictSettings) -> None:
+        from geoverdict_service.pipeline.provenance import BatchPhotos  # noqa: PLC0415
         from geoverdict_service.provenance.credentials import CredentialReader  # noqa: PLC0415
         from geoverdict_service.settings import ProvenanceSettings  # noqa: PLC0415
 
@@ -203,7 +205,7 @@ class PhotoHistory:
             max_manifest_bytes=self._group.c2pa_max_manifest_bytes,
             trust_anchors=self._group.c2pa_trust_anchors,
         )
-        self._seen: list[tuple[Path, Any]] = []
+        self._seen: BatchPhotos[Path] = BatchPhotos()
 
     def provenance(
         self, path: Path, body: bytes, claim: Any
@@ -212,10 +214,7 @@ class PhotoHistory:
         nearest earlier photo within the match distance."""
         from geoverdict_service.exceptions import ProvenanceError  # noqa: PLC0415
         from geoverdict_service.provenance.capture import exif_capture_time  # noqa: PLC0415
-        from geoverdict_service.provenance.fingerprints import (  # noqa: PLC0415
-            distance,
-            fingerprint,
-        )
+        from geoverdict_service.provenance.fingerprints import fingerprint  # noqa: PLC0415
         from geoverdict_service.provenance.report import provenance_report  # noqa: PLC0415
         from geoverdict_service.verdicts import coarse_claim  # noqa: PLC0415
 
@@ -225,16 +224,10 @@ class PhotoHistory:
             fp = None
         duplicate_of = None
         if fp is not None and fp.usable:
-            queries = (*fp.hashes, *fp.variants)
-            near = [
-                (min(distance(q, h) for q in queries for h in theirs.hashes), earlier)
-                for earlier, theirs in self._seen
-            ]
-            near = [(d, p) for d, p in near if d <= self._group.max_distance]
-            if near:
-                d, earlier = min(near, key=lambda pair: pair[0])
-                duplicate_of = (earlier, d)
-            self._seen.append((path, fp))
+            nearest = self._seen.nearest(fp)
+            if nearest is not None and nearest[0] <= self._group.max_distance:
+                duplicate_of = (nearest[1], nearest[0])
+            self._seen.add(path, fp)
         credentials = self._reader.read(body)  # `absent` at once without a manifest
         provenance = provenance_report(
             fingerprint=fp,

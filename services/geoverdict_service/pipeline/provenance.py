@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+import numpy as np
 
 from geoverdict_service.cache import RecentPredictions, cache_key
 from geoverdict_service.events import Claim
@@ -26,12 +28,14 @@ from geoverdict_service.pipeline.items import Item, guard
 from geoverdict_service.pipeline.parts import Cache
 from geoverdict_service.provenance.capture import CaptureTime, exif_capture_time
 from geoverdict_service.provenance.credentials import ABSENT, CredentialReader, Credentials
-from geoverdict_service.provenance.fingerprints import Fingerprint, distance, fingerprint
+from geoverdict_service.provenance.fingerprints import Fingerprint, fingerprint
 from geoverdict_service.provenance.index import (
     IndexSettings,
     Match,
     NearDuplicateIndex,
     Sighting,
+    as_array,
+    distances,
 )
 from geoverdict_service.provenance.report import IndexState, ProvenancePolicy, provenance_report
 from geoverdict_service.verdicts import coarse_claim
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
     from geoverdict_service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+Owner = TypeVar("Owner")
 
 FINGERPRINT_PREFIX = "geoverdict:fingerprint"
 
@@ -77,6 +83,36 @@ class SightingRules:
     reuse_max_distance: int
     local_entries: int = 2048
     enabled: bool = True  # off: no fingerprint, index or C2PA (an operator's choice)
+
+
+class BatchPhotos(Generic[Owner]):
+    """The indexed hashes of photos seen so far that the index does not hold (a batch's: a
+    repost may come in the same poll as its original; `locate`'s photos). One vectorised
+    comparison per photo."""
+
+    def __init__(self) -> None:
+        self._hashes: list[bytes] = []
+        self._owners: list[Owner] = []  # whose each hash is
+
+    def add(self, owner: Owner, fp: Fingerprint) -> None:
+        """Keep this photo's indexed hashes (usable fingerprints only)."""
+        if fp.usable:
+            self._hashes += fp.hashes
+            self._owners += [owner] * len(fp.hashes)
+
+    def nearest(
+        self, fp: Fingerprint, skip: Callable[[Owner], bool] = lambda _: False
+    ) -> tuple[int, Owner] | None:
+        """The nearest photo kept, but those `skip` says, and its distance (any query hash
+        against any indexed one); None when there is none."""
+        if not self._hashes:
+            return None
+        d = distances(as_array(fp.queries()), as_array(self._hashes)).min(axis=0)  # (hashes,)
+        for k in np.argsort(d, kind="stable"):
+            owner = self._owners[int(k)]
+            if not skip(owner):
+                return int(d[k]), owner
+        return None
 
 
 def sighting_rules(settings: ServiceSettings) -> SightingRules:
@@ -312,36 +348,26 @@ class Sightings:
                 self._examined[id(item)].index = "unavailable"
             self._metrics.near_duplicates.labels(result="unavailable").inc(len(usable))
             return
-        earlier: list[Item] = []
+        earlier: BatchPhotos[Item] = BatchPhotos()
         for item, match in zip(usable, matches, strict=True):
             seen = self._examined[id(item)]
             seen.index, seen.match = "ok", match
             if match is None:
                 self._match_in_batch(item, earlier)
             seen.sighting = self._sighting(item)
-            earlier.append(item)
+            if seen.fingerprint is not None:
+                earlier.add(item, seen.fingerprint)
             result = "match" if seen.match is not None else "none"
             self._metrics.near_duplicates.labels(result=result).inc()
 
-    def _match_in_batch(self, item: Item, earlier: list[Item]) -> None:
+    def _match_in_batch(self, item: Item, earlier: BatchPhotos[Item]) -> None:
         """The nearest earlier item of this batch within the match distance, as a match."""
         seen = self._examined[id(item)]
-        fp = seen.fingerprint
-        if fp is None:
+        if seen.fingerprint is None:
             return
-        best: tuple[int, Item] | None = None
-        for other in earlier:
-            theirs = self._examined[id(other)]
-            if theirs.fingerprint is None or other.event_id == item.event_id:
-                continue
-            d = min(
-                distance(q, h)
-                for q in (*fp.hashes, *fp.variants)
-                for h in theirs.fingerprint.hashes
-            )
-            if d <= self._rules.max_distance and (best is None or d < best[0]):
-                best = (d, other)
-        if best is None:
+        # the same event twice (a producer's retry) is no repost
+        best = earlier.nearest(seen.fingerprint, lambda other: other.event_id == item.event_id)
+        if best is None or best[0] > self._rules.max_distance:
             return
         d, other = best
         theirs = self._examined[id(other)]
