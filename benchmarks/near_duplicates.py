@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from benchmarks import index_recall
 from benchmarks.exceptions import BenchError
 from geoverdict_common.paths import SHARED_DATA_ENV, runs_dir, shared_data_dir
 from geoverdict_service.exceptions import FingerprintError
@@ -199,6 +200,7 @@ class NearDuplicateOptions:
     recall_photos: int = RECALL_PHOTOS
     timing_photos: int = TIMING_PHOTOS
     seed: int = 0
+    index_tables: tuple[int, ...] = index_recall.TABLES  # measured through the index, each
     out: Path | None = None  # default: bench/ (a --limit run: .run/near-duplicates/)
 
     def output_dir(self) -> Path:
@@ -315,9 +317,13 @@ def false_matches(
     }
 
 
-def recall(paths: Sequence[Path], prints: Sequence[Fingerprint], seed: int) -> list[dict[str, Any]]:
-    """One row per alteration: the share of copies found at the threshold, and distances."""
+def recall(
+    paths: Sequence[Path], prints: Sequence[Fingerprint], seed: int
+) -> tuple[list[dict[str, Any]], dict[str, list[Fingerprint]]]:
+    """One row per alteration: the share of copies found at the threshold, and distances; and
+    the copies' fingerprints (for the measurement through the index)."""
     distances: dict[str, list[int]] = {name: [] for name in ALTERATIONS}
+    copies: dict[str, list[Fingerprint]] = {name: [] for name in ALTERATIONS}
     for index, (path, original) in enumerate(zip(paths, prints, strict=True)):
         with Image.open(path) as opened:
             image = opened.convert("RGB")
@@ -329,6 +335,7 @@ def recall(paths: Sequence[Path], prints: Sequence[Fingerprint], seed: int) -> l
                 raise BenchError(f"{path.name} altered by {name}: {exc}") from exc
             found = best_distance(copy, original) if copy.usable else 256
             distances[name].append(found)
+            copies[name].append(copy)
     rows = []
     for name, (_, target) in ALTERATIONS.items():
         values = np.array(distances[name])
@@ -346,7 +353,7 @@ def recall(paths: Sequence[Path], prints: Sequence[Fingerprint], seed: int) -> l
                 },
             }
         )
-    return rows
+    return rows, copies
 
 
 def cost(paths: Sequence[Path]) -> dict[str, Any]:
@@ -402,10 +409,18 @@ def run(options: NearDuplicateOptions = NearDuplicateOptions()) -> dict[str, Any
     log.info("%d photos fingerprinted in %.1f s", len(paths), fingerprint_s)
     subset = slice(0, min(options.recall_photos, len(paths)))
     started = time.perf_counter()
-    rows = recall(paths[subset], prints[subset], options.seed)
+    rows, copies = recall(paths[subset], prints[subset], options.seed)
     recall_s = time.perf_counter() - started
     log.info("recall of %d alterations measured in %.1f s", len(ALTERATIONS), recall_s)
     distinct = false_matches(paths, prints, _authors(paths[0].parent))
+    through_index = index_recall.measure(
+        [path.name for path in paths],
+        prints,
+        copies,
+        fingerprints.MATCH_DISTANCE,
+        set(SAME_SCENE),
+        options.index_tables,
+    )
     result = {
         "protocol": {
             "photos": len(paths),
@@ -426,6 +441,7 @@ def run(options: NearDuplicateOptions = NearDuplicateOptions()) -> dict[str, Any
         ],
         "recall": rows,
         "false_matches": distinct,
+        "through_index": through_index,
         "cpu_ms_per_fingerprint": cost(paths[: options.timing_photos]),
         "seconds": {"fingerprints": round(fingerprint_s, 1), "recall": round(recall_s, 1)},
     }
@@ -467,6 +483,16 @@ def report(result: Mapping[str, Any]) -> str:
     for pair in distinct["closest"][:5]:
         same = " (same photographer)" if pair["same_photographer"] else ""
         lines.append(f"  {pair['distance']:4d}  {pair['a']}  {pair['b']}{same}")
+    lines += [
+        "",
+        "through the index: recall % per alteration, false matches, client CPU-ms a lookup",
+    ]
+    for row in result.get("through_index", []):
+        lines.append(
+            f"  tables {row['tables']}: "
+            + ", ".join(f"{name} {pct:g}" for name, pct in row["recall_pct"].items())
+            + f"; false matches {row['false_matches']}; {row['client_cpu_ms_per_lookup']} ms"
+        )
     timing = result["cpu_ms_per_fingerprint"]
     lines.append(
         f"\nCPU-ms per fingerprint ({timing['jpeg']}, cold): median {timing['median_ms']}, "
