@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "geoverdict_stack.commands",
     "geoverdict_training.commands",
     "geoverdict_service.commands",
+    "geoverdict_service.provenance.commands",
     "geoverdict.demo.commands",
     "geoverdict.mismatch",
     "geoverdict.capacity",

@@ -28,6 +28,7 @@ from geoverdict_service.exceptions import InvalidSettingsError
 from geoverdict_service.fetch import FetchPolicy
 from geoverdict_service.provenance.credentials import DEFAULT_MAX_MANIFEST_BYTES
 from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE
+from geoverdict_service.provenance.index import MAX_TABLES, IndexSettings
 from geoverdict_service.provenance.report import RECYCLED_CLAIM_KM, ProvenancePolicy
 from geoverdict_service.verdicts import MISMATCH_MAX_MASS, MISMATCH_THRESHOLD_KM, VerdictPolicy
 
@@ -217,11 +218,23 @@ class ProvenanceSettings(BaseSettings):
     # How long a photo's sightings are kept after its last one, and how many claims of it.
     retention_s: int = Field(30 * 24 * 3600, ge=1)
     max_claims: int = Field(10, ge=1, le=1000)
+    # Cuts of the hash bits the index reads buckets of: more find more of the farther copies
+    # (crops, overlaid text) for more reads and memory (docs/benchmarks.md, "through the index").
+    index_tables: int = Field(IndexSettings.tables, ge=1, le=MAX_TABLES)
     # C2PA: a manifest is validated in a worker process for at most this long; larger
     # manifests are refused unread. Trust anchors (PEM): signers to report as `valid`.
     c2pa_timeout_s: float = Field(2.0, gt=0)
     c2pa_max_manifest_bytes: int = Field(DEFAULT_MAX_MANIFEST_BYTES, ge=1024)
     c2pa_trust_anchors: Path | None = None
+
+    def index_settings(self) -> IndexSettings:
+        """The near-duplicate index's view of these settings."""
+        return IndexSettings(
+            max_distance=self.max_distance,
+            retention_s=self.retention_s,
+            max_claims=self.max_claims,
+            tables=self.index_tables,
+        )
 
     def policy(self, min_precision_km: float) -> ProvenancePolicy:
         """How provenance is reported, with the verdicts' privacy floor."""
@@ -254,7 +267,18 @@ class VerdictSettings(BaseSettings):
         )
 
 
-class ServiceSettings(VerdictSettings):
+class RedisSettings(BaseSettings):
+    """The Redis of the prediction cache and the near-duplicate index (consume, provenance
+    erase)."""
+
+    model_config = _config(ENV_PREFIX)
+
+    # May hold the user and password (redis://geoverdict:PASSWORD@host:6379/0): a secret.
+    redis_url: SecretStr | None = SecretStr("redis://localhost:6379/0")
+    redis_timeout_s: float = Field(0.5, gt=0)
+
+
+class ServiceSettings(VerdictSettings, RedisSettings):
     """Everything `geoverdict consume` can be told; see docs/operations.md for each."""
 
     model_config = _config(ENV_PREFIX)
@@ -284,11 +308,8 @@ class ServiceSettings(VerdictSettings):
     # still within its poll interval is never cut short, and <= the broker's
     # transaction.max.timeout.ms (15 minutes by default).
     transaction_timeout_ms: int = Field(120_000, ge=10_000, le=900_000)
-    # Redis prediction cache (fail open: the service goes on without it)
-    # May hold the user and password (redis://geoverdict:PASSWORD@host:6379/0): a secret.
-    redis_url: SecretStr | None = SecretStr("redis://localhost:6379/0")
+    # Redis prediction cache (fail open: the service goes on without it): RedisSettings
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
-    redis_timeout_s: float = Field(0.5, gt=0)
     # Predictions checked once kept in the process too (an LRU; about 13 KB each): 0 turns it off.
     cache_local_entries: int = Field(2048, ge=0, le=1_000_000)
     # While TorchServe is unavailable the partitions pause; retries back off up to the max.
@@ -438,6 +459,14 @@ def chosen_model_server(
             f"{', '.join(MODEL_SERVERS)}, got {name!r}"
         )
     return name  # type: ignore[return-value]
+
+
+def load_index_settings(
+    redis_url: str | None = None,
+) -> tuple[RedisSettings, ProvenanceSettings]:
+    """Where the near-duplicate index is and how it is cut: environment, then `redis_url`."""
+    check_environment()
+    return _load(RedisSettings, {"redis_url": redis_url}), _load(ProvenanceSettings, {})
 
 
 def load_service_settings(

@@ -30,7 +30,6 @@ from geoverdict_service.provenance.capture import CaptureTime, exif_capture_time
 from geoverdict_service.provenance.credentials import ABSENT, CredentialReader, Credentials
 from geoverdict_service.provenance.fingerprints import Fingerprint, fingerprint
 from geoverdict_service.provenance.index import (
-    IndexSettings,
     Match,
     NearDuplicateIndex,
     Sighting,
@@ -169,13 +168,7 @@ class Sightings:
         index = None
         if group.enabled and redis_url:
             index = NearDuplicateIndex.from_url(
-                redis_url,
-                IndexSettings(
-                    max_distance=group.max_distance,
-                    retention_s=group.retention_s,
-                    max_claims=group.max_claims,
-                ),
-                timeout_s=settings.redis_timeout_s,
+                redis_url, group.index_settings(), timeout_s=settings.redis_timeout_s
             )
         reader = CredentialReader(
             timeout_s=group.c2pa_timeout_s,
