@@ -157,6 +157,9 @@ class Sightings:
         self._read_before: RecentPredictions[tuple[Credentials, CaptureTime | None]] = (
             RecentPredictions(rules.local_entries)
         )
+        # The photo (id, distance) the same bytes were found as or recorded to: an exact repost
+        # reads its photo directly instead of probing the buckets.
+        self._photo_of: RecentPredictions[tuple[str, int]] = RecentPredictions(rules.local_entries)
         self._examined: dict[int, Examined] = {}
 
     @classmethod
@@ -239,6 +242,7 @@ class Sightings:
         if self._index is None:
             return
         entries: list[tuple[Fingerprint, Sighting, Match | None]] = []
+        recorded: list[Item] = []
         for item in items:
             seen = self._examined.get(id(item))
             if item.payload is None or seen is None or seen.fingerprint is None:
@@ -250,10 +254,16 @@ class Sightings:
             # this call creates.
             match = seen.match if seen.match is not None and seen.match.photo_id else None
             entries.append((seen.fingerprint, self._sighting(item), match))
+            recorded.append(item)
         try:
-            self._index.record_many(entries)
+            photos = self._index.record_many(entries)
         except ProvenanceError as exc:
             log.warning("the near-duplicate index failed while recording: %s", exc)
+            return
+        for item, photo in zip(recorded, photos, strict=True):
+            found = self._examined[id(item)].match
+            if photo is not None and self._photo_of.get(item.sha256) is None:
+                self._photo_of.put(item.sha256, (photo, found.distance if found else 0))
 
     # -- the parts -------------------------------------------------------------------------------
     def _fingerprint(self, photos: list[Item]) -> None:
@@ -333,7 +343,8 @@ class Sightings:
             return
         try:
             matches = self._index.find_many(
-                [(i.event_id or "", self._examined[id(i)].fingerprint) for i in usable]  # type: ignore[misc]
+                [(i.event_id or "", self._examined[id(i)].fingerprint) for i in usable],  # type: ignore[misc]
+                known=[self._photo_of.get(i.sha256) for i in usable],
             )
         except ProvenanceError as exc:
             log.warning("the near-duplicate index is unavailable: %s", exc)
@@ -345,7 +356,9 @@ class Sightings:
         for item, match in zip(usable, matches, strict=True):
             seen = self._examined[id(item)]
             seen.index, seen.match = "ok", match
-            if match is None:
+            if match is not None and match.photo_id:
+                self._photo_of.put(item.sha256, (match.photo_id, match.distance))
+            elif match is None:
                 self._match_in_batch(item, earlier)
             seen.sighting = self._sighting(item)
             if seen.fingerprint is not None:

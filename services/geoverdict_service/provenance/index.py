@@ -266,32 +266,55 @@ class NearDuplicateIndex:
 
     # --- lookup -----------------------------------------------------------------------------
 
-    def find_many(self, queries: Sequence[tuple[str, Hashes]]) -> list[Match | None]:
+    def find_many(
+        self,
+        queries: Sequence[tuple[str, Hashes]],
+        known: Sequence[tuple[str, int] | None] | None = None,
+    ) -> list[Match | None]:
         """(event id, fingerprint) -> the nearest photo within max_distance seen before this
         event (a photo first seen by this very event, as in a replayed batch, is not earlier),
-        or None. IndexUnavailableError when Redis fails."""
+        or None. `known[i]`, when given, is the photo (id, distance) the same bytes were found
+        or recorded as before: read directly, no buckets probed (an exact repost costs one
+        photo read), and probed as usual when that photo is gone. IndexUnavailableError when
+        Redis fails."""
         epoch = self.epoch()
         wanted = [i for i, (_, fp) in enumerate(queries) if fp.usable and fp.hashes]
         if not wanted:
             return [None] * len(queries)
+        hints = {i: hint for i in wanted if known is not None and (hint := known[i]) is not None}
         query_hashes = {
             i: as_array(dict.fromkeys(queries[i][1].hashes + queries[i][1].variants))
             for i in wanted
+            if i not in hints
         }
         keys: list[str | bytes] = [self.event_key(queries[i][0]) for i in wanted]
-        spans = {}  # each query's buckets: their place in the one MGET
-        for i in wanted:
-            start = len(keys)
+        starts = {}  # where each probed query's buckets begin in the one MGET
+        for i, hashes in query_hashes.items():
+            starts[i] = len(keys)
             for e in (epoch, epoch - 1):
-                keys += self._buckets(query_hashes[i], e)
-            spans[i] = (start, len(keys))
+                keys += self._buckets(hashes, e)
         values = self._call(lambda: self.client.mget(keys))
         recorded = {i: self._recorded_photo(values[k]) for k, i in enumerate(wanted)}
-        near: dict[int, list[tuple[int, str]]] = {}
-        for i in wanted:
-            start, end = spans[i]
-            blob = b"".join(dict.fromkeys(value for value in values[start:end] if value))
-            near[i] = self._nearest(query_hashes[i], blob)
+        near: dict[int, list[tuple[int, str]]] = {i: [(d, p)] for i, (p, d) in hints.items()}
+        per_hash = self.settings.tables * CHUNKS
+        for i, hashes in query_hashes.items():
+            n = len(hashes)
+            # the buckets of hash h: chunk k of epoch e at start + (e * n + h) * per_hash + k
+            blobs = [
+                b"".join(
+                    dict.fromkeys(
+                        value
+                        for e in (0, 1)
+                        for value in values[
+                            starts[i] + (e * n + h) * per_hash : starts[i]
+                            + (e * n + h + 1) * per_hash
+                        ]
+                        if value
+                    )
+                )
+                for h in range(n)
+            ]
+            near[i] = self._nearest(hashes, blobs)
         photos = sorted({photo for found in near.values() for _, photo in found})
         details = self._photos(photos)
         out: list[Match | None] = [None] * len(queries)
@@ -302,14 +325,23 @@ class NearDuplicateIndex:
                 if match is not None:
                     out[i] = match
                     break
+        gone = [i for i, (photo, _) in hints.items() if b"f" not in details[photo][0]]
+        if gone:  # expired or erased since: what else is near
+            for i, match in zip(gone, self.find_many([queries[i] for i in gone]), strict=True):
+                out[i] = match
         return out
 
-    def _nearest(self, query: Hashes8, blob: bytes) -> list[tuple[int, str]]:
-        """The nearest photos (distance, id) within max_distance among a query's bucket records."""
-        if not blob:
+    def _nearest(self, query: Hashes8, blobs: Sequence[bytes]) -> list[tuple[int, str]]:
+        """The nearest photos (distance, id) within max_distance: each query hash against the
+        records of its own buckets only (blobs[h], hash h's), not every hash against all."""
+        counts = [len(blob) // RECORD_BYTES for blob in blobs]
+        if not sum(counts):
             return []
-        records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, RECORD_BYTES)  # (c, 40)
-        best = distances(query, records[:, :HASH_BYTES]).min(axis=0)  # (c,)
+        records = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, RECORD_BYTES)
+        owner = np.repeat(np.arange(len(blobs)), counts)
+        mine = np.ascontiguousarray(query[owner]).view(np.uint64)  # (c, 4)
+        theirs = np.ascontiguousarray(records[:, :HASH_BYTES]).view(np.uint64)
+        best = np.bitwise_count(mine ^ theirs).sum(axis=1, dtype=np.int64)  # (c,)
         close = np.flatnonzero(best <= self.settings.max_distance)
         by_photo: dict[str, int] = {}
         for c in close[np.argsort(best[close], kind="stable")]:

@@ -49,8 +49,14 @@ class FakeIndex:
     def __init__(self, known: Match | None = None, broken: bool = False) -> None:
         self.known, self.broken = known, broken
         self.recorded: list[Sighting] = []
+        self.hints: list[list[tuple[str, int] | None]] = []  # the photos known per lookup
 
-    def find_many(self, queries: Sequence[tuple[str, Fingerprint]]) -> list[Match | None]:
+    def find_many(
+        self,
+        queries: Sequence[tuple[str, Fingerprint]],
+        known: Sequence[tuple[str, int] | None] | None = None,
+    ) -> list[Match | None]:
+        self.hints.append(list(known or []))
         if self.broken:
             raise IndexUnavailableError("Redis is down")
         return [self.known for _ in queries]
@@ -108,6 +114,18 @@ def test_a_repost_claiming_another_place_names_the_first_post_and_its_claim() ->
     assert answers["unrelated"]["provenance"]["near_duplicate"] is None
     assert answers["original"]["provenance"]["recycled_claim"] is False
     assert [s.post_id for s in index.recorded] == ["original", "repost", "unrelated"]
+
+
+def test_the_same_bytes_again_name_their_photo_to_the_index() -> None:
+    index = FakeIndex()
+    service, parts, consumer = service_with(index)
+    publish(consumer, photo(4), "first", KYIV)
+    step(service, parts)
+    publish(consumer, photo(4), "again", LISBON)
+    publish(consumer, photo(5), "other", LISBON)
+    step(service, parts)
+    # recorded as photo "p" the first time: read directly the second (no buckets probed)
+    assert index.hints == [[None], [("p", 0), None]]
 
 
 def test_a_near_duplicate_is_answered_with_its_photos_prediction() -> None:

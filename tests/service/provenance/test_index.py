@@ -250,6 +250,25 @@ def test_erasing_the_first_sighting_erases_the_photo(
 
 
 @needs_redis
+def test_a_known_photo_is_read_directly_and_probed_for_when_gone(
+    index: NearDuplicateIndex, rng: np.random.Generator
+) -> None:
+    original = random_hash(rng)
+    see(index, "e1", Print((original,)), claim=(1.0, 1.0))
+    [probed] = index.find_many([("q1", Print((original,)))])
+    assert probed is not None
+    [direct] = index.find_many([("q2", Print((original,)))], known=[(probed.photo_id, 0)])
+    assert direct is not None and direct.photo_id == probed.photo_id
+    assert direct.first.event_id == "e1" and direct.distance == 0
+    near = flipped(original, 5, rng)
+    see(index, "e2", Print((near,)))  # one more sighting of the same photo
+    index.erase_event("e1")  # its first sighting: the photo goes
+    see(index, "e3", Print((near,)))  # a new photo of the same picture
+    [found] = index.find_many([("q3", Print((original,)))], known=[(probed.photo_id, 0)])
+    assert found is not None and found.first.event_id == "e3" and found.distance == 5
+
+
+@needs_redis
 def test_two_consumers_share_the_index(
     server: RedisServer, settings: IndexSettings, rng: np.random.Generator
 ) -> None:
