@@ -1,7 +1,7 @@
 """`python -m benchmarks [partitioning | training | recipes | near-duplicates |
-near-duplicate-index | repost-predictions]`: run the benchmarks and write their numbers (run
-from the repository's root: the benchmarks are a development package, not installed with the
-product)."""
+near-duplicate-index | provenance-cost | repost-predictions]`: run the benchmarks and write
+their numbers (run from the repository's root: the benchmarks are a development package, not
+installed with the product)."""
 
 from __future__ import annotations
 
@@ -194,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--out", type=Path, help="output folder (default bench/)")
     near.add_argument("--json", action="store_true", help="print JSON")
     near.set_defaults(func=_near_duplicates)
+    cost = sub.add_parser(
+        "provenance-cost",
+        help="what provenance adds to each event in the consumer's CPU, cold and cached, and "
+        "Redis bytes per photo, into bench/provenance-cost.json (make bench runs it too)",
+    )
+    cost.add_argument("--photos", type=Path, help="photos folder (default: the dev photos)")
+    cost.add_argument("--measured", type=_positive_int, default=400, help="photos measured")
+    cost.add_argument("--tables", type=_positive_int, help="the index's tables (default 2)")
+    cost.add_argument("--out", type=Path, help="output folder (default bench/)")
+    cost.add_argument("--json", action="store_true", help="print JSON")
+    cost.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    cost.set_defaults(func=_provenance_cost)
     reposts = sub.add_parser(
         "repost-predictions",
         help="whether a near-duplicate may reuse its original's prediction: the demo model's "
@@ -351,6 +363,22 @@ def _device(args: argparse.Namespace) -> int:
         f"(Pillow {results['handler_pillow_images_per_s']}) images/s; results in "
         f"{options.out / results_name(results)}"
     )
+    return 0
+
+
+def _provenance_cost(args: argparse.Namespace) -> int:
+    from benchmarks import provenance_cost  # noqa: PLC0415
+    from benchmarks.suite import load_photos  # noqa: PLC0415
+    from geoverdict_common.paths import project_dir  # noqa: PLC0415
+
+    options = provenance_cost.CostOptions(measured=args.measured)
+    if args.tables:
+        options = dataclasses.replace(options, tables=args.tables)
+    photos = load_photos(args.photos, options.measured + options.loaded)
+    result = provenance_cost.run(photos, options)
+    docs = None if args.no_docs else project_dir() / "docs" / "benchmarks.md"
+    provenance_cost.write(result, args.out or Path("bench"), docs)
+    print(json.dumps(result, indent=2) if args.json else provenance_cost.report(result))
     return 0
 
 

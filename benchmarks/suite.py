@@ -104,7 +104,7 @@ def describe_model(archive: Path) -> str:
 
 def run(options: BenchOptions) -> BenchResults:
     """Run every stage, write the results (report.py) and return them."""
-    from benchmarks import inprocess, partitioning, report  # noqa: PLC0415
+    from benchmarks import inprocess, partitioning, provenance_cost, report  # noqa: PLC0415
     from geoverdict.demo.archive import find_archive  # noqa: PLC0415
     from geoverdict_stack.stack import SERVICES, Stack, StackConfig, sigterm_as_exit  # noqa: PLC0415
 
@@ -126,6 +126,12 @@ def run(options: BenchOptions) -> BenchResults:
     print(f"model alone: {model_cpu} CPU-ms per image (1 thread)", flush=True)
     stages = inprocess.stage_cpu_ms_per_image(archive, photos, options.triton_batch_size)
     print(f"stages: {stages} CPU-ms per image (1 thread)", flush=True)
+    cost_options = provenance_cost.CostOptions()
+    cost = provenance_cost.run(
+        load_photos(options.photos, cost_options.measured + cost_options.loaded), cost_options
+    )
+    provenance_cost.write(cost, options.out, options.docs)
+    print(provenance_cost.report(cost), flush=True)
 
     config = StackConfig.with_free_ports(
         run_dir=runs_dir() / "bench",

@@ -210,10 +210,11 @@ class ProvenanceSettings(BaseSettings):
     # Hamming distance (of 256 bits) within which two photos are the same picture; the default
     # had no false match among 2 million pairs of distinct photos (docs/benchmarks.md).
     max_distance: int = Field(MATCH_DISTANCE, ge=0, le=128)
-    # A near-duplicate this close reuses the prediction its photo was answered with: re-encodes
-    # and resizes (PDQ distance 0-18), not crops or captions, whose pixels the model sees
-    # differently. -1: never reuse.
-    reuse_max_distance: int = Field(16, ge=-1, le=128)
+    # A near-duplicate this close reuses the prediction its photo was answered with. Measured
+    # (bench/repost-predictions.json): the original's answer is as close to the truth as the
+    # copy's own, or closer, for 15 of 16 alterations, so every match reuses by default.
+    # -1: never reuse.
+    reuse_max_distance: int = Field(MATCH_DISTANCE, ge=-1, le=128)
     recycled_claim_km: float = Field(RECYCLED_CLAIM_KM, gt=0)
     # How long a photo's sightings are kept after its last one, and how many claims of it.
     retention_s: int = Field(30 * 24 * 3600, ge=1)
