@@ -56,34 +56,36 @@ def read_records(bootstrap: str, topic: str, committed_only: bool = True) -> tup
     where kcat is not installed). `committed_only`: read_committed, what a subscriber sees;
     else also what open and aborted transactions wrote."""
     isolation = "read_committed" if committed_only else "read_uncommitted"
+    out = _kcat(bootstrap, topic, isolation, KCAT_FORMAT)
+    if out is None:
+        return _read_kafka_python(bootstrap, topic, isolation), "kafka-python (kcat not found)"
+    rows = []
+    for line in out.splitlines():
+        key, partition, offset, timestamp = line.rsplit("\t", 3)
+        rows.append(Row(key, int(partition), int(offset), int(timestamp)))
+    return rows, "kcat"
+
+
+def read_values(bootstrap: str, topic: str) -> list[tuple[str, str]]:
+    """(key, value) of every committed record of `topic` (one-line JSON values), read by kcat."""
+    out = _kcat(bootstrap, topic, "read_committed", "%k\t%s\n")
+    if out is None:
+        raise HarnessError("kcat not found: install it (the README's prerequisites)")
+    return [(key, value) for key, value in (line.split("\t", 1) for line in out.splitlines())]
+
+
+def _kcat(bootstrap: str, topic: str, isolation: str, fmt: str) -> str | None:
+    """kcat's output for every record of `topic` from the start; None without kcat."""
     kcat = shutil.which("kcat")
     if kcat is None:
-        return _read_kafka_python(bootstrap, topic, isolation), "kafka-python (kcat not found)"
-    command = [
-        kcat,
-        "-b",
-        bootstrap,
-        "-C",
-        "-t",
-        topic,
-        "-o",
-        "beginning",
-        "-e",
-        "-q",
-        "-X",
-        f"isolation.level={isolation}",
-        "-f",
-        KCAT_FORMAT,
-    ]
+        return None
+    command = [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
+    command += ["-X", f"isolation.level={isolation}", "-f", fmt]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         raise HarnessError(f"kcat could not read {topic} from {bootstrap}: {exc}") from exc
-    rows = []
-    for line in done.stdout.splitlines():
-        key, partition, offset, timestamp = line.rsplit("\t", 3)
-        rows.append(Row(key, int(partition), int(offset), int(timestamp)))
-    return rows, "kcat"
+    return done.stdout
 
 
 def _read_kafka_python(bootstrap: str, topic: str, isolation: str) -> list[Row]:
