@@ -137,10 +137,29 @@ def _answers(
                 yield Located(path, reason="unreadable", message=f"unreadable: {body}")
 
 
+# A folder named on the command line stands for its images (by suffix, not recursive).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".heic", ".heif", ".avif"}
+)
+
+
+def expand_folders(paths: Sequence[Path]) -> list[Path]:
+    """Each folder replaced by its image files, sorted by name; files as they are."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        else:
+            out.append(path)
+    return out
+
+
 def _read(path: Path) -> bytes | str:
     """The file's bytes, or why there are none."""
     if path.is_dir():
-        return f"{path} is a folder: name the photos (e.g. {path}/*.jpg)"
+        return f"{path} is a folder (only its image files are read: see --help)"
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -260,7 +279,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "in this process by the model archive. The verdict settings (GEOVERDICT_TOP_K, "
         "GEOVERDICT_MIN_PRECISION_KM, GEOVERDICT_MISMATCH_*) apply as in `consume`.",
     )
-    parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="image files")
+    parser.add_argument(
+        "photos",
+        nargs="+",
+        type=Path,
+        metavar="PHOTO",
+        help="image files, or folders (their .jpg, .png, .webp, .heic ... files; near-duplicates "
+        "among them are named)",
+    )
     parser.add_argument(
         "--model", type=Path, help=f"model archive (default model_store/{DEFAULT_ARCHIVE})"
     )
@@ -288,8 +314,11 @@ def _locate(args: argparse.Namespace) -> int:
     answered = failed = 0
     if not args.json:
         print(_HEADER)
+    photos = expand_folders(args.photos)
+    if not photos:
+        raise LocateError(f"no image files in {', '.join(map(str, args.photos))}")
     results = locate(
-        args.photos,
+        photos,
         responder,
         settings,
         claim=args.claim,

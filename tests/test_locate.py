@@ -180,3 +180,28 @@ def test_the_same_photo_gets_the_same_cells_here_as_through_the_stack(
         assert dict(local["location"]["confidence"]) == pytest.approx(
             dict(verdict["location"]["confidence"]), abs=1e-3
         )
+
+
+@pytest.mark.shared_data
+def test_over_a_folder_near_duplicates_are_named_and_distinct_photos_are_not(
+    responder: Responder, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, other = (Image.open(p).convert("RGB") for p in _dev_photos(shared_data, 2))
+    first.save(tmp_path / "a_original.jpg", quality=90)
+    first.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize(
+        (first.width // 2, first.height // 2)
+    ).save(tmp_path / "b_mirrored_smaller.jpg", quality=60)
+    other.save(tmp_path / "c_other.jpg", quality=90)
+    status = main(["locate", str(tmp_path), "--json", "--device", "cpu"])
+    lines = {
+        Path(line["photo"]).name: line
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    assert status == 0 and len(lines) == 3
+    copy = lines["b_mirrored_smaller.jpg"]["near_duplicate_of"]
+    assert Path(copy["photo"]).name == "a_original.jpg" and copy["distance"] <= 54
+    assert "near_duplicate_of" not in lines["a_original.jpg"]
+    assert "near_duplicate_of" not in lines["c_other.jpg"]
+    main(["locate", str(tmp_path), "--device", "cpu"])  # the table says it in words
+    table = capsys.readouterr().out
+    assert "near-duplicate of a_original.jpg (distance" in table
