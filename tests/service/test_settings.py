@@ -243,3 +243,25 @@ def test_the_fetch_settings_are_their_own_group_under_the_same_variables(
 
 def test_the_fetch_defaults_are_the_fetching_codes() -> None:
     assert load_service_settings(torchserve={"token": TOKEN}).fetch.policy() == FetchPolicy()
+
+
+def test_the_provenance_settings_are_their_own_group_and_reach_the_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GEOVERDICT_TORCHSERVE_TOKEN", TOKEN)
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_MAX_DISTANCE", "40")
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_INDEX_TABLES", "1")
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_RETENTION_S", "3600")
+    group = load_service_settings().provenance
+    index = group.index_settings()
+    assert (index.max_distance, index.tables, index.retention_s) == (40, 1, 3600)
+    assert group.reuse_max_distance == 54  # every match reuses, by measurement
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_INDEX_TABLES", "5")
+    tables = str(config_error())
+    assert "GEOVERDICT_PROVENANCE_INDEX_TABLES" in tables and "\n" not in tables
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_INDEX_TABLES", "2")
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_C2PA_TIMEOUT_S", "0")
+    assert "GEOVERDICT_PROVENANCE_C2PA_TIMEOUT_S" in str(config_error())
+    monkeypatch.delenv("GEOVERDICT_PROVENANCE_C2PA_TIMEOUT_S")
+    monkeypatch.setenv("GEOVERDICT_PROVENANCE_MAX_DISTANSE", "40")  # misspelt: named right
+    assert "GEOVERDICT_PROVENANCE_MAX_DISTANCE" in str(config_error())
