@@ -55,8 +55,8 @@ class IndexBenchOptions:
     lookups: int = 2_000
     records: int = 2_000
     record_batch: int = 100
-    hashes: int = 1  # indexed per photo (a fingerprint's plain hash, its trimmed one when any)
-    variants: int = 7  # queried besides (the dihedral variants of each hash)
+    hashes: int = 3  # indexed per photo (a fingerprint's views: 3.2 on average)
+    variants: int = 4  # queried besides, per hash (a fingerprint's 7 dihedral + 4 corners)
     tables: int = IndexSettings.tables
     max_distance: int = IndexSettings.max_distance
     rounds: int = 2  # appends per bucket while loading (service: one per record)

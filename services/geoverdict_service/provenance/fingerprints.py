@@ -5,12 +5,13 @@ One hash is not enough for what reposts do (benchmarks/near_duplicates.py measur
 alteration), so a fingerprint INDEXES a few views of the photo: the photo as decoded; the photo
 with near-uniform edge bands trimmed (borders, caption bars, a screenshot's frame move PDQ by
 110-130 bits; trimming alone loses banners, so both are kept), after the first band per side and
-after all; and its 95 % and 90 % centre crops. A QUERY also tries the dihedral `variants` of each
-indexed view (mirror images, quarter turns) and four corner windows (a copy cropped 5 % at random
-lies close to one of them against the original's 90 % centre). Two fingerprints match when the
-smallest distance between any of one's `queries()` and any of the other's `hashes` is at most
-MATCH_DISTANCE; a view that hashes with low quality (flat) is left out, and a photo whose plain
-hash does is never `usable`.
+after all; and its 95 % and 90 % centre crops. A QUERY also tries the dihedral `variants` of the
+photo as decoded (mirror images, quarter turns; those of every view found 1-4 % more mirrored
+copies through the index for 2.6 times its reads) and four corner windows (a copy cropped 5 %
+at random lies close to one of them against the original's 90 % centre). Two fingerprints match
+when the smallest distance between any of one's `queries()` and any of the other's `hashes` is
+at most MATCH_DISTANCE; a view that hashes with low quality (flat) is left out, and a photo
+whose plain hash does is never `usable`.
 
 Decoding is bounded: the header is checked before a pixel is decoded (a decompression bomb is
 refused), JPEGs decode in draft mode at the smallest 1/2^k scale (at most 1/8) that keeps both
@@ -35,11 +36,12 @@ from geoverdict_service.exceptions import FingerprintError
 HASH_BYTES = 32  # PDQ's 256 bits
 # Chosen by `python -m benchmarks near-duplicates` (bench/near-duplicates.json; read it before
 # changing either). At 54, 300 development photos altered 16 ways are found: 100 % of re-encodes,
-# resizes, grayscale copies, mirrors and quarter turns, 99.7 % of bordered copies, 98 % of
-# captioned ones, 97 % of 5 % crops, 96.7 % of bannered copies (94.7 % at 50), 94 % with overlaid
-# text, 91 % of screenshots, 40 % of 10 % crops. Among all 1,983,036 pairs of the 1,992 usable
-# distinct development photos none is within 54 but two shots of one backyard (32); the closest
-# pair of different scenes (two sunsets over water) is 70 apart, 16 bits of margin.
+# resizes and grayscale copies, 99.7 % of bordered copies, 98.7 % of mirrors and quarter turns,
+# 98 % of captioned ones, 97 % of 5 % crops, 96.7 % of bannered copies, 94 % with overlaid text,
+# 91 % of screenshots, 40 % of 10 % crops (through the index with 2 tables, a little less: the
+# benchmark measures both). Among all 1,983,036 pairs of the 1,992 usable distinct development
+# photos none is within 54 but two shots of one backyard (32); the closest pair of different
+# scenes (two sunsets over water) is 70 apart, 16 bits of margin.
 MATCH_DISTANCE = 54
 MIN_QUALITY = 50  # 3 of the 1,995 development photos fall below it (PDQ quality 0, 25, 41)
 
@@ -86,7 +88,7 @@ class Fingerprint:
     # out.
     hashes: tuple[bytes, ...]
     quality: int  # PDQ quality (0-100) of the plain hash
-    variants: tuple[bytes, ...]  # queried too: 7 dihedral variants per hash, 4 corner windows
+    variants: tuple[bytes, ...]  # queried too: the plain hash's 7 dihedral variants, 4 corners
 
     @property
     def usable(self) -> bool:
@@ -155,16 +157,18 @@ def fingerprint_pixels(pixels: Pixels) -> Fingerprint:
     variants: list[bytes] = []
     quality = 0
     for k, view in enumerate(views):
-        dihedral, view_quality = pdqhash.compute_dihedral(np.ascontiguousarray(view))
-        if k == 0:
+        if k == 0:  # the photo as decoded: its mirror images and quarter turns queried too
+            dihedral, view_quality = pdqhash.compute_dihedral(np.ascontiguousarray(view))
             quality = int(view_quality)
             if quality < MIN_QUALITY:  # never matched: no other view is worth hashing
                 return Fingerprint((_packed(dihedral[0]),), quality, ())
-        elif view_quality < MIN_QUALITY:
-            continue  # a trimmed or cropped view that is flat would match flat images
-        packed = [_packed(bits) for bits in dihedral]
-        hashes.append(packed[0])  # compute_dihedral's first hash is the image as given
-        variants += packed[1:]
+            packed = [_packed(bits) for bits in dihedral]
+            hashes.append(packed[0])  # compute_dihedral's first hash is the image as given
+            variants += packed[1:]
+            continue
+        bits, view_quality = pdqhash.compute(np.ascontiguousarray(view))
+        if view_quality >= MIN_QUALITY:  # a trimmed or cropped view that is flat would match
+            hashes.append(_packed(bits))  # flat images
     for window in corners(pixels, CORNER_KEEP):
         bits, window_quality = pdqhash.compute(np.ascontiguousarray(window))
         if window_quality >= MIN_QUALITY:

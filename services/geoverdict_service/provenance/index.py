@@ -24,10 +24,11 @@ epoch it is recorded in (again when it is seen in a later epoch), a lookup reads
 the previous epoch, and an epoch's buckets expire (EXPIREAT) once all their records are older than
 the retention, so buckets never need compacting.
 
-Measured (bench/near-duplicate-index.json; 1,000,000 random photos, 2 tables, queries of 1 hash +
-7 variants, a shared 2-core machine): lookup p50 4.5 ms, p99 7.9 ms (over the 5 ms target: 1 table
-halves the buckets read and the memory, for the recall above), 2.8 client CPU-ms per lookup,
-0.5 per record, Redis 4,878 bytes per photo (8.2 M keys, 4.2 M of them buckets).
+Measured (bench/near-duplicate-index.json; 1,000,000 random photos of 3 hashes, 2 tables,
+queries of 3 hashes + 12 variants as a fingerprint's, a shared 2-core machine): lookup p50 5.7
+ms, p99 9.8 ms (over the 5 ms target), 2.6 client CPU-ms per lookup, Redis 10,556 bytes per
+photo. Through this index with real fingerprints, 2 tables find every kind of repost the
+targets name (docs/benchmarks.md, "Near duplicates"); 1 table misses banners and mirrors.
 
 Whether a candidate is still a photo is decided by its photo key, whose TTL restarts at each
 sighting: a photo lives `retention_s` after it was last seen.
@@ -68,6 +69,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from geoverdict_service.exceptions import IndexUnavailableError, InvalidSettingsError
+from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,6 @@ CHUNK_BITS = 16
 CHUNKS = HASH_BYTES * 8 // CHUNK_BITS  # per table
 PHOTO_ID_BYTES = 8
 RECORD_BYTES = HASH_BYTES + PHOTO_ID_BYTES
-DEFAULT_MAX_DISTANCE = 31  # the lead replaces it with fingerprints.MATCH_DISTANCE
 MAX_TABLES = 4
 CANDIDATES_PER_QUERY = 8  # nearest photos fetched per query (the first valid one is the match)
 WATCH_RETRIES = 5
@@ -126,7 +127,7 @@ class Match:
 class IndexSettings:
     """How far a near-duplicate may be, how long and how much the index keeps."""
 
-    max_distance: int = DEFAULT_MAX_DISTANCE
+    max_distance: int = MATCH_DISTANCE  # the fingerprint's, measured
     retention_s: int = 30 * 24 * 3600
     max_claims: int = 10
     key_prefix: str = "geoverdict:photo"  # every key under geoverdict:* (the Redis ACL's pattern)
@@ -200,6 +201,20 @@ def bucket_keys(prefix: str, epoch: int, values: npt.NDArray[np.uint16]) -> list
     return cast(list[bytes], out.reshape(n * width, -1).view(f"S{out.shape[2]}").ravel().tolist())
 
 
+# Appends one record to each bucket and sets its expiry, in Redis: one EVALSHA for a batch's
+# thousands of buckets instead of two commands each (1.9 client CPU-ms an event in redis-py).
+# KEYS: the buckets; ARGV[1]: their expiry (unix seconds); ARGV[2]: the records, RECORD_BYTES
+# each, in the order of KEYS.
+APPEND_RECORDS = """
+local size = tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  redis.call('APPEND', key, string.sub(ARGV[2], (i - 1) * size + 1, i * size))
+  redis.call('EXPIREAT', key, ARGV[1])
+end
+return #KEYS
+"""
+
+
 def photo_id_of(event_id: str) -> bytes:
     """A new photo's id, derived from its first event (a replayed batch writes the same keys)."""
     return hashlib.blake2b(event_id.encode(), digest_size=PHOTO_ID_BYTES).digest()
@@ -227,6 +242,7 @@ class NearDuplicateIndex:
         self.settings = settings
         self._clock = clock  # wall time: epochs and TTLs (the event's own time is data)
         self._p = settings.key_prefix
+        self._append_records = client.register_script(APPEND_RECORDS)
 
     @classmethod
     def from_url(cls, url: str, settings: IndexSettings, timeout_s: float) -> NearDuplicateIndex:
@@ -424,6 +440,8 @@ class NearDuplicateIndex:
         refreshed: set[str] = set()
         out: list[str | None] = [None] * len(sightings)
         writes = self.client.pipeline(transaction=True)
+        buckets: list[bytes] = []  # where the batch's new bucket records go, and the records
+        records: list[bytes] = []
         for i in usable:
             fp, sighting, match = sightings[i]
             if sighting.event_id in done:
@@ -436,6 +454,7 @@ class NearDuplicateIndex:
                 photo = photo_id_of(sighting.event_id).hex()
                 new[photo] = as_array(fp.hashes)
                 self._write_photo(writes, photo, new[photo], sighting, epoch)
+                self._records(buckets, records, photo, new[photo], epoch)
             else:
                 writes.hincrby(self.photo_key(photo), "n", 1)
                 if sighting.prediction_key:
@@ -443,7 +462,7 @@ class NearDuplicateIndex:
                 r, h = alive.get(photo, (str(epoch).encode(), b""))
                 if int(r or 0) < epoch and photo not in refreshed:  # seen in a new epoch
                     refreshed.add(photo)
-                    self._write_records(writes, photo, as_array(_split(h)), epoch)
+                    self._records(buckets, records, photo, as_array(_split(h)), epoch)
                     writes.hset(self.photo_key(photo), "r", epoch)
                 writes.expire(self.photo_key(photo), s.retention_s)
             if sighting.claim is not None:
@@ -459,6 +478,10 @@ class NearDuplicateIndex:
             writes.expire(self.post_key(post), s.retention_s)
             done[sighting.event_id] = photo
             out[i] = photo
+        if buckets:
+            expire_at = (epoch + 2) * s.retention_s  # once every record in them is too old
+            args: list[EncodableT] = [expire_at, b"".join(records), RECORD_BYTES]
+            self._append_records(keys=buckets, args=args, client=writes)
         if len(writes):
             self._call(writes.execute)
         return out
@@ -477,7 +500,6 @@ class NearDuplicateIndex:
     ) -> None:
         pipe.hset(self.photo_key(photo), mapping=self.photo_fields(hashes, sighting, epoch))
         pipe.expire(self.photo_key(photo), self.settings.retention_s)
-        self._write_records(pipe, photo, hashes, epoch)
 
     @staticmethod
     def photo_fields(hashes: Hashes8, sighting: Sighting, epoch: int) -> dict[FieldT, EncodableT]:
@@ -499,16 +521,15 @@ class NearDuplicateIndex:
             fields["pk"] = sighting.prediction_key
         return fields
 
-    def _write_records(self, pipe: Any, photo: str, hashes: Hashes8, epoch: int) -> None:
-        """Append a photo's records to its buckets of `epoch`, which expire once every record
-        in them is older than the retention."""
-        expire_at = (epoch + 2) * self.settings.retention_s
+    def _records(
+        self, buckets: list[bytes], records: list[bytes], photo: str, hashes: Hashes8, epoch: int
+    ) -> None:
+        """A photo's records (each hash, then the photo id) for its buckets of `epoch`."""
         pid = bytes.fromhex(photo)
-        per_hash = self.settings.tables * CHUNKS
         keys = self._buckets(hashes, epoch)
-        for k, key in enumerate(keys):
-            pipe.append(key, hashes[k // per_hash].tobytes() + pid)
-            pipe.expireat(key, expire_at)
+        per_hash = len(keys) // len(hashes)
+        buckets += keys
+        records += [hashes[k // per_hash].tobytes() + pid for k in range(len(keys))]
 
     # --- erasure ----------------------------------------------------------------------------
 
