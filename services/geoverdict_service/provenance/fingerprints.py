@@ -148,17 +148,17 @@ def fingerprint(image: bytes) -> Fingerprint:
 def fingerprint_pixels(pixels: Pixels) -> Fingerprint:
     """The fingerprint of upright RGB pixels (what `decode` returns)."""
     views = [pixels]
-    for bands in (1, MAX_BANDS):
-        trimmed = trim(pixels, bands)
+    steps = trim_steps(pixels, MAX_BANDS)
+    for trimmed in steps[:1] + steps[-1:]:  # after the first band per side, and after all
         if all(trimmed.shape != view.shape for view in views):
             views.append(trimmed)
     views += [centre(pixels, keep) for keep in CENTRE_KEEPS]
     hashes: list[bytes] = []
     variants: list[bytes] = []
     quality = 0
-    for k, view in enumerate(views):
+    for k, view in enumerate(np.ascontiguousarray(v) for v in views):
         if k == 0:  # the photo as decoded: its mirror images and quarter turns queried too
-            dihedral, view_quality = pdqhash.compute_dihedral(np.ascontiguousarray(view))
+            dihedral, view_quality = pdqhash.compute_dihedral(view)
             quality = int(view_quality)
             if quality < MIN_QUALITY:  # never matched: no other view is worth hashing
                 return Fingerprint((_packed(dihedral[0]),), quality, ())
@@ -166,7 +166,7 @@ def fingerprint_pixels(pixels: Pixels) -> Fingerprint:
             hashes.append(packed[0])  # compute_dihedral's first hash is the image as given
             variants += packed[1:]
             continue
-        bits, view_quality = pdqhash.compute(np.ascontiguousarray(view))
+        bits, view_quality = pdqhash.compute(view)
         if view_quality >= MIN_QUALITY:  # a trimmed or cropped view that is flat would match
             hashes.append(_packed(bits))  # flat images
     for window in corners(pixels, CORNER_KEEP):
@@ -231,6 +231,14 @@ def trim(pixels: Pixels, bands: int = MAX_BANDS) -> Pixels:
     frame): each side is trimmed band by band (at most `bands`), a band starting where the
     edge's line is uniform and going on while lines stay mostly in its colour, until MAX_TRIM of
     the side is gone."""
+    steps = trim_steps(pixels, bands)
+    return steps[-1] if steps else pixels
+
+
+def trim_steps(pixels: Pixels, bands: int = MAX_BANDS) -> list[Pixels]:
+    """What trim leaves after each round of bands that trimmed something (none: nothing to
+    trim): one pass gives the view after the first band per side and after all."""
+    steps: list[Pixels] = []
     height, width = pixels.shape[:2]
     box = [0, height, 0, width]  # top, bottom, left, right
     wide = pixels.astype(np.int16)  # signed: colour differences
@@ -250,7 +258,8 @@ def trim(pixels: Pixels, bands: int = MAX_BANDS) -> Pixels:
                 changed = True
         if not changed:
             break
-    return pixels[box[0] : box[1], box[2] : box[3]]
+        steps.append(pixels[box[0] : box[1], box[2] : box[3]])
+    return steps
 
 
 def _lines_from_edge(view: Wide, side: int) -> Wide:
