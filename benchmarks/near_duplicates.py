@@ -109,6 +109,11 @@ def _border(colour: tuple[int, int, int]) -> Alteration:
     return border
 
 
+def _mirror_border(image: Image.Image, rng: np.random.Generator) -> bytes:
+    """A mirror image inside a white border (as a meme template frames it)."""
+    return _border((255, 255, 255))(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), rng)
+
+
 def _caption(image: Image.Image, rng: np.random.Generator) -> bytes:
     """A white bar a quarter as high as the photo added above it, two lines of black text."""
     bar = round(image.height * 0.25)
@@ -188,6 +193,7 @@ ALTERATIONS: dict[str, tuple[Alteration, float | None]] = {
     "screenshot": (_screenshot, None),
     "overlaid_text": (_overlaid_text, None),
     "rotate_90": (lambda im, rng: _jpeg(im.transpose(Image.Transpose.ROTATE_90)), None),
+    "mirror_border": (_mirror_border, None),
 }
 
 

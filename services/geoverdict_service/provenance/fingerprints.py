@@ -6,12 +6,12 @@ alteration), so a fingerprint INDEXES a few views of the photo: the photo as dec
 with near-uniform edge bands trimmed (borders, caption bars, a screenshot's frame move PDQ by
 110-130 bits; trimming alone loses banners, so both are kept), after the first band per side and
 after all; and its 95 % and 90 % centre crops. A QUERY also tries the dihedral `variants` of the
-photo as decoded (mirror images, quarter turns; those of every view found 1-4 % more mirrored
-copies through the index for 2.6 times its reads) and four corner windows (a copy cropped 5 %
-at random lies close to one of them against the original's 90 % centre). Two fingerprints match
-when the smallest distance between any of one's `queries()` and any of the other's `hashes` is
-at most MATCH_DISTANCE; a view that hashes with low quality (flat) is left out, and a photo
-whose plain hash does is never `usable`.
+photo as decoded and as trimmed (mirror images, quarter turns; those of every view found 1-4 %
+more mirrored copies through the index for twice its reads) and four corner windows (a copy
+cropped 5 % at random lies close to one of them against the original's 90 % centre). Two
+fingerprints match when the smallest distance between any of one's `queries()` and any of the
+other's `hashes` is at most MATCH_DISTANCE; a view that hashes with low quality (flat) is left
+out, and a photo whose plain hash does is never `usable`.
 
 Decoding is bounded: the header is checked before a pixel is decoded (a decompression bomb is
 refused), JPEGs decode in draft mode at the smallest 1/2^k scale (at most 1/8) that keeps both
@@ -36,7 +36,7 @@ from geoverdict_service.exceptions import FingerprintError
 HASH_BYTES = 32  # PDQ's 256 bits
 # Chosen by `python -m benchmarks near-duplicates` (bench/near-duplicates.json; read it before
 # changing either). At 54, 300 development photos altered 16 ways are found: 100 % of re-encodes,
-# resizes and grayscale copies, 99.7 % of bordered copies, 98.7 % of mirrors and quarter turns,
+# resizes and grayscale copies, 99.7 % of bordered copies, 99 % of mirrors and quarter turns,
 # 98 % of captioned ones, 97 % of 5 % crops, 96.7 % of bannered copies, 94 % with overlaid text,
 # 91 % of screenshots, 40 % of 10 % crops (through the index with 2 tables, a little less: the
 # benchmark measures both). Among all 1,983,036 pairs of the 1,992 usable distinct development
@@ -152,23 +152,28 @@ def fingerprint_pixels(pixels: Pixels) -> Fingerprint:
     for trimmed in steps[:1] + steps[-1:]:  # after the first band per side, and after all
         if all(trimmed.shape != view.shape for view in views):
             views.append(trimmed)
+    # Mirror images and quarter turns are queried of the photo as decoded and, where trimming
+    # took something, of the photo as trimmed (a mirrored copy with a border or a caption).
+    turned = {0, len(views) - 1}
     views += [centre(pixels, keep) for keep in CENTRE_KEEPS]
     hashes: list[bytes] = []
     variants: list[bytes] = []
     quality = 0
     for k, view in enumerate(np.ascontiguousarray(v) for v in views):
-        if k == 0:  # the photo as decoded: its mirror images and quarter turns queried too
+        if k in turned:
             dihedral, view_quality = pdqhash.compute_dihedral(view)
+            packed = [_packed(bits) for bits in dihedral]  # the first: the view as given
+        else:
+            bits, view_quality = pdqhash.compute(view)
+            packed = [_packed(bits)]
+        if k == 0:
             quality = int(view_quality)
             if quality < MIN_QUALITY:  # never matched: no other view is worth hashing
-                return Fingerprint((_packed(dihedral[0]),), quality, ())
-            packed = [_packed(bits) for bits in dihedral]
-            hashes.append(packed[0])  # compute_dihedral's first hash is the image as given
-            variants += packed[1:]
-            continue
-        bits, view_quality = pdqhash.compute(view)
-        if view_quality >= MIN_QUALITY:  # a trimmed or cropped view that is flat would match
-            hashes.append(_packed(bits))  # flat images
+                return Fingerprint(tuple(packed[:1]), quality, ())
+        elif view_quality < MIN_QUALITY:
+            continue  # a trimmed or cropped view that is flat would match flat images
+        hashes.append(packed[0])
+        variants += packed[1:]
     for window in corners(pixels, CORNER_KEEP):
         bits, window_quality = pdqhash.compute(np.ascontiguousarray(window))
         if window_quality >= MIN_QUALITY:

@@ -65,6 +65,15 @@ def test_a_bordered_copy_matches_through_its_trimmed_hash(photos: list[Image.Ima
     assert min(distance(trimmed, h) for h in original.hashes) <= MATCH_DISTANCE
 
 
+def test_a_mirrored_copy_with_a_border_matches(photos: list[Image.Image]) -> None:
+    # found by a new user on the local stack: the plain view's variants alone missed it
+    original = fingerprint(_jpeg(photos[0]))
+    mirrored = photos[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    out = io.BytesIO()
+    ImageOps.expand(mirrored, border=20, fill="white").save(out, "PNG")
+    assert _best(fingerprint(out.getvalue()), original) <= MATCH_DISTANCE
+
+
 def test_a_transparent_margin_reads_as_a_white_border(photos: list[Image.Image]) -> None:
     original = fingerprint(_jpeg(photos[0]))
     canvas = Image.new("RGBA", (photos[0].width + 80, photos[0].height + 80), (0, 0, 0, 0))
