@@ -28,6 +28,7 @@ from geoverdict_service.pipeline.items import Item, guard
 from geoverdict_service.pipeline.parts import Cache
 from geoverdict_service.provenance.capture import CaptureTime, exif_capture_time
 from geoverdict_service.provenance.credentials import ABSENT, CredentialReader, Credentials
+from geoverdict_service.provenance.fingerprints import VERSION as FINGERPRINT_VERSION
 from geoverdict_service.provenance.fingerprints import Fingerprint, fingerprint
 from geoverdict_service.provenance.index import (
     Match,
@@ -50,8 +51,8 @@ FINGERPRINT_PREFIX = "geoverdict:fingerprint"
 
 
 def fingerprint_key(image_sha256: str) -> str:
-    """Redis key of the fingerprint of one image's bytes."""
-    return f"{FINGERPRINT_PREFIX}:{image_sha256}"
+    """Redis key of the fingerprint of one image's bytes, by this code's fingerprint version."""
+    return f"{FINGERPRINT_PREFIX}:v{FINGERPRINT_VERSION}:{image_sha256}"
 
 
 class CredentialReading(Protocol):

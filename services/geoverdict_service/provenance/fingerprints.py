@@ -43,6 +43,9 @@ HASH_BYTES = 32  # PDQ's 256 bits
 # photos none is within 54 but two shots of one backyard (32); the closest pair of different
 # scenes (two sunsets over water) is 70 apart, 16 bits of margin.
 MATCH_DISTANCE = 54
+# Bumped whenever what a fingerprint holds changes (its views, its variants): fingerprints stored
+# by an earlier version (pipeline/provenance.py keeps them by SHA-256) are then computed again.
+VERSION = 2
 MIN_QUALITY = 50  # 3 of the 1,995 development photos fall below it (PDQ quality 0, 25, 41)
 
 # 50 Mpx admits a 48-megapixel phone photo, below Pillow's own bomb limit (89 Mpx); the same

@@ -3,6 +3,7 @@ near-duplicate's prediction reused, Redis down costing nothing but the provenanc
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -15,9 +16,9 @@ from geoverdict_service.cache import cache_key
 from geoverdict_service.events import make_event
 from geoverdict_service.exceptions import IndexUnavailableError
 from geoverdict_service.metrics import Metrics
-from geoverdict_service.pipeline.provenance import SightingRules, Sightings
+from geoverdict_service.pipeline.provenance import SightingRules, Sightings, fingerprint_key
 from geoverdict_service.provenance.credentials import CredentialReader
-from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE, Fingerprint
+from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE, Fingerprint, fingerprint
 from geoverdict_service.provenance.index import Match, Sighting
 from geoverdict_service.provenance.report import ProvenancePolicy
 from tests.service.fakes import VERDICTS, FakeCache, FakeConsumer, build, city_for, step
@@ -154,3 +155,19 @@ def test_with_the_index_down_every_verdict_still_goes_out_marked_unavailable() -
     assert len(answers) == 3
     assert {v["provenance"]["index"] for v in answers.values()} == {"unavailable"}
     assert all(v["provenance"]["fingerprint"] is not None for v in answers.values())
+
+
+def test_a_fingerprint_stored_by_an_earlier_version_is_computed_again() -> None:
+    # an upgrade that changes what a fingerprint holds must not keep answering with old ones
+    cache = FakeCache()
+    image = photo(6)
+    sha = hashlib.sha256(image).hexdigest()
+    stale = fingerprint(photo(7)).to_json()  # some other photo's, as a stand-in for old ones
+    cache.store[f"geoverdict:fingerprint:{sha}"] = stale  # before versions were in the key
+    cache.store[fingerprint_key(sha).replace(":v", ":v0", 1)] = stale
+    service, parts, consumer = service_with(FakeIndex(), cache)
+    publish(consumer, image, "post", KYIV)
+    step(service, parts)
+    pdq = verdicts(parts)["post"]["provenance"]["fingerprint"]["pdq"]
+    assert pdq == fingerprint(image).hashes[0].hex() != stale["hashes"][0]
+    assert cache.store[fingerprint_key(sha)]["hashes"][0] == pdq  # stored under this version
