@@ -126,7 +126,11 @@ def run(options: BenchOptions) -> BenchResults:
     print(f"model alone: {model_cpu} CPU-ms per image (1 thread)", flush=True)
     stages = inprocess.stage_cpu_ms_per_image(archive, photos, options.triton_batch_size)
     print(f"stages: {stages} CPU-ms per image (1 thread)", flush=True)
-    cost_options = provenance_cost.CostOptions()
+    # the stream's size bounds it too (a test's tiny run stays tiny)
+    cost_options = provenance_cost.CostOptions(
+        measured=min(provenance_cost.CostOptions.measured, options.events),
+        loaded=min(provenance_cost.CostOptions.loaded, 4 * options.events),
+    )
     cost = provenance_cost.run(
         load_photos(options.photos, cost_options.measured + cost_options.loaded), cost_options
     )

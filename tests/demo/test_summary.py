@@ -53,7 +53,7 @@ def test_a_pass_line_counts_what_was_sent_answered_and_cached() -> None:
     sent = {"a": 100.0, "b": 100.0, "c": 100.5}
     answers = {
         "a": Answer({"id": "a", "cache_hit": False}, 100.2),
-        "b": Answer({"id": "b", "cache_hit": True}, 101.0),
+        "b": Answer({"id": "b", "cache_hit": "exact"}, 101.0),
     }
     line = pass_summary("first pass", Collected(sent, answers))
     assert line.startswith("first pass: 3 events, 2 verdicts, 1 cache hits, 2.0 verdicts/s")

@@ -115,7 +115,7 @@ def test_before_the_model_version_is_known_every_lookup_is_a_miss() -> None:
 def test_what_came_from_the_cache_or_failed_is_not_stored_again() -> None:
     cache, image = FakeCache(), jpeg(8)
     hit, failed = predicted(0, image), predicted(1, jpeg(9))
-    hit.cache_hit = True
+    hit.cache_hit = "exact"
     failed.fail(BadEventError("a verdict that could not be built", "internal"))
     Lookup(cache, Metrics(), 100).store([hit, failed])
     assert cache.store == {}
