@@ -17,6 +17,7 @@ from types import ModuleType
 COMMAND_MODULES = (
     "geoverdict.locate",
     "geoverdict_stack.commands",
+    "geoverdict_images.commands",
     "geoverdict_training.commands",
     "geoverdict_service.commands",
     "geoverdict_service.provenance.commands",

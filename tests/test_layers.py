@@ -89,6 +89,8 @@ FORBIDDEN = {
         "geoverdict",
         *DEVELOPMENT,
     },
+    # The images' builder and checks run beside the stack, never inside an image.
+    "geoverdict_images": {"geoverdict_training", "geoverdict", *TORCH, *DEVELOPMENT},
     "geoverdict": DEVELOPMENT,
 }
 

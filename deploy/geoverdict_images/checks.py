@@ -1,0 +1,169 @@
+"""Each image started and made to do its job, as docker-compose and the Helm chart run it:
+non-root, read-only root file system, every capability dropped, secrets mounted read-only.
+
+The consumer image answers events from the local stack's Kafka (the stack started here on free
+ports, serving the model store's demo archive): photos are published from this machine and the
+verdicts counted by kcat reading read_committed, as a subscriber would."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from geoverdict_images.exceptions import ImagesError
+from geoverdict_images.podman import Podman
+
+log = logging.getLogger(__name__)
+
+HARDENING = ("--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only", "--tmpfs=/tmp")
+
+
+@dataclass(frozen=True)
+class ConsumerCheck:
+    """What the consumer image did against the local stack."""
+
+    image: str
+    user: str  # `id -u` in the image: never 0
+    events: int
+    verdicts: int  # read_committed, by kcat
+    dead_letters: int
+    missing: int
+    duplicated: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def user_of(podman: Podman, image: str) -> str:
+    """The uid the image runs as; ImagesError when it is root."""
+    out = podman.run("run", "--rm", "--entrypoint", "id", image, "-u", capture=True)
+    uid = out.stdout.decode().strip()
+    if uid == "0":
+        raise ImagesError(f"{image} runs as root")
+    return uid
+
+
+def photos(count: int) -> list[bytes]:
+    """`count` distinct small JPEGs (the model answers any photo)."""
+    import io  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(count):
+        small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(small).resize((320, 240), Image.Resampling.BICUBIC).save(buffer, "JPEG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def check_consumer(
+    podman: Podman, image: str, photos: list[bytes], timeout_s: float = 180.0
+) -> ConsumerCheck:
+    """Start the local stack, run the consumer image against it, publish `photos`, count the
+    verdicts with kcat."""
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    from geoverdict_common.paths import model_store_dir  # noqa: PLC0415
+    from geoverdict_service.events import make_event  # noqa: PLC0415
+    from geoverdict_stack.stack import Stack, StackConfig  # noqa: PLC0415
+
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        raise ImagesError("kcat is not installed (apt-get install -y kcat)")
+    uid = user_of(podman, image)
+    archive = model_store_dir() / "geoverdict.mar"
+    if not archive.is_file():
+        raise ImagesError(f"no demo archive at {archive}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="geoverdict-images-") as run_dir:
+        config = StackConfig.with_free_ports(
+            run_dir=Path(run_dir),
+            model_store=archive.parent,
+            models=(f"geoverdict={archive.name}",),
+        )
+        with Stack(config) as stack:
+            env = stack.client_environment()
+            key = Path(env.pop("GEOVERDICT_TORCHSERVE_KEY_FILE"))
+            name = f"geoverdict-consumer-check-{uuid.uuid4().hex[:8]}"
+            args = ["run", "-d", "--name", name, "--network=host", *HARDENING]
+            args += [
+                "-v",
+                f"{key.parent}:/keys:ro",
+                "-e",
+                "GEOVERDICT_TORCHSERVE_KEY_FILE=/keys/" + key.name,
+            ]
+            for variable, value in {**env, "GEOVERDICT_METRICS_PORT": "0"}.items():
+                args += ["-e", f"{variable}={value}"]
+            podman.run(*args, image, "--max-idle", "30")
+            try:
+                producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+                ids = []
+                for k, photo in enumerate(photos):
+                    event = make_event(f"image-check-{k}", image_bytes=photo)
+                    ids.append(str(event["id"]))
+                    producer.send(config.kafka_topics[0], json.dumps(event).encode())
+                producer.flush()
+                producer.close()
+                keys = _wait(
+                    kcat, stack.kafka_bootstrap, config.kafka_topics[1:], len(ids), timeout_s
+                )
+            except BaseException:
+                log.error("consumer log:\n%s", _logs(podman, name))
+                raise
+            finally:
+                podman.run("rm", "-f", name)
+    verdicts, dead = keys
+    answered = verdicts + dead
+    return ConsumerCheck(
+        image=image,
+        user=uid,
+        events=len(ids),
+        verdicts=len(verdicts),
+        dead_letters=len(dead),
+        missing=len(set(ids) - set(answered)),
+        duplicated=len(answered) - len(set(answered)),
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def _wait(
+    kcat: str, bootstrap: str, topics: tuple[str, ...], expected: int, timeout_s: float
+) -> tuple[list[str], list[str]]:
+    """The record keys of the verdict and dead-letter topics, once `expected` are there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [_keys(kcat, bootstrap, topic) for topic in topics]
+        if sum(map(len, found)) >= expected or time.monotonic() > deadline:
+            return found[0], found[1]
+        time.sleep(2.0)
+
+
+def _keys(kcat: str, bootstrap: str, topic: str) -> list[str]:
+    command = [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
+    command += ["-X", "isolation.level=read_committed", "-f", "%k\\n"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise ImagesError(f"kcat could not read {topic}: {done.stderr.strip()}")
+    return [line for line in done.stdout.splitlines() if line]
+
+
+def _logs(podman: Podman, name: str) -> str:
+    try:
+        return podman.run("logs", "--tail", "40", name, capture=True).stdout.decode(
+            errors="replace"
+        )
+    except ImagesError as exc:
+        return str(exc)

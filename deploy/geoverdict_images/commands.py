@@ -1,0 +1,67 @@
+"""`geoverdict images build | check`: the project's images built with podman (on stand-in bases
+where registries cannot be reached) and each made to do its job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from geoverdict_images.exceptions import ImagesError
+
+USER_ERRORS: tuple[type[Exception], ...] = (ImagesError,)
+# Building needs the stack (the checks start it) and the demo's archive lookup.
+REQUIRES = ("geoverdict_stack", "geoverdict_service")
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `images build` and `images check`."""
+    from geoverdict_images.images import IMAGES  # noqa: PLC0415
+
+    images = subparsers.add_parser(
+        "images",
+        help="build the project's images with podman and check each does its job",
+        description="Builds deploy/consumer, deploy/torchserve and deploy/triton with podman "
+        "(--runtime runc, no default ulimits). --stand-ins builds them on stand-in bases made "
+        "from Debian's and Ubuntu's archives (deploy/stand-ins/README.md) where the official "
+        "bases cannot be pulled. docs/operations.md, 'Images'.",
+    )
+    sub = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
+    build = sub.add_parser("build", help="build images (default: all three)")
+    build.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(IMAGES)}")
+    build.add_argument("--stand-ins", action="store_true", help="on the stand-in bases")
+    build.set_defaults(func=_build)
+    check = sub.add_parser("check", help="start an image and make it do its job")
+    check.add_argument("name", choices=["consumer"], help="which image")
+    check.add_argument("--photos", type=int, default=24, help="events to publish")
+    check.set_defaults(func=_check)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from geoverdict_images.images import IMAGES, build  # noqa: PLC0415
+    from geoverdict_images.podman import Podman  # noqa: PLC0415
+
+    unknown = sorted(set(args.names) - set(IMAGES))
+    if unknown:
+        raise ImagesError(f"no image {', '.join(unknown)}; the images are {', '.join(IMAGES)}")
+    podman = Podman()
+    for name in args.names or list(IMAGES):
+        built = build(podman, IMAGES[name], stand_in=args.stand_ins)
+        print(f"{built.image}: {built.size_mb:,.0f} MB in {built.seconds:.0f} s (on {built.base})")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from geoverdict_images.checks import check_consumer, photos  # noqa: PLC0415
+    from geoverdict_images.images import IMAGES  # noqa: PLC0415
+    from geoverdict_images.podman import Podman  # noqa: PLC0415
+
+    podman = Podman()
+    image = IMAGES[args.name].tag
+    if not podman.exists(image):
+        raise ImagesError(f"no image {image}: `geoverdict images build {args.name}` first")
+    result = check_consumer(podman, image, photos(args.photos))
+    print(json.dumps(result.to_json(), indent=2))
+    return 0 if result.missing == 0 and result.duplicated == 0 else 1

@@ -1,0 +1,151 @@
+"""The project's images and the stand-in bases they build on where registries are out of reach.
+
+A stand-in (deploy/stand-ins/) starts from a root file system that debootstrap makes from
+Debian's or Ubuntu's archive, imported into podman once; it adds only what the image's
+Dockerfile relies on of its official base, and is selected by the Dockerfile's BASE_IMAGE build
+argument. Root file systems are cached under .cache/images/ (git-ignored)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from geoverdict_common.paths import cache_dir, project_dir
+from geoverdict_images.exceptions import ImagesError
+from geoverdict_images.podman import Podman
+
+log = logging.getLogger(__name__)
+
+STAND_IN_PREFIX = "localhost/geoverdict-stand-in"
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")  # update-ca-certificates' local CAs
+
+
+@dataclass(frozen=True)
+class Root:
+    """A root file system debootstrap makes: a distribution's suite from its archive."""
+
+    name: str  # the podman image: STAND_IN_PREFIX/name
+    suite: str
+    mirror: str
+
+    @property
+    def image(self) -> str:
+        return f"{STAND_IN_PREFIX}/{self.name}"
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A stand-in for an official base image."""
+
+    name: str  # deploy/stand-ins/<name>/Containerfile
+    replaces: str  # the official image it stands in for
+    root: Root
+
+    @property
+    def image(self) -> str:
+        return f"{STAND_IN_PREFIX}/{self.name}:latest"
+
+
+@dataclass(frozen=True)
+class Image:
+    """One of the project's images."""
+
+    name: str
+    dockerfile: str  # from the repository's root, which is the build context
+    stand_in: StandIn
+
+    @property
+    def tag(self) -> str:
+        return f"localhost/geoverdict/{self.name}:dev"
+
+
+BOOKWORM = Root("debian:bookworm", "bookworm", "http://deb.debian.org/debian")
+JAMMY = Root("ubuntu:jammy", "jammy", "http://archive.ubuntu.com/ubuntu")
+STAND_INS = {
+    "python": StandIn("python", "python:3.11-slim-bookworm", BOOKWORM),
+    "torchserve": StandIn("torchserve", "pytorch/torchserve:0.12.0-cpu", BOOKWORM),
+    "triton": StandIn("triton", "nvcr.io/nvidia/tritonserver:24.10-py3", JAMMY),
+}
+IMAGES = {
+    "consumer": Image("consumer", "deploy/consumer/Dockerfile", STAND_INS["python"]),
+    "torchserve": Image("torchserve", "deploy/torchserve/Dockerfile", STAND_INS["torchserve"]),
+    "triton": Image("triton", "deploy/triton/Dockerfile", STAND_INS["triton"]),
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a build made."""
+
+    image: str
+    base: str
+    seconds: float
+    size_mb: float
+
+
+def ensure_root(podman: Podman, root: Root) -> None:
+    """The root file system as a podman image (debootstrap once, cached)."""
+    if podman.exists(root.image):
+        return
+    if shutil.which("debootstrap") is None:
+        raise ImagesError("debootstrap is not installed (apt-get install -y debootstrap)")
+    folder = cache_dir() / "images" / "roots" / root.name.replace(":", "-")
+    if not (folder / "etc" / "os-release").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        log.info("debootstrap %s from %s into %s (about a minute)", root.suite, root.mirror, folder)
+        done = subprocess.run(
+            ["debootstrap", "--variant=minbase", root.suite, str(folder), root.mirror],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = done.stdout.decode(errors="replace").strip().splitlines()[-5:]
+            raise ImagesError(f"debootstrap {root.suite} failed: " + " | ".join(tail))
+    log.info("importing %s as %s", folder, root.image)
+    tar = subprocess.run(["tar", "-C", str(folder), "-c", "."], capture_output=True, check=True)
+    podman.run("import", "-", root.image, stdin=tar.stdout)
+
+
+def ensure_stand_in(podman: Podman, stand_in: StandIn, rebuild: bool = False) -> str:
+    """The stand-in image (built on its root unless there already); its tag."""
+    if podman.exists(stand_in.image) and not rebuild:
+        return stand_in.image
+    ensure_root(podman, stand_in.root)
+    folder = project_dir() / "deploy" / "stand-ins" / stand_in.name
+    log.info("building the stand-in for %s: %s", stand_in.replaces, stand_in.image)
+    with tempfile.TemporaryDirectory(prefix="geoverdict-stand-in-") as context:
+        shutil.copytree(folder, context, dirs_exist_ok=True)
+        # The certificate authorities this machine adds to the public ones (an egress proxy
+        # that inspects TLS): the stand-in trusts what the machine trusts, as an official base
+        # trusts the public ones. Never in a published image: stand-ins are not published.
+        extra = Path(context) / "ca"
+        extra.mkdir()
+        for cert in sorted(HOST_CA_DIR.glob("*.crt")) if HOST_CA_DIR.is_dir() else []:
+            shutil.copy(cert, extra / cert.name)
+        podman.build(
+            stand_in.image,
+            Path(context) / "Containerfile",
+            Path(context),
+            [f"ROOT={stand_in.root.image}"],
+        )
+    return stand_in.image
+
+
+def build(podman: Podman, image: Image, stand_in: bool) -> Built:
+    """Build one image from the repository: on its stand-in base, or on its official one."""
+    base_args = []
+    base = "the Dockerfile's pinned base"
+    if stand_in:
+        base = ensure_stand_in(podman, image.stand_in)
+        base_args = [f"BASE_IMAGE={base}"]
+    started = time.monotonic()
+    log.info("building %s from %s on %s", image.tag, image.dockerfile, base)
+    podman.build(image.tag, project_dir() / image.dockerfile, project_dir(), base_args)
+    seconds = round(time.monotonic() - started, 1)
+    return Built(image.tag, base, seconds, podman.size_mb(image.tag))
