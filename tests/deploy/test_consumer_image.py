@@ -40,6 +40,8 @@ def dockerfile_steps() -> tuple[str, list[tuple[list[str], str]]]:
     assert match, "the consumer image installs a hash-checked lock"
     copies = []
     for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue  # a comment is prose, not shell words
         words = shlex.split(line)
         if words and words[0] == "COPY":
             assert not any(w.startswith("--") for w in words[1:]), line  # none of --from etc.
