@@ -7,6 +7,7 @@ argument. Root file systems are cached under .cache/images/ (git-ignored)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -45,10 +46,6 @@ class StandIn:
     name: str  # deploy/stand-ins/<name>/Containerfile
     replaces: str  # the official image it stands in for
     root: Root
-
-    @property
-    def image(self) -> str:
-        return f"{STAND_IN_PREFIX}/{self.name}:latest"
 
 
 @dataclass(frozen=True)
@@ -112,29 +109,42 @@ def ensure_root(podman: Podman, root: Root) -> None:
     podman.run("import", "-", root.image, stdin=tar.stdout)
 
 
-def ensure_stand_in(podman: Podman, stand_in: StandIn, rebuild: bool = False) -> str:
-    """The stand-in image (built on its root unless there already); its tag."""
-    if podman.exists(stand_in.image) and not rebuild:
-        return stand_in.image
+def _host_cas() -> list[Path]:
+    """The certificate authorities this machine adds to the public ones (an egress proxy that
+    inspects TLS, for one)."""
+    return sorted(HOST_CA_DIR.glob("*.crt")) if HOST_CA_DIR.is_dir() else []
+
+
+def stand_in_tag(stand_in: StandIn) -> str:
+    """The stand-in's tag: a digest of what it is built from (its folder, its root, the
+    machine's CAs), so that a change builds it again and an unchanged one is reused."""
+    folder = project_dir() / "deploy" / "stand-ins" / stand_in.name
+    digest = hashlib.sha256(stand_in.root.image.encode())
+    for path in [*sorted(p for p in folder.rglob("*") if p.is_file()), *_host_cas()]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{STAND_IN_PREFIX}/{stand_in.name}:{digest.hexdigest()[:12]}"
+
+
+def ensure_stand_in(podman: Podman, stand_in: StandIn) -> str:
+    """The stand-in image (built on its root unless this version is there already); its tag."""
+    tag = stand_in_tag(stand_in)
+    if podman.exists(tag):
+        return tag
     ensure_root(podman, stand_in.root)
     folder = project_dir() / "deploy" / "stand-ins" / stand_in.name
-    log.info("building the stand-in for %s: %s", stand_in.replaces, stand_in.image)
+    log.info("building the stand-in for %s: %s", stand_in.replaces, tag)
     with tempfile.TemporaryDirectory(prefix="geoverdict-stand-in-") as context:
         shutil.copytree(folder, context, dirs_exist_ok=True)
-        # The certificate authorities this machine adds to the public ones (an egress proxy
-        # that inspects TLS): the stand-in trusts what the machine trusts, as an official base
-        # trusts the public ones. Never in a published image: stand-ins are not published.
+        # The stand-in trusts what the machine trusts, as an official base trusts the public
+        # authorities. Never in a published image: stand-ins are not published.
         extra = Path(context) / "ca"
         extra.mkdir()
-        for cert in sorted(HOST_CA_DIR.glob("*.crt")) if HOST_CA_DIR.is_dir() else []:
+        for cert in _host_cas():
             shutil.copy(cert, extra / cert.name)
         podman.build(
-            stand_in.image,
-            Path(context) / "Containerfile",
-            Path(context),
-            [f"ROOT={stand_in.root.image}"],
+            tag, Path(context) / "Containerfile", Path(context), [f"ROOT={stand_in.root.image}"]
         )
-    return stand_in.image
+    return tag
 
 
 def build(podman: Podman, image: Image, stand_in: bool) -> Built:
