@@ -21,7 +21,7 @@ from geoverdict_service.provenance.credentials import CredentialReader
 from geoverdict_service.provenance.fingerprints import MATCH_DISTANCE, Fingerprint, fingerprint
 from geoverdict_service.provenance.index import Match, Sighting
 from geoverdict_service.provenance.report import ProvenancePolicy
-from tests.service.fakes import VERDICTS, FakeCache, FakeConsumer, build, city_for, step
+from tests.service.fakes import DEAD, VERDICTS, FakeCache, FakeConsumer, build, city_for, step
 
 KYIV, LISBON = (50.45, 30.52), (38.72, -9.14)  # about 3,300 km apart
 
@@ -171,3 +171,20 @@ def test_a_fingerprint_stored_by_an_earlier_version_is_computed_again() -> None:
     pdq = verdicts(parts)["post"]["provenance"]["fingerprint"]["pdq"]
     assert pdq == fingerprint(image).hashes[0].hex() != stale["hashes"][0]
     assert cache.store[fingerprint_key(sha)]["hashes"][0] == pdq  # stored under this version
+
+
+def test_a_tampered_manifest_is_a_verdict_marked_invalid_never_a_dead_letter() -> None:
+    from tests.service.provenance.c2pa_signing import photo as signable
+    from tests.service.provenance.c2pa_signing import sign
+
+    tampered = bytearray(sign(signable(), "image/jpeg"))
+    tampered[-200] ^= 0xFF  # pixels changed after signing
+    service, parts, consumer = service_with(FakeIndex())
+    publish(consumer, bytes(tampered), "tampered", KYIV)
+    publish(consumer, photo(8), "plain", KYIV)
+    step(service, parts)
+    answers = verdicts(parts)
+    c2pa = answers["tampered"]["provenance"]["c2pa"]
+    assert c2pa["state"] == "invalid" and "assertion.dataHash.mismatch" in c2pa["reason"]
+    assert answers["plain"]["provenance"]["c2pa"]["state"] == "absent"
+    assert not parts.producer.on(DEAD)
