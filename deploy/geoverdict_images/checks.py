@@ -167,3 +167,85 @@ def _logs(podman: Podman, name: str) -> str:
         )
     except ImagesError as exc:
         return str(exc)
+
+
+@dataclass(frozen=True)
+class ModelServerCheck:
+    """What a model-server image did: healthy, refusing requests without the key, answering
+    with it."""
+
+    image: str
+    user: str
+    healthy_after_s: float
+    status_without_key: int  # HTTP status of a prediction without the inference key
+    status_with_key: int
+    model_version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_torchserve(
+    podman: Podman, image: str, photo: bytes, timeout_s: float = 240.0
+) -> ModelServerCheck:
+    """The TorchServe image as docker-compose runs it (read-only, tmpfs logs and keys, the
+    inference key written to a mounted folder): its own health check passes, a prediction
+    without the key is refused, one with the key is answered."""
+    from geoverdict_common.inference_key import read_inference_key  # noqa: PLC0415
+    from geoverdict_stack.ports import free_ports  # noqa: PLC0415
+
+    uid = user_of(podman, image)
+    (port,) = free_ports(1)
+    name = f"geoverdict-torchserve-check-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="geoverdict-keys-") as keys:
+        Path(keys).chmod(0o777)  # the image's model-server user writes the inference key here
+        args = ["run", "-d", "--name", name, *HARDENING]
+        # docker's tmpfs is mode 1777 by default, which docker-compose relies on; podman 4.3's,
+        # over a folder of the image, is root's 755 whatever mode= says: `U` gives it to the
+        # image's user instead
+        args += [f"--tmpfs=/home/model-server/{d}:U" for d in ("logs", "keys")]
+        args += ["-v", f"{keys}:/home/model-server/inference-key", "-p", f"127.0.0.1:{port}:8080"]
+        podman.run(*args, image)
+        try:
+            started = time.monotonic()
+            health = ["exec", name, "python", "-m", "geoverdict_modelserver.torchserve_health"]
+            _wait_for(lambda: _succeeds(podman, health), timeout_s, f"{image} never became healthy")
+            healthy_after = round(time.monotonic() - started, 1)
+            url = f"http://127.0.0.1:{port}/predictions/geoverdict"
+            without, _ = _post(url, photo, {})
+            key = read_inference_key(Path(keys) / "key_file.json")
+            with_key, body = _post(url, photo, {"Authorization": f"Bearer {key}"})
+        except BaseException:
+            log.error("torchserve log:\n%s", _logs(podman, name))
+            raise
+        finally:
+            podman.run("rm", "-f", name)
+    version = json.loads(body).get("model_version", "") if with_key == 200 else ""
+    return ModelServerCheck(image, uid, healthy_after, without, with_key, version)
+
+
+def _succeeds(podman: Podman, args: list[str]) -> bool:
+    done = subprocess.run(podman.command(*args), env=podman.env, capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _wait_for(condition: Any, timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise ImagesError(f"{message} within {timeout_s:.0f} s")
+        time.sleep(2.0)
+
+
+def _post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """HTTP status and body of a POST (an error status is an answer too)."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    sent = {"Content-Type": "application/octet-stream", **headers}  # the photo's bytes, as is
+    request = urllib.request.Request(url, data=data, headers=sent, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()

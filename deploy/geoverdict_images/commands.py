@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--stand-ins", action="store_true", help="on the stand-in bases")
     build.set_defaults(func=_build)
     check = sub.add_parser("check", help="start an image and make it do its job")
-    check.add_argument("name", choices=["consumer"], help="which image")
+    check.add_argument("name", choices=["consumer", "torchserve"], help="which image")
     check.add_argument("--photos", type=int, default=24, help="events to publish")
     check.set_defaults(func=_check)
 
@@ -54,7 +54,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from geoverdict_images.checks import check_consumer, photos  # noqa: PLC0415
+    from geoverdict_images.checks import check_consumer, check_torchserve, photos  # noqa: PLC0415
     from geoverdict_images.images import IMAGES  # noqa: PLC0415
     from geoverdict_images.podman import Podman  # noqa: PLC0415
 
@@ -62,6 +62,11 @@ def _check(args: argparse.Namespace) -> int:
     image = IMAGES[args.name].tag
     if not podman.exists(image):
         raise ImagesError(f"no image {image}: `geoverdict images build {args.name}` first")
+    if args.name == "torchserve":
+        served = check_torchserve(podman, image, photos(1)[0])
+        print(json.dumps(served.to_json(), indent=2))
+        refused = served.status_without_key in (400, 401, 403)
+        return 0 if refused and served.status_with_key == 200 else 1
     result = check_consumer(podman, image, photos(args.photos))
     print(json.dumps(result.to_json(), indent=2))
     return 0 if result.missing == 0 and result.duplicated == 0 else 1
