@@ -242,10 +242,64 @@ def _post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
-    sent = {"Content-Type": "application/octet-stream", **headers}  # the photo's bytes, as is
+    sent = {"Content-Type": "application/octet-stream", **headers}  # bytes, as they are
     request = urllib.request.Request(url, data=data, headers=sent, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
+
+
+def check_triton(
+    podman: Podman, image: str, photo: bytes, timeout_s: float = 300.0
+) -> ModelServerCheck:
+    """The Triton image (CPU) as docker-compose.triton.yml runs it (read-only, /tmp and /models
+    on tmpfs, shared memory for the Python backend, the inference key written to a mounted
+    folder): its own health check passes, an inference without the key is refused, one with
+    it answered."""
+    from geoverdict_common.inference_key import read_inference_key  # noqa: PLC0415
+    from geoverdict_service.model_servers.open_inference import infer_request  # noqa: PLC0415
+    from geoverdict_stack.ports import free_ports  # noqa: PLC0415
+
+    uid = user_of(podman, image)
+    (port,) = free_ports(1)
+    name = f"geoverdict-triton-check-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="geoverdict-keys-") as keys:
+        Path(keys).chmod(0o777)  # the image's user writes the inference key here
+        args = ["run", "-d", "--name", name, *HARDENING, "--tmpfs=/models:U", "--shm-size=512m"]
+        args += ["-v", f"{keys}:/opt/geoverdict/inference-key", "-p", f"127.0.0.1:{port}:8000"]
+        podman.run(*args, image)
+        try:
+            started = time.monotonic()
+            ready = (
+                "import urllib.request; urllib.request.urlopen("
+                "'http://127.0.0.1:8000/v2/models/geoverdict/ready', timeout=4)"
+            )
+            health = ["exec", name, "python3", "-c", ready]  # the image's HEALTHCHECK
+            _wait_for(lambda: _succeeds(podman, health), timeout_s, f"{image} never became ready")
+            healthy_after = round(time.monotonic() - started, 1)
+            url = f"http://127.0.0.1:{port}/v2/models/geoverdict/infer"
+            body, headers = infer_request([photo])
+            without, _ = _post(url, body, headers)
+            key = read_inference_key(Path(keys) / "key_file.json")
+            with_key, _ = _post(url, body, {**headers, "authorization": f"Bearer {key}"})
+            version = _triton_version(port)
+        except BaseException:
+            log.error("triton log:\n%s", _logs(podman, name))
+            raise
+        finally:
+            podman.run("rm", "-f", name)
+    return ModelServerCheck(image, uid, healthy_after, without, with_key, version)
+
+
+def _triton_version(port: int) -> str:
+    """The served model's versions, as Triton's open metadata names them."""
+    import urllib.request  # noqa: PLC0415
+
+    url = f"http://127.0.0.1:{port}/v2/models/geoverdict"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return ",".join(json.loads(response.read()).get("versions", []))
+    except OSError:
+        return ""

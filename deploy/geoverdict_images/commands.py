@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--stand-ins", action="store_true", help="on the stand-in bases")
     build.set_defaults(func=_build)
     check = sub.add_parser("check", help="start an image and make it do its job")
-    check.add_argument("name", choices=["consumer", "torchserve"], help="which image")
+    check.add_argument("name", choices=["consumer", "torchserve", "triton"], help="which image")
     check.add_argument("--photos", type=int, default=24, help="events to publish")
     check.set_defaults(func=_check)
 
@@ -54,7 +54,12 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from geoverdict_images.checks import check_consumer, check_torchserve, photos  # noqa: PLC0415
+    from geoverdict_images.checks import (  # noqa: PLC0415
+        check_consumer,
+        check_torchserve,
+        check_triton,
+        photos,
+    )
     from geoverdict_images.images import IMAGES  # noqa: PLC0415
     from geoverdict_images.podman import Podman  # noqa: PLC0415
 
@@ -62,8 +67,9 @@ def _check(args: argparse.Namespace) -> int:
     image = IMAGES[args.name].tag
     if not podman.exists(image):
         raise ImagesError(f"no image {image}: `geoverdict images build {args.name}` first")
-    if args.name == "torchserve":
-        served = check_torchserve(podman, image, photos(1)[0])
+    if args.name in ("torchserve", "triton"):
+        check = check_torchserve if args.name == "torchserve" else check_triton
+        served = check(podman, image, photos(1)[0])
         print(json.dumps(served.to_json(), indent=2))
         refused = served.status_without_key in (400, 401, 403)
         return 0 if refused and served.status_with_key == 200 else 1

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,23 @@ HOST_CA_DIR = Path("/usr/local/share/ca-certificates")  # update-ca-certificates
 
 
 @dataclass(frozen=True)
+class Keyring:
+    """The archive keys debootstrap checks a suite with, from a package pinned by SHA-256 (for
+    a distribution whose keyring the building machine lacks: Ubuntu's, on Debian)."""
+
+    url: str
+    sha256: str
+    member: str  # the keyring's path inside the package
+
+
+@dataclass(frozen=True)
 class Root:
     """A root file system debootstrap makes: a distribution's suite from its archive."""
 
     name: str  # the podman image: STAND_IN_PREFIX/name
     suite: str
     mirror: str
+    keyring: Keyring | None = None  # None: the machine's own (Debian's)
 
     @property
     def image(self) -> str:
@@ -62,7 +74,16 @@ class Image:
 
 
 BOOKWORM = Root("debian:bookworm", "bookworm", "http://deb.debian.org/debian")
-JAMMY = Root("ubuntu:jammy", "jammy", "http://archive.ubuntu.com/ubuntu")
+JAMMY = Root(
+    "ubuntu:jammy",
+    "jammy",
+    "http://archive.ubuntu.com/ubuntu",
+    Keyring(
+        "http://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2021.03.26_all.deb",
+        "0d0e7ed6b112f5d03eabf3c7eb01ebdacf9c57714b279e90495cfc58c8c4520f",
+        "usr/share/keyrings/ubuntu-archive-keyring.gpg",
+    ),
+)
 STAND_INS = {
     "python": StandIn("python", "python:3.11-slim-bookworm", BOOKWORM),
     "torchserve": StandIn("torchserve", "pytorch/torchserve:0.12.0-cpu", BOOKWORM),
@@ -96,8 +117,9 @@ def ensure_root(podman: Podman, root: Root) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         folder.parent.mkdir(parents=True, exist_ok=True)
         log.info("debootstrap %s from %s into %s (about a minute)", root.suite, root.mirror, folder)
+        keyring = [f"--keyring={_keyring(root.keyring)}"] if root.keyring else []
         done = subprocess.run(
-            ["debootstrap", "--variant=minbase", root.suite, str(folder), root.mirror],
+            ["debootstrap", "--variant=minbase", *keyring, root.suite, str(folder), root.mirror],
             capture_output=True,
             check=False,
         )
@@ -107,6 +129,26 @@ def ensure_root(podman: Podman, root: Root) -> None:
     log.info("importing %s as %s", folder, root.image)
     tar = subprocess.run(["tar", "-C", str(folder), "-c", "."], capture_output=True, check=True)
     podman.run("import", "-", root.image, stdin=tar.stdout)
+
+
+def _keyring(keyring: Keyring) -> Path:
+    """The keyring file, from its package fetched once and checked against its SHA-256."""
+    folder = cache_dir() / "images" / "keyrings" / keyring.sha256[:16]
+    path = folder / keyring.member
+    if path.is_file():
+        return path
+    package = folder / keyring.url.rsplit("/", 1)[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(keyring.url, timeout=60) as response:
+            data = response.read()
+    except OSError as exc:
+        raise ImagesError(f"cannot fetch {keyring.url}: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != keyring.sha256:
+        raise ImagesError(f"{keyring.url} is not the pinned package (SHA-256 differs)")
+    package.write_bytes(data)
+    subprocess.run(["dpkg-deb", "-x", str(package), str(folder)], check=True)
+    return path
 
 
 def _host_cas() -> list[Path]:
