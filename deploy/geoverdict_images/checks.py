@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def check_torchserve(
         try:
             started = time.monotonic()
             health = ["exec", name, "python", "-m", "geoverdict_modelserver.torchserve_health"]
-            _wait_for(lambda: _succeeds(podman, health), timeout_s, f"{image} never became healthy")
+            _wait_for(lambda: podman.succeeds(*health), timeout_s, f"{image} never became healthy")
             healthy_after = round(time.monotonic() - started, 1)
             url = f"http://127.0.0.1:{port}/predictions/geoverdict"
             without, _ = _post(url, photo, {})
@@ -224,12 +225,7 @@ def check_torchserve(
     return ModelServerCheck(image, uid, healthy_after, without, with_key, version)
 
 
-def _succeeds(podman: Podman, args: list[str]) -> bool:
-    done = subprocess.run(podman.command(*args), env=podman.env, capture_output=True, check=False)
-    return done.returncode == 0
-
-
-def _wait_for(condition: Any, timeout_s: float, message: str) -> None:
+def _wait_for(condition: Callable[[], bool], timeout_s: float, message: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -277,7 +273,7 @@ def check_triton(
                 "'http://127.0.0.1:8000/v2/models/geoverdict/ready', timeout=4)"
             )
             health = ["exec", name, "python3", "-c", ready]  # the image's HEALTHCHECK
-            _wait_for(lambda: _succeeds(podman, health), timeout_s, f"{image} never became ready")
+            _wait_for(lambda: podman.succeeds(*health), timeout_s, f"{image} never became ready")
             healthy_after = round(time.monotonic() - started, 1)
             url = f"http://127.0.0.1:{port}/v2/models/geoverdict/infer"
             body, headers = infer_request([photo])

@@ -127,8 +127,7 @@ def ensure_root(podman: Podman, root: Root) -> None:
             tail = done.stdout.decode(errors="replace").strip().splitlines()[-5:]
             raise ImagesError(f"debootstrap {root.suite} failed: " + " | ".join(tail))
     log.info("importing %s as %s", folder, root.image)
-    tar = subprocess.run(["tar", "-C", str(folder), "-c", "."], capture_output=True, check=True)
-    podman.run("import", "-", root.image, stdin=tar.stdout)
+    podman.import_tree(folder, root.image)
 
 
 def _keyring(keyring: Keyring) -> Path:

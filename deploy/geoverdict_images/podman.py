@@ -37,24 +37,11 @@ class Podman:
         runtime = ["--runtime", self.runtime] if self.runtime else []
         return [self.path, *runtime, *args]
 
-    def run(
-        self,
-        *args: str,
-        capture: bool = False,
-        timeout: float | None = None,
-        stdin: bytes | None = None,
-    ) -> subprocess.CompletedProcess[bytes]:
+    def run(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[bytes]:
         """Run podman; ImagesError with its last output lines when it fails."""
         command = self.command(*args)
         log.debug("%s", " ".join(command))
-        done = subprocess.run(
-            command,
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = subprocess.run(command, env=self.env, capture_output=True, check=False)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()[-8:]
             raise ImagesError(f"podman {args[0]} failed ({done.returncode}): " + " | ".join(tail))
@@ -63,10 +50,33 @@ class Podman:
                 log.debug("podman: %s", line)
         return done
 
+    def succeeds(self, *args: str) -> bool:
+        """Whether `podman args` exits 0 (a question, not a step: its failure is an answer)."""
+        command = self.command(*args)
+        return (
+            subprocess.run(command, env=self.env, capture_output=True, check=False).returncode == 0
+        )
+
     def exists(self, image: str) -> bool:
         """Whether `image` is in local storage."""
-        command = self.command("image", "exists", image)
-        return subprocess.run(command, env=self.env, check=False).returncode == 0
+        return self.succeeds("image", "exists", image)
+
+    def import_tree(self, folder: Path, image: str) -> None:
+        """A root file system folder as the image `image`, streamed through tar (a few hundred
+        MB: never held in memory)."""
+        tar = subprocess.Popen(["tar", "-C", str(folder), "-c", "."], stdout=subprocess.PIPE)
+        done = subprocess.run(
+            self.command("import", "-", image),
+            env=self.env,
+            stdin=tar.stdout,
+            capture_output=True,
+            check=False,
+        )
+        if tar.stdout is not None:
+            tar.stdout.close()
+        if tar.wait() != 0 or done.returncode != 0:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-5:]
+            raise ImagesError(f"importing {folder} as {image} failed: " + " | ".join(tail))
 
     def build(
         self, tag: str, containerfile: Path, context: Path, build_args: Sequence[str] = ()
