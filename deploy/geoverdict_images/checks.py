@@ -118,8 +118,8 @@ def check_consumer(
                     producer.send(config.kafka_topics[0], json.dumps(event).encode())
                 producer.flush()
                 producer.close()
-                keys = _wait(
-                    kcat, stack.kafka_bootstrap, config.kafka_topics[1:], len(ids), timeout_s
+                keys = wait_for_keys(
+                    kcat, stack.kafka_bootstrap, config.kafka_topics[1:], ids, timeout_s
                 )
             except BaseException:
                 log.error("consumer log:\n%s", _logs(podman, name))
@@ -140,14 +140,15 @@ def check_consumer(
     )
 
 
-def _wait(
-    kcat: str, bootstrap: str, topics: tuple[str, ...], expected: int, timeout_s: float
+def wait_for_keys(
+    kcat: str, bootstrap: str, topics: tuple[str, ...], ids: list[str], timeout_s: float
 ) -> tuple[list[str], list[str]]:
-    """The record keys of the verdict and dead-letter topics, once `expected` are there."""
+    """The record keys of the verdict and dead-letter topics, once every one of `ids` is among
+    them or `timeout_s` has passed."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = [_keys(kcat, bootstrap, topic) for topic in topics]
-        if sum(map(len, found)) >= expected or time.monotonic() > deadline:
+        if set(ids) <= set(found[0] + found[1]) or time.monotonic() > deadline:
             return found[0], found[1]
         time.sleep(2.0)
 
@@ -201,10 +202,8 @@ def check_torchserve(
     with tempfile.TemporaryDirectory(prefix="geoverdict-keys-") as keys:
         Path(keys).chmod(0o777)  # the image's model-server user writes the inference key here
         args = ["run", "-d", "--name", name, *HARDENING]
-        # docker's tmpfs is mode 1777 by default, which docker-compose relies on; podman 4.3's,
-        # over a folder of the image, is root's 755 whatever mode= says: `U` gives it to the
-        # image's user instead
-        args += [f"--tmpfs=/home/model-server/{d}:U" for d in ("logs", "keys")]
+        # plain tmpfs, as docker-compose.yml has them (the Dockerfile's note on their mode)
+        args += [f"--tmpfs=/home/model-server/{d}" for d in ("logs", "keys")]
         args += ["-v", f"{keys}:/home/model-server/inference-key", "-p", f"127.0.0.1:{port}:8080"]
         podman.run(*args, image)
         try:
@@ -263,7 +262,7 @@ def check_triton(
     name = f"geoverdict-triton-check-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="geoverdict-keys-") as keys:
         Path(keys).chmod(0o777)  # the image's user writes the inference key here
-        args = ["run", "-d", "--name", name, *HARDENING, "--tmpfs=/models:U", "--shm-size=512m"]
+        args = ["run", "-d", "--name", name, *HARDENING, "--tmpfs=/models", "--shm-size=512m"]
         args += ["-v", f"{keys}:/opt/geoverdict/inference-key", "-p", f"127.0.0.1:{port}:8000"]
         podman.run(*args, image)
         try:

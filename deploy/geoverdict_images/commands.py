@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
+from pathlib import Path
 
 from geoverdict_images.exceptions import ImagesError
 
@@ -37,6 +39,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("name", choices=["consumer", "torchserve", "triton"], help="which image")
     check.add_argument("--photos", type=int, default=24, help="events to publish")
     check.set_defaults(func=_check)
+    compose = sub.add_parser(
+        "compose",
+        help="docker-compose.yml under podman-compose, with stand-ins for third-party images",
+        description="Runs docker-compose.yml with docker-compose.stand-ins.yml under Debian's "
+        "podman-compose, starting services in dependency order and waiting on their "
+        "conditions. `up` builds the stand-ins first; the project's images come from "
+        "`geoverdict images build --stand-ins`.",
+    )
+    compose_sub = compose.add_subparsers(dest="compose_command", required=True, metavar="ACTION")
+    compose_sub.add_parser("up", help="build the stand-ins, create and start the services")
+    compose_check = compose_sub.add_parser(
+        "check", help="publish photos to the running deployment; count the verdicts"
+    )
+    compose_check.add_argument("--photos", type=int, default=60, help="events to publish")
+    compose_check.add_argument("--output", type=Path, help="write the result as JSON here too")
+    compose_sub.add_parser("down", help="remove the containers, the volumes and the network")
+    compose.set_defaults(func=_compose)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -76,3 +95,45 @@ def _check(args: argparse.Namespace) -> int:
     result = check_consumer(podman, image, photos(args.photos))
     print(json.dumps(result.to_json(), indent=2))
     return 0 if result.missing == 0 and result.duplicated == 0 else 1
+
+
+def _compose(args: argparse.Namespace) -> int:
+    from geoverdict_images.checks import photos  # noqa: PLC0415
+    from geoverdict_images.compose import Compose, check  # noqa: PLC0415
+    from geoverdict_images.images import COMPOSE_STAND_INS, IMAGES, ensure_stand_in  # noqa: PLC0415
+    from geoverdict_images.podman import Podman  # noqa: PLC0415
+
+    podman = Podman()
+    compose = Compose(podman)
+    if args.compose_command == "down":
+        compose.down()
+        return 0
+    state = Path(".run") / "compose-up.json"  # when `up` finished, for `check` to report
+    if args.compose_command == "up":
+        for name in ("consumer", "torchserve"):
+            if not podman.exists(IMAGES[name].tag):
+                raise ImagesError(
+                    f"no image {IMAGES[name].tag}: `geoverdict images build --stand-ins {name}`"
+                )
+        started = time.monotonic()
+        for stand_in in COMPOSE_STAND_INS:
+            print(f"{stand_in.alias}: stand-in for {stand_in.replaces}")
+            ensure_stand_in(podman, stand_in)
+        built = time.monotonic()
+        names = compose.up()
+        up_s = round(time.monotonic() - built, 1)
+        state.parent.mkdir(exist_ok=True)
+        state.write_text(json.dumps({"up_s": up_s}))
+        print(
+            f"started {', '.join(names)} in {up_s:.0f} s (stand-ins ready in "
+            f"{built - started:.0f} s); Prometheus on http://127.0.0.1:9090"
+        )
+        return 0
+    up_s = json.loads(state.read_text())["up_s"] if state.is_file() else -1.0
+    result = check(compose, photos(args.photos), up_s)
+    text = json.dumps(result.to_json(), indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    scraped = all(result.scraped.get(j) == "up" for j in ("geoverdict-consumer", "torchserve"))
+    return 0 if result.missing == 0 and result.duplicated == 0 and scraped else 1

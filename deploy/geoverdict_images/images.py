@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,12 +53,41 @@ class Root:
 
 
 @dataclass(frozen=True)
+class Download:
+    """A file a stand-in's build context needs, fetched once and pinned by SHA-256."""
+
+    url: str
+    sha256: str
+
+    def fetch(self) -> Path:
+        path = cache_dir() / "images" / "downloads" / self.sha256[:16] / self.url.rsplit("/", 1)[-1]
+        if path.is_file():
+            return path
+        try:
+            with urllib.request.urlopen(self.url, timeout=120) as response:
+                data = response.read()
+        except OSError as exc:
+            raise ImagesError(f"cannot fetch {self.url}: {exc}") from exc
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise ImagesError(f"{self.url} is not the pinned file (SHA-256 differs)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+
+@dataclass(frozen=True)
 class StandIn:
-    """A stand-in for an official base image."""
+    """A stand-in for an official image: a base the project's Dockerfiles build on, or a
+    third-party server that docker-compose.stand-ins.yml runs in the official image's place."""
 
     name: str  # deploy/stand-ins/<name>/Containerfile
     replaces: str  # the official image it stands in for
     root: Root
+    # The fixed name docker-compose.stand-ins.yml runs it by (bases are passed by their tag).
+    alias: str | None = None
+    # What else its build context holds, made by the function (and named in its tag).
+    context: Callable[[Path], None] | None = None
+    pins: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,11 +114,54 @@ JAMMY = Root(
         "usr/share/keyrings/ubuntu-archive-keyring.gpg",
     ),
 )
+# The Kafka tools the compose file calls (kafka-topics.sh, kafka-broker-api-versions.sh) are in
+# kafka-tools, which the project's broker jars do not need.
+KAFKA_TOOLS = Download(
+    "https://repo1.maven.org/maven2/org/apache/kafka/kafka-tools/4.1.1/kafka-tools-4.1.1.jar",
+    "8a6939f310a61119cedaffc144119e9b2a374e32a7ec18f78e49ce5aeb71d6b0",
+)
+
+
+def _kafka_context(context: Path) -> None:
+    """libs/: the project's Kafka jars (SHA-256 checked when fetched) and kafka-tools."""
+    from geoverdict_stack import prerequisites  # noqa: PLC0415
+
+    libs = context / "libs"
+    libs.mkdir()
+    for jar in prerequisites.kafka_jars(fetch=True).glob("*.jar"):
+        shutil.copy(jar, libs / jar.name)
+    shutil.copy(KAFKA_TOOLS.fetch(), libs)
+
+
+COMPOSE_TAG = STAND_IN_PREFIX + "/{}:compose"
 STAND_INS = {
     "python": StandIn("python", "python:3.11-slim-bookworm", BOOKWORM),
     "torchserve": StandIn("torchserve", "pytorch/torchserve:0.12.0-cpu", BOOKWORM),
     "triton": StandIn("triton", "nvcr.io/nvidia/tritonserver:24.10-py3", JAMMY),
+    "kafka": StandIn(
+        "kafka",
+        "apache/kafka:4.1.1",
+        BOOKWORM,
+        alias=COMPOSE_TAG.format("kafka"),
+        context=_kafka_context,
+        pins=f"kafka 4.1.1 {KAFKA_TOOLS.sha256}",
+    ),
+    "redis": StandIn("redis", "redis:8.4.0-alpine", BOOKWORM, alias=COMPOSE_TAG.format("redis")),
+    "redis-exporter": StandIn(
+        "redis-exporter",
+        "oliver006/redis_exporter:v1.84.0",
+        BOOKWORM,
+        alias=COMPOSE_TAG.format("redis-exporter"),
+    ),
+    "prometheus": StandIn(
+        "prometheus",
+        "prom/prometheus:v3.5.0",
+        BOOKWORM,
+        alias=COMPOSE_TAG.format("prometheus"),
+    ),
 }
+# What docker-compose.stand-ins.yml runs in place of images that cannot be pulled here.
+COMPOSE_STAND_INS = tuple(s for s in STAND_INS.values() if s.alias)
 IMAGES = {
     "consumer": Image("consumer", "deploy/consumer/Dockerfile", STAND_INS["python"]),
     "torchserve": Image("torchserve", "deploy/torchserve/Dockerfile", STAND_INS["torchserve"]),
@@ -160,7 +233,7 @@ def stand_in_tag(stand_in: StandIn) -> str:
     """The stand-in's tag: a digest of what it is built from (its folder, its root, the
     machine's CAs), so that a change builds it again and an unchanged one is reused."""
     folder = project_dir() / "deploy" / "stand-ins" / stand_in.name
-    digest = hashlib.sha256(stand_in.root.image.encode())
+    digest = hashlib.sha256(f"{stand_in.root.image}\0{stand_in.pins}".encode())
     for path in [*sorted(p for p in folder.rglob("*") if p.is_file()), *_host_cas()]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{STAND_IN_PREFIX}/{stand_in.name}:{digest.hexdigest()[:12]}"
@@ -170,6 +243,8 @@ def ensure_stand_in(podman: Podman, stand_in: StandIn) -> str:
     """The stand-in image (built on its root unless this version is there already); its tag."""
     tag = stand_in_tag(stand_in)
     if podman.exists(tag):
+        if stand_in.alias:
+            podman.run("tag", tag, stand_in.alias)
         return tag
     ensure_root(podman, stand_in.root)
     folder = project_dir() / "deploy" / "stand-ins" / stand_in.name
@@ -182,9 +257,13 @@ def ensure_stand_in(podman: Podman, stand_in: StandIn) -> str:
         extra.mkdir()
         for cert in _host_cas():
             shutil.copy(cert, extra / cert.name)
+        if stand_in.context:
+            stand_in.context(Path(context))
         podman.build(
             tag, Path(context) / "Containerfile", Path(context), [f"ROOT={stand_in.root.image}"]
         )
+    if stand_in.alias:
+        podman.run("tag", tag, stand_in.alias)
     return tag
 
 

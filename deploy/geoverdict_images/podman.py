@@ -29,7 +29,9 @@ class Podman:
         self.path = path
         self.runtime = runtime or ("runc" if shutil.which("runc") else None)
         conf = Path(tempfile.gettempdir()) / "geoverdict-containers.conf"
-        conf.write_text(CONTAINERS_CONF)
+        # The runtime in the file too: podman-compose calls plain `podman` with this file.
+        engine = f'\n[engine]\nruntime = "{self.runtime}"\n' if self.runtime else ""
+        conf.write_text(CONTAINERS_CONF + engine)
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
 
     def command(self, *args: str) -> list[str]:
