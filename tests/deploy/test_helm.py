@@ -98,8 +98,9 @@ def test_every_rendered_manifest_is_valid(variant: tuple[str, list[dict[str, Any
     name, docs = variant
     assert problems(docs) == [], name
     kinds = {doc["kind"] for doc in docs}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor"} <= kinds
-    assert {"PrometheusRule", "ConfigMap", "NetworkPolicy"} <= kinds
+    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "NetworkPolicy"} <= kinds
+    # The one-node cluster has no Prometheus Operator (its values turn these off).
+    assert name == "cluster" or {"ServiceMonitor", "PrometheusRule"} <= kinds
     assert "Secret" not in kinds  # secrets are the user's, by name
 
 
@@ -269,6 +270,22 @@ def test_the_service_accepts_the_rendered_settings(
     assert settings.server.url.endswith(":8000" if name == "triton" else ":8090")
 
 
+def test_no_pod_gets_service_link_variables(
+    rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kubernetes adds GEOVERDICT_REDIS_PORT and the like for the release's own Services
+    (named geoverdict-*), which the consumer refuses as unknown settings: seen on a real
+    cluster (issue 27), where the consumer crashed at start. The chart turns them off."""
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GEOVERDICT_REDIS_PORT", "tcp://10.96.0.12:6379")
+    with pytest.raises(Exception, match="GEOVERDICT_REDIS_PORT"):
+        load_service_settings()
+    for docs in rendered.values():
+        for workload in (d for d in docs if d["kind"] in {"Deployment", "Job"}):
+            assert workload["spec"]["template"]["spec"]["enableServiceLinks"] is False
+
+
 def secret_like_values(node: Any, path: str = "") -> list[str]:
     """Paths of values under secret-sounding keys, other than the names of Secrets."""
     found = []
@@ -336,7 +353,8 @@ def test_redis_in_cluster_only_without_an_url(rendered: dict[str, list[dict[str,
 
 
 def test_values_files_are_in_the_chart() -> None:
-    assert all(Path(p).is_relative_to(CHART) for paths in VARIANTS.values() for p in paths)
+    in_chart = (paths for name, paths in VARIANTS.items() if name != "cluster")
+    assert all(Path(p).is_relative_to(CHART) for paths in in_chart for p in paths)
 
 
 # -- Triton (modelServer: triton) ---------------------------------------------------------------
