@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "geoverdict.locate",
     "geoverdict_stack.commands",
     "geoverdict_images.commands",
+    "geoverdict_cluster.commands",
     "geoverdict_training.commands",
     "geoverdict_service.commands",
     "geoverdict_service.provenance.commands",

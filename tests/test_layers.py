@@ -91,6 +91,8 @@ FORBIDDEN = {
     },
     # The images' builder and checks run beside the stack, never inside an image.
     "geoverdict_images": {"geoverdict_training", "geoverdict", *TORCH, *DEVELOPMENT},
+    # The one-node cluster's commands and proof: beside the stack, never inside an image.
+    "geoverdict_cluster": {"geoverdict_training", "geoverdict", *TORCH, *DEVELOPMENT},
     "geoverdict": DEVELOPMENT,
 }
 

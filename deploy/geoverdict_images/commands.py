@@ -35,6 +35,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(IMAGES)}")
     build.add_argument("--stand-ins", action="store_true", help="on the stand-in bases")
     build.set_defaults(func=_build)
+    stand_ins = sub.add_parser(
+        "stand-ins",
+        help="build the stand-ins for third-party images (compose's and the cluster's)",
+    )
+    stand_ins.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="default: every one docker-compose or the "
+        "cluster runs (kafka, redis, redis-exporter, prometheus, nginx, pause)",
+    )
+    stand_ins.set_defaults(func=_stand_ins)
     check = sub.add_parser("check", help="start an image and make it do its job")
     check.add_argument("name", choices=["consumer", "torchserve", "triton"], help="which image")
     check.add_argument("--photos", type=int, default=24, help="events to publish")
@@ -69,6 +81,23 @@ def _build(args: argparse.Namespace) -> int:
     for name in args.names or list(IMAGES):
         built = build(podman, IMAGES[name], stand_in=args.stand_ins)
         print(f"{built.image}: {built.size_mb:,.0f} MB in {built.seconds:.0f} s (on {built.base})")
+    return 0
+
+
+def _stand_ins(args: argparse.Namespace) -> int:
+    from geoverdict_images.images import STAND_INS, ensure_stand_in  # noqa: PLC0415
+    from geoverdict_images.podman import Podman  # noqa: PLC0415
+
+    servers = {n: s for n, s in STAND_INS.items() if s.alias}
+    unknown = sorted(set(args.names) - set(servers))
+    if unknown:
+        raise ImagesError(f"no stand-in {', '.join(unknown)}; they are {', '.join(servers)}")
+    podman = Podman()
+    for name in args.names or list(servers):
+        stand_in = servers[name]
+        started = time.monotonic()
+        ensure_stand_in(podman, stand_in)
+        print(f"{stand_in.alias}: for {stand_in.replaces} ({time.monotonic() - started:.0f} s)")
     return 0
 
 

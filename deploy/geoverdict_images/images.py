@@ -160,8 +160,19 @@ STAND_INS = {
         alias=COMPOSE_TAG.format("prometheus"),
     ),
 }
-# What docker-compose.stand-ins.yml runs in place of images that cannot be pulled here.
-COMPOSE_STAND_INS = tuple(s for s in STAND_INS.values() if s.alias)
+STAND_INS["nginx"] = StandIn(
+    "nginx",
+    "nginxinc/nginx-unprivileged:1.29-alpine",
+    BOOKWORM,
+    alias=COMPOSE_TAG.format("nginx"),
+)
+STAND_INS["pause"] = StandIn(
+    "pause", "registry.k8s.io/pause:3.10", BOOKWORM, alias=COMPOSE_TAG.format("pause")
+)
+# What docker-compose.stand-ins.yml runs in place of images that cannot be pulled here, and
+# what the one-node cluster (deploy/cluster/) runs for the chart's third-party images.
+COMPOSE_STAND_INS = tuple(STAND_INS[n] for n in ("kafka", "redis", "redis-exporter", "prometheus"))
+CLUSTER_STAND_INS = tuple(STAND_INS[n] for n in ("nginx", "redis", "redis-exporter", "pause"))
 IMAGES = {
     "consumer": Image("consumer", "deploy/consumer/Dockerfile", STAND_INS["python"]),
     "torchserve": Image("torchserve", "deploy/torchserve/Dockerfile", STAND_INS["torchserve"]),

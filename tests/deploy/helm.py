@@ -23,6 +23,8 @@ VARIANTS = {
     "gpu": (CHART / "ci" / "gpu-values.yaml",),
     "keda": (CHART / "ci" / "keda-values.yaml",),
     "triton": (CHART / "ci" / "triton-values.yaml",),
+    # the one-node cluster's (deploy/cluster/, issue 27)
+    "cluster": (CHART.parent.parent / "cluster" / "values.yaml",),
 }
 
 
