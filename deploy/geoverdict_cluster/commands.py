@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     proof.add_argument("--events", type=int, default=3000, help="photos to publish")
     proof.add_argument(
+        "--no-crash",
+        dest="crash",
+        action="store_false",
+        help="do not SIGKILL a consumer midway (by default one is, a third of the way in)",
+    )
+    proof.add_argument(
         "--output", type=Path, default=Path("bench/cluster.json"), help="the result's JSON"
     )
     sub.add_parser("down", help="stop every process of the cluster and its pods")
@@ -59,7 +65,7 @@ def _cluster(args: argparse.Namespace) -> int:
         return 0
     from geoverdict_cluster.proof import prove  # noqa: PLC0415
 
-    result = prove(args.events)
+    result = prove(args.events, crash=args.crash)
     text = json.dumps(result.to_json(), indent=2)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text + "\n")

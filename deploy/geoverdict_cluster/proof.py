@@ -5,6 +5,7 @@ drains, and every event's answer counted by kcat reading read_committed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -120,6 +121,9 @@ class ClusterProof:
     missing: int
     duplicated: int
     not_enforced: list[str]  # accepted by the API server but without effect on this node
+    # A consumer's process killed (SIGKILL, through containerd) while the group drained the
+    # lag: the pod, when, and how often Kubernetes restarted its container.
+    crashed: dict[str, Any] | None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,6 +291,32 @@ class Sampler(threading.Thread):
         return int(self.desired[-1][1]) if self.desired else 0
 
 
+def crash_one(tools: Tools) -> dict[str, Any]:
+    """SIGKILL one consumer's process through containerd, as a crash would end it."""
+    pods = json.loads(
+        tools.kube("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=consumer",
+                   "-o", "json")
+    )["items"]  # fmt: skip
+    running = [p for p in pods if p["status"].get("containerStatuses", [{}])[0].get("ready")]
+    if not running:
+        raise ClusterError("no ready consumer to crash")
+    pod = running[-1]
+    container = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    tools.run(
+        "ctr", "--address", "/run/geoverdict-containerd/containerd.sock", "-n", "k8s.io",
+        "tasks", "kill", "-s", "SIGKILL", container,
+    )  # fmt: skip
+    return {"pod": pod["metadata"]["name"], "container": container[:12]}
+
+
+def restarts(tools: Tools, pod: str) -> int:
+    out = tools.kube(
+        "-n", NAMESPACE, "get", "pod", pod, "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    )  # fmt: skip
+    return int(out or 0)
+
+
 def answered(tools: Tools, bootstrap: str, ids: set[str]) -> tuple[list[str], list[str]]:
     """Every key on the verdict and dead-letter topics, read_committed, by kcat."""
     found = []
@@ -300,7 +330,7 @@ def answered(tools: Tools, bootstrap: str, ids: set[str]) -> tuple[list[str], li
     return found[0], found[1]
 
 
-def prove(events: int, timeout_s: float = 1800.0) -> ClusterProof:
+def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> ClusterProof:
     """Run the proof end to end (the cluster must be up)."""
     from kafka import KafkaProducer  # noqa: PLC0415
 
@@ -332,10 +362,22 @@ def prove(events: int, timeout_s: float = 1800.0) -> ClusterProof:
     publish_s = round(time.monotonic() - sampler.started, 1)
     log.info("published %d events in %.0f s; waiting for every answer", events, publish_s)
     deadline = time.monotonic() + timeout_s
+    crashed: dict[str, Any] | None = None
     while True:
         verdicts, dead = answered(tools, bootstrap, ids)
         if set(verdicts) | set(dead) >= ids or time.monotonic() > deadline:
             break
+        done = len(set(verdicts) | set(dead))
+        if crashed is not None and not crashed.get("restarts"):
+            with contextlib.suppress(ClusterError):  # gone: scaled away
+                crashed["restarts"] = restarts(tools, crashed["pod"])
+        if crash and crashed is None and done > events // 3:
+            crashed = crash_one(tools)
+            crashed["at_s"] = round(time.monotonic() - sampler.started, 1)
+            crashed["answered_before"] = done
+            log.info(
+                "killed consumer %s (SIGKILL) with %d of %d answered", crashed["pod"], done, events
+            )
         log.info(
             "%d of %d answered; %d consumers",
             len(set(verdicts) | set(dead)),
@@ -378,6 +420,7 @@ def prove(events: int, timeout_s: float = 1800.0) -> ClusterProof:
         dead_letters=len(dead),
         missing=len(ids - set(keys)),
         duplicated=len(keys) - len(set(keys)),
+        crashed=crashed,
         not_enforced=[
             "NetworkPolicy: the CNI bridge plugin does not enforce policies (accepted only)"
         ],
