@@ -332,11 +332,8 @@ def answered(tools: Tools, bootstrap: str, ids: set[str]) -> tuple[list[str], li
 
 def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> ClusterProof:
     """Run the proof end to end (the cluster must be up)."""
-    from kafka import KafkaProducer  # noqa: PLC0415
-
-    from geoverdict_images.checks import photos  # noqa: PLC0415
+    from geoverdict_images.checks import photos, publish  # noqa: PLC0415
     from geoverdict_images.podman import Podman  # noqa: PLC0415
-    from geoverdict_service.events import make_event  # noqa: PLC0415
 
     tools = Tools.find()
     host_ip = (run_dir() / "host-ip").read_text().strip()
@@ -351,14 +348,7 @@ def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> Cluster
     payloads = photos(events)
     sampler = Sampler(tools, bootstrap)
     sampler.start()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-    ids: set[str] = set()
-    for k, photo in enumerate(payloads):
-        event = make_event(f"cluster-proof-{k}", image_bytes=photo)
-        ids.add(str(event["id"]))
-        producer.send(TOPICS[0], json.dumps(event).encode())
-    producer.flush()
-    producer.close()
+    ids = set(publish(bootstrap, TOPICS[0], payloads, "cluster-proof"))
     publish_s = round(time.monotonic() - sampler.started, 1)
     log.info("published %d events in %.0f s; waiting for every answer", events, publish_s)
     deadline = time.monotonic() + timeout_s

@@ -75,10 +75,7 @@ def check_consumer(
 ) -> ConsumerCheck:
     """Start the local stack, run the consumer image against it, publish `photos`, count the
     verdicts with kcat."""
-    from kafka import KafkaProducer  # noqa: PLC0415
-
     from geoverdict_common.paths import model_store_dir  # noqa: PLC0415
-    from geoverdict_service.events import make_event  # noqa: PLC0415
     from geoverdict_stack.stack import Stack, StackConfig  # noqa: PLC0415
 
     kcat = shutil.which("kcat")
@@ -110,14 +107,7 @@ def check_consumer(
                 args += ["-e", f"{variable}={value}"]
             podman.run(*args, image, "--max-idle", "30")
             try:
-                producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
-                ids = []
-                for k, photo in enumerate(photos):
-                    event = make_event(f"image-check-{k}", image_bytes=photo)
-                    ids.append(str(event["id"]))
-                    producer.send(config.kafka_topics[0], json.dumps(event).encode())
-                producer.flush()
-                producer.close()
+                ids = publish(stack.kafka_bootstrap, config.kafka_topics[0], photos, "image-check")
                 keys = wait_for_keys(
                     kcat, stack.kafka_bootstrap, config.kafka_topics[1:], ids, timeout_s
                 )
@@ -138,6 +128,23 @@ def check_consumer(
         duplicated=len(answered) - len(set(answered)),
         seconds=round(time.monotonic() - started, 1),
     )
+
+
+def publish(bootstrap: str, topic: str, photos: list[bytes], post_prefix: str) -> list[str]:
+    """Each photo as an image event (posts `post_prefix`-0, -1, ...), flushed; their ids."""
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    from geoverdict_service.events import make_event  # noqa: PLC0415
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    ids = []
+    for k, photo in enumerate(photos):
+        event = make_event(f"{post_prefix}-{k}", image_bytes=photo)
+        ids.append(str(event["id"]))
+        producer.send(topic, json.dumps(event).encode())
+    producer.flush()
+    producer.close()
+    return ids
 
 
 def wait_for_keys(

@@ -234,24 +234,14 @@ def check(
 ) -> ComposeCheck:
     """Publish `photos` to the compose Kafka, count the answers with kcat, ask Prometheus what
     it scrapes."""
-    from kafka import KafkaProducer  # noqa: PLC0415
-
-    from geoverdict_images.checks import wait_for_keys  # noqa: PLC0415
-    from geoverdict_service.events import make_event  # noqa: PLC0415
+    from geoverdict_images.checks import publish, wait_for_keys  # noqa: PLC0415
 
     kcat = shutil.which("kcat")
     if kcat is None:
         raise ImagesError("kcat is not installed (apt-get install -y kcat)")
     topics = ("geoverdict.images", "geoverdict.verdicts", "geoverdict.dead-letters")
     started = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=EXTERNAL_KAFKA, acks="all")
-    ids = []
-    for k, photo in enumerate(photos):
-        event = make_event(f"compose-check-{k}-{secrets.token_hex(4)}", image_bytes=photo)
-        ids.append(str(event["id"]))
-        producer.send(topics[0], json.dumps(event).encode())
-    producer.flush()
-    producer.close()
+    ids = publish(EXTERNAL_KAFKA, topics[0], photos, f"compose-check-{secrets.token_hex(4)}")
     verdicts, dead = wait_for_keys(kcat, EXTERNAL_KAFKA, topics[1:], ids, timeout_s)
     answer_s = round(time.monotonic() - started, 1)
     answered = [k for k in verdicts + dead if k in set(ids)]

@@ -220,16 +220,8 @@ def _keyring(keyring: Keyring) -> Path:
     path = folder / keyring.member
     if path.is_file():
         return path
-    package = folder / keyring.url.rsplit("/", 1)[-1]
+    package = Download(keyring.url, keyring.sha256).fetch()
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(keyring.url, timeout=60) as response:
-            data = response.read()
-    except OSError as exc:
-        raise ImagesError(f"cannot fetch {keyring.url}: {exc}") from exc
-    if hashlib.sha256(data).hexdigest() != keyring.sha256:
-        raise ImagesError(f"{keyring.url} is not the pinned package (SHA-256 differs)")
-    package.write_bytes(data)
     subprocess.run(["dpkg-deb", "-x", str(package), str(folder)], check=True)
     return path
 
