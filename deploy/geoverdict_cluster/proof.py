@@ -180,15 +180,20 @@ def start_kafka(host_ip: str) -> str:
 def install(tools: Tools, bootstrap: str) -> float:
     """The namespace, the inference key's Secret and the chart; seconds until pods are ready."""
     import secrets  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from geoverdict_common.inference_key import write_inference_key  # noqa: PLC0415
 
     started = time.monotonic()
     manifest = tools.kube("create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
     tools.kube("apply", "-f", "-", stdin=manifest)
-    key = json.dumps({"inference": {"key": secrets.token_hex(32)}})
-    secret = tools.kube(
-        "-n", NAMESPACE, "create", "secret", "generic", "geoverdict-inference-key",
-        f"--from-literal=key_file.json={key}", "--dry-run=client", "-o", "yaml",
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="geoverdict-key-") as folder:
+        key_file = Path(folder) / "key_file.json"
+        write_inference_key(key_file, secrets.token_hex(32))
+        secret = tools.kube(
+            "-n", NAMESPACE, "create", "secret", "generic", "geoverdict-inference-key",
+            f"--from-file=key_file.json={key_file}", "--dry-run=client", "-o", "yaml",
+        )  # fmt: skip
     tools.kube("apply", "-f", "-", stdin=secret)
     chart = project_dir() / "deploy" / "helm" / "geoverdict"
     values = project_dir() / "deploy" / "cluster" / "values.yaml"
