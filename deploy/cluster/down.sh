@@ -44,6 +44,25 @@ done
 pkill -f "containerd-shim-runc-v2 -namespace k8s.io .*geoverdict-containerd" 2>/dev/null
 [ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1
 ip link del geoverdict0 2>/dev/null
+# What the kubelet and the CNI plugins left in iptables (pods killed without a CNI teardown):
+# the kubelet's chains and each pod's masquerading chain of the geoverdict network.
+iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null
+iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null
+for table in filter nat mangle; do
+    for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+        iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null
+    done
+done
+iptables -t nat -S POSTROUTING | grep 'name: \\"geoverdict\\"' | while read -r rule; do
+    chain="${rule##*-j }"
+    eval "iptables -t nat ${rule/-A/-D}" && iptables -t nat -F "$chain" && iptables -t nat -X "$chain"
+done
+rm -rf "$run/cni/ipam"
+# The kernel parameters as they were before up.sh
+if [ -f "$run/sysctl.saved" ]; then
+    while IFS= read -r setting; do sysctl -qw "$setting" 2>/dev/null; done <"$run/sysctl.saved"
+    rm -f "$run/sysctl.saved"
+fi
 grep -qs " /run/geoverdict-containerd" /proc/mounts && \
     grep " /run/geoverdict-containerd" /proc/mounts | awk '{print $2}' | sort -r | xargs -r umount 2>/dev/null
 grep -s "$run/kubelet" /proc/mounts | awk '{print $2}' | sort -r | xargs -r umount 2>/dev/null

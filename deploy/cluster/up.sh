@@ -61,6 +61,15 @@ wait_for() {
     say "$what ready"
 }
 
+# The kubelet and kube-proxy set kernel parameters for themselves (overcommit, panic on oops,
+# local routing): what they were before is kept once, and down.sh puts it back.
+if [ ! -f "$run/sysctl.saved" ]; then
+    for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
+        kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet; do
+        echo "$key=$(sysctl -n "$key")"
+    done >"$run/sysctl.saved"
+fi
+
 # --- certificates and credentials (made once) -------------------------------------------------
 cert() {  # cert NAME CN SANS [CA]: a key and a certificate signed by CA (default: ca)
     local name="$1" cn="$2" sans="$3" ca="${4:-ca}"

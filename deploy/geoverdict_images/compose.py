@@ -261,8 +261,8 @@ def check(
 
 
 def _scraped(timeout_s: float) -> dict[str, str]:
-    """Each Prometheus job's target health, once the consumer and TorchServe are scraped up
-    (Prometheus scrapes every 15 s) or `timeout_s` passed."""
+    """Each Prometheus job's target health, once the consumer, TorchServe and Redis are scraped
+    up (Prometheus scrapes every 15 s) or `timeout_s` passed."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -275,7 +275,7 @@ def _scraped(timeout_s: float) -> dict[str, str]:
             job = target["labels"]["job"]
             health = target["health"]
             jobs[job] = health if jobs.get(job, health) == health else "mixed"
-        wanted = ("geoverdict-consumer", "torchserve")
+        wanted = ("geoverdict-consumer", "torchserve", "redis")
         if all(jobs.get(j) == "up" for j in wanted) or time.monotonic() > deadline:
             jobs.setdefault("triton", "none")  # docker-compose.triton.yml's, not started
             return dict(sorted(jobs.items()))
