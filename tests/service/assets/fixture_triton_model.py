@@ -5,8 +5,13 @@ import os
 import site
 import sys
 
+# As the product's entry point (geoverdict_modelserver.triton_repository.BOOTSTRAP): PYTHONPATH
+# ahead of what the stub found by itself, which is an activated virtual environment's numpy 2
+# when PATH's python3 is that environment's (numpy 2 misreads Triton's BYTES tensors).
+_found = list(sys.path)
 for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
     site.addsitedir(entry)
+sys.path[:] = [p for p in sys.path if p not in _found] + _found
 sys.path.insert(0, os.path.dirname(__file__))
 
 import json  # noqa: E402
