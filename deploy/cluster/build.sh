@@ -18,12 +18,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="$root/.cache/cluster"
 bin="$cache/bin"
 mkdir -p "$bin"
-command -v go >/dev/null || { echo "go not found: cannot build the cluster's binaries" >&2; exit 3; }
+need_go() { command -v go >/dev/null || { echo "go not found: cannot build $1" >&2; exit 3; }; }
 
 kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 missing=0
 for tool in "${kube_tools[@]}"; do [ -x "$bin/$tool" ] || missing=1; done
 if [ "$missing" = 1 ]; then
+    need_go "Kubernetes $KUBERNETES_VERSION"
     builder="$cache/kubernetes-builder"
     mkdir -p "$builder"
     go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" >/dev/null
@@ -58,6 +59,7 @@ if [ "$missing" = 1 ]; then
 fi
 
 if [ ! -x "$bin/keda" ] || [ ! -x "$bin/keda-adapter" ]; then
+    need_go "KEDA $KEDA_VERSION"
     builder="$cache/keda-builder"
     mkdir -p "$builder"
     export GOTOOLCHAIN="$KEDA_GO"
@@ -81,6 +83,7 @@ if [ ! -x "$bin/keda" ] || [ ! -x "$bin/keda-adapter" ]; then
     done
 fi
 if [ ! -x "$bin/coredns" ]; then
+    need_go "CoreDNS $COREDNS_VERSION"
     echo "building CoreDNS $COREDNS_VERSION" >&2
     GOTOOLCHAIN=local GOBIN="$cache/coredns.tmp" CGO_ENABLED=0 \
         go install -trimpath -ldflags=-s "github.com/coredns/coredns@$COREDNS_VERSION" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The images the cluster runs, from podman's storage into containerd's k8s.io namespace (up.sh
 # runs this): geoverdict's own (`geoverdict images build --stand-ins consumer torchserve`) and
-# the stand-ins for the third-party images the chart names (`geoverdict images build-stand-ins`;
+# the stand-ins for the third-party images the chart names (`geoverdict images stand-ins`;
 # registries are out of reach here). An image is imported again only when podman's copy
 # changed (its id is stamped).
 set -euo pipefail
