@@ -10,8 +10,10 @@ import subprocess
 from pathlib import Path
 
 from geoverdict_cluster.exceptions import ClusterError
+from geoverdict_images.exceptions import ImagesError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ClusterError,)
+# The proof runs podman and kcat through the images' helpers, whose errors are in words too.
+USER_ERRORS: tuple[type[Exception], ...] = (ClusterError, ImagesError)
 # The proof publishes photos made by the images' checks, as events the service defines.
 REQUIRES = ("geoverdict_images", "geoverdict_service")
 

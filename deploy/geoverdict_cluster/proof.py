@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -26,7 +27,6 @@ RELEASE = "geoverdict"
 CONSUMER = f"{RELEASE}-consumer"
 KAFKA_CONTAINER = "geoverdict-cluster-kafka"
 KAFKA_PORT = 19092
-KAFKA_IMAGE = "localhost/geoverdict-stand-in/kafka:compose"
 TOPICS = ("geoverdict.images", "geoverdict.verdicts", "geoverdict.dead-letters")
 GROUP = "geoverdict"  # the chart's config.consumer.group_id
 PARTITIONS = 6  # the chart's consumer.autoscaling.keda.maxReplicas in deploy/cluster/values.yaml
@@ -55,8 +55,6 @@ class Tools:
 
     @classmethod
     def find(cls) -> Tools:
-        import os  # noqa: PLC0415
-
         kubeconfig = run_dir() / "admin.kubeconfig"
         if not kubeconfig.is_file():
             raise ClusterError("no cluster: `geoverdict cluster up` first")
@@ -132,11 +130,13 @@ class ClusterProof:
 def start_kafka(host_ip: str) -> str:
     """A fresh single-node Kafka (the compose stand-in image, host networking) advertised on
     this machine's address, with the three topics; its bootstrap address."""
+    from geoverdict_images.images import STAND_INS  # noqa: PLC0415
     from geoverdict_images.podman import Podman  # noqa: PLC0415
 
+    image = str(STAND_INS["kafka"].alias)
     podman = Podman()
-    if not podman.exists(KAFKA_IMAGE):
-        raise ClusterError(f"no {KAFKA_IMAGE}: `geoverdict images stand-ins kafka` first")
+    if not podman.exists(image):
+        raise ClusterError(f"no {image}: `geoverdict images stand-ins kafka` first")
     podman.succeeds("rm", "-f", KAFKA_CONTAINER)
     env = {
         "KAFKA_NODE_ID": "1",
@@ -159,7 +159,7 @@ def start_kafka(host_ip: str) -> str:
     args = ["run", "-d", "--name", KAFKA_CONTAINER, "--network", "host"]
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
-    podman.run(*args, KAFKA_IMAGE)
+    podman.run(*args, image)
     bootstrap = f"{host_ip}:{KAFKA_PORT}"
     check = ["exec", KAFKA_CONTAINER, "/opt/kafka/bin/kafka-broker-api-versions.sh"]
     deadline = time.monotonic() + 120
@@ -322,22 +322,9 @@ def restarts(tools: Tools, pod: str) -> int:
     return int(out or 0)
 
 
-def answered(tools: Tools, bootstrap: str, ids: set[str]) -> tuple[list[str], list[str]]:
-    """Every key on the verdict and dead-letter topics, read_committed, by kcat."""
-    found = []
-    for topic in TOPICS[1:]:
-        out = tools.run(
-            tools.kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
-            "-X", "isolation.level=read_committed", "-f", "%k\\n",
-            timeout=120,
-        )  # fmt: skip
-        found.append([k for k in out.splitlines() if k in ids])
-    return found[0], found[1]
-
-
 def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> ClusterProof:
     """Run the proof end to end (the cluster must be up)."""
-    from geoverdict_images.checks import photos, publish  # noqa: PLC0415
+    from geoverdict_images.checks import answer_keys, photos, publish, tally  # noqa: PLC0415
     from geoverdict_images.podman import Podman  # noqa: PLC0415
 
     tools = Tools.find()
@@ -359,10 +346,10 @@ def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> Cluster
     deadline = time.monotonic() + timeout_s
     crashed: dict[str, Any] | None = None
     while True:
-        verdicts, dead = answered(tools, bootstrap, ids)
-        if set(verdicts) | set(dead) >= ids or time.monotonic() > deadline:
+        verdicts, dead = answer_keys(tools.kcat, bootstrap, TOPICS[1:])
+        done = len(ids & {*verdicts, *dead})
+        if done == len(ids) or time.monotonic() > deadline:
             break
-        done = len(set(verdicts) | set(dead))
         if crashed is not None and not crashed.get("restarts"):
             with contextlib.suppress(ClusterError):  # gone: scaled away
                 crashed["restarts"] = restarts(tools, crashed["pod"])
@@ -373,12 +360,7 @@ def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> Cluster
             log.info(
                 "killed consumer %s (SIGKILL) with %d of %d answered", crashed["pod"], done, events
             )
-        log.info(
-            "%d of %d answered; %d consumers",
-            len(set(verdicts) | set(dead)),
-            events,
-            sampler.latest(),
-        )
+        log.info("%d of %d answered; %d consumers", done, events, sampler.latest())
         time.sleep(10)
     answered_s = round(time.monotonic() - sampler.started, 1)
     log.info("answered after %.0f s; waiting for the consumers to scale back down", answered_s)
@@ -388,8 +370,7 @@ def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> Cluster
     time.sleep(10)
     sampler.done.set()
     sampler.join()
-    verdicts, dead = answered(tools, bootstrap, ids)
-    keys = verdicts + dead
+    counted = tally(ids, *answer_keys(tools.kcat, bootstrap, TOPICS[1:]))
     peak = max((int(c) for _, c in sampler.desired), default=0)
     up_at = next((t for t, c in sampler.desired if c > minimum), None)
     peak_at = next((t for t, c in sampler.desired if c == peak), 0.0)
@@ -411,10 +392,10 @@ def prove(events: int, crash: bool = True, timeout_s: float = 1800.0) -> Cluster
         max_replicas=peak,
         scaled_up_after_s=up_at,
         back_to_min_after_s=down_at,
-        verdicts=len(verdicts),
-        dead_letters=len(dead),
-        missing=len(ids - set(keys)),
-        duplicated=len(keys) - len(set(keys)),
+        verdicts=counted.verdicts,
+        dead_letters=counted.dead_letters,
+        missing=counted.missing,
+        duplicated=counted.duplicated,
         crashed=crashed,
         not_enforced=[
             "NetworkPolicy: the CNI bridge plugin does not enforce policies (accepted only)"

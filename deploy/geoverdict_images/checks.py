@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,16 +116,15 @@ def check_consumer(
                 raise
             finally:
                 podman.run("rm", "-f", name)
-    verdicts, dead = keys
-    answered = verdicts + dead
+    counted = tally(ids, *keys)
     return ConsumerCheck(
         image=image,
         user=uid,
         events=len(ids),
-        verdicts=len(verdicts),
-        dead_letters=len(dead),
-        missing=len(set(ids) - set(answered)),
-        duplicated=len(answered) - len(set(answered)),
+        verdicts=counted.verdicts,
+        dead_letters=counted.dead_letters,
+        missing=counted.missing,
+        duplicated=counted.duplicated,
         seconds=round(time.monotonic() - started, 1),
     )
 
@@ -147,23 +146,54 @@ def publish(bootstrap: str, topic: str, photos: list[bytes], post_prefix: str) -
     return ids
 
 
+@dataclass(frozen=True)
+class Tally:
+    """How the events `ids` were answered, from the keys read off the verdict and dead-letter
+    topics (keys of other events ignored)."""
+
+    verdicts: int
+    dead_letters: int
+    missing: int
+    duplicated: int
+
+
+def tally(ids: Iterable[str], verdicts: list[str], dead: list[str]) -> Tally:
+    wanted = set(ids)
+    mine = [k for k in verdicts if k in wanted], [k for k in dead if k in wanted]
+    answered = mine[0] + mine[1]
+    return Tally(
+        verdicts=len(mine[0]),
+        dead_letters=len(mine[1]),
+        missing=len(wanted - set(answered)),
+        duplicated=len(answered) - len(set(answered)),
+    )
+
+
 def wait_for_keys(
-    kcat: str, bootstrap: str, topics: tuple[str, ...], ids: list[str], timeout_s: float
+    kcat: str, bootstrap: str, topics: tuple[str, ...], ids: Iterable[str], timeout_s: float
 ) -> tuple[list[str], list[str]]:
     """The record keys of the verdict and dead-letter topics, once every one of `ids` is among
     them or `timeout_s` has passed."""
+    wanted = set(ids)
     deadline = time.monotonic() + timeout_s
     while True:
-        found = [_keys(kcat, bootstrap, topic) for topic in topics]
-        if set(ids) <= set(found[0] + found[1]) or time.monotonic() > deadline:
-            return found[0], found[1]
+        verdicts, dead = answer_keys(kcat, bootstrap, topics)
+        if wanted <= set(verdicts + dead) or time.monotonic() > deadline:
+            return verdicts, dead
         time.sleep(2.0)
+
+
+def answer_keys(kcat: str, bootstrap: str, topics: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Every record key of the verdict and the dead-letter topic (`topics`, in that order),
+    read by kcat as a subscriber would: read_committed, from the beginning."""
+    verdicts, dead = (_keys(kcat, bootstrap, topic) for topic in topics)
+    return verdicts, dead
 
 
 def _keys(kcat: str, bootstrap: str, topic: str) -> list[str]:
     command = [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
     command += ["-X", "isolation.level=read_committed", "-f", "%k\\n"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise ImagesError(f"kcat could not read {topic}: {done.stderr.strip()}")
     return [line for line in done.stdout.splitlines() if line]

@@ -234,7 +234,7 @@ def check(
 ) -> ComposeCheck:
     """Publish `photos` to the compose Kafka, count the answers with kcat, ask Prometheus what
     it scrapes."""
-    from geoverdict_images.checks import publish, wait_for_keys  # noqa: PLC0415
+    from geoverdict_images.checks import publish, tally, wait_for_keys  # noqa: PLC0415
 
     kcat = shutil.which("kcat")
     if kcat is None:
@@ -244,16 +244,16 @@ def check(
     ids = publish(EXTERNAL_KAFKA, topics[0], photos, f"compose-check-{secrets.token_hex(4)}")
     verdicts, dead = wait_for_keys(kcat, EXTERNAL_KAFKA, topics[1:], ids, timeout_s)
     answer_s = round(time.monotonic() - started, 1)
-    answered = [k for k in verdicts + dead if k in set(ids)]
+    counted = tally(ids, verdicts, dead)
     scraped = _scraped(timeout_s=60.0)
     return ComposeCheck(
         services=[s.name for s in start_order(compose.services)],
         up_s=up_s,
         events=len(ids),
-        verdicts=len([k for k in verdicts if k in set(ids)]),
-        dead_letters=len([k for k in dead if k in set(ids)]),
-        missing=len(set(ids) - set(answered)),
-        duplicated=len(answered) - len(set(answered)),
+        verdicts=counted.verdicts,
+        dead_letters=counted.dead_letters,
+        missing=counted.missing,
+        duplicated=counted.duplicated,
         answer_s=answer_s,
         scraped=scraped,
         not_started=sorted(s.name for s in compose.services.values() if s.profiles),

@@ -159,16 +159,16 @@ STAND_INS = {
         BOOKWORM,
         alias=COMPOSE_TAG.format("prometheus"),
     ),
+    "nginx": StandIn(
+        "nginx",
+        "nginxinc/nginx-unprivileged:1.29-alpine",
+        BOOKWORM,
+        alias=COMPOSE_TAG.format("nginx"),
+    ),
+    "pause": StandIn(
+        "pause", "registry.k8s.io/pause:3.10", BOOKWORM, alias=COMPOSE_TAG.format("pause")
+    ),
 }
-STAND_INS["nginx"] = StandIn(
-    "nginx",
-    "nginxinc/nginx-unprivileged:1.29-alpine",
-    BOOKWORM,
-    alias=COMPOSE_TAG.format("nginx"),
-)
-STAND_INS["pause"] = StandIn(
-    "pause", "registry.k8s.io/pause:3.10", BOOKWORM, alias=COMPOSE_TAG.format("pause")
-)
 # What docker-compose.stand-ins.yml runs in place of images that cannot be pulled here, and
 # what the one-node cluster (deploy/cluster/) runs for the chart's third-party images.
 COMPOSE_STAND_INS = tuple(STAND_INS[n] for n in ("kafka", "redis", "redis-exporter", "prometheus"))
